@@ -1,0 +1,58 @@
+"""The objective library: pure functions ``GroupBatch -> (loss, metrics)`` and their registry.
+
+Importing this package registers every objective. Typical use::
+
+    from geobench.objectives import GroupBatch, make_objective
+    loss_fn = make_objective("opo", alpha=0.4, mu=1.0)
+    loss, metrics = loss_fn(batch)
+"""
+
+from geobench.objectives import listwise, opo, pairwise, policy_gradient  # noqa: F401  (registration)
+from geobench.objectives.advantages import (
+    StageTargets,
+    group_advantages,
+    informative_groups,
+    listwise_target,
+    overlong_penalty,
+    plackett_luce_stages,
+    softmax_target,
+    top1_target,
+)
+from geobench.objectives.aggregation import AGG_MODES, aggregate, masked_mean
+from geobench.objectives.batch import GroupBatch
+from geobench.objectives.listwise import listwise_cross_entropy
+from geobench.objectives.pairwise import bradley_terry
+from geobench.objectives.policy_gradient import clipped_surrogate, sample_kl
+from geobench.objectives.registry import REGISTRY, Geometry, Objective, get_objective, make_objective
+from geobench.objectives.temperature import GuardedTemperature, candidate_confidence, entropy_reward_temperature
+from geobench.objectives.trpo_step import TRPOStep, conjugate_gradient, natural_gradient_step
+
+__all__ = [
+    "AGG_MODES",
+    "REGISTRY",
+    "Geometry",
+    "GroupBatch",
+    "GuardedTemperature",
+    "Objective",
+    "StageTargets",
+    "TRPOStep",
+    "aggregate",
+    "bradley_terry",
+    "candidate_confidence",
+    "clipped_surrogate",
+    "conjugate_gradient",
+    "entropy_reward_temperature",
+    "get_objective",
+    "group_advantages",
+    "informative_groups",
+    "listwise_cross_entropy",
+    "listwise_target",
+    "make_objective",
+    "masked_mean",
+    "natural_gradient_step",
+    "overlong_penalty",
+    "plackett_luce_stages",
+    "sample_kl",
+    "softmax_target",
+    "top1_target",
+]

@@ -1,0 +1,61 @@
+"""Loss aggregation over a (B, G, T) token-loss tensor: the one function every objective uses.
+
+The modes follow verl's ``agg_loss`` so that a loss computed here and one computed there
+agree for the same mode:
+
+- ``token-mean``: sum of all token losses / number of real tokens (DAPO's token-level
+  policy gradient).
+- ``seq-mean-token-mean``: mean over tokens inside each sequence, then mean over the
+  sequences that have at least one token (the original GRPO, GSPO Eq. 29).
+- ``seq-mean-token-sum``: sum over tokens inside each sequence, then mean over sequences.
+- ``seq-mean-token-sum-norm``: sum over all tokens / (number of sequences x a constant
+  horizon), the horizon defaulting to T (Dr. GRPO's length-unbiased form).
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from geobench.errors import ConfigError
+
+AGG_MODES = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm")
+
+
+def masked_mean(values: Tensor, mask: Tensor, dim: int | tuple[int, ...] | None = None) -> Tensor:
+    """Mean of ``values`` where ``mask`` is 1; 0 where the mask is empty."""
+    mask = mask.to(values.dtype)
+    total = (values * mask).sum() if dim is None else (values * mask).sum(dim)
+    count = mask.sum() if dim is None else mask.sum(dim)
+    return total / count.clamp(min=1.0)
+
+
+def check_agg_mode(mode: str) -> None:
+    if mode not in AGG_MODES:
+        raise ConfigError(f"unknown aggregation mode {mode!r}; valid modes: {', '.join(AGG_MODES)}")
+
+
+def aggregate(loss: Tensor, mask: Tensor, mode: str = "token-mean", horizon: int | None = None) -> Tensor:
+    """Reduce per-token losses to a scalar.
+
+    Args:
+        loss: (..., T) per-token losses; leading dims are flattened into sequences
+            (typically (B, G, T)).
+        mask: same shape as ``loss``; 1 for real tokens.
+        mode: one of :data:`AGG_MODES`.
+        horizon: the constant divisor of ``seq-mean-token-sum-norm``; defaults to T.
+
+    Returns:
+        A 0-dim tensor.
+    """
+    check_agg_mode(mode)
+    mask = mask.to(loss.dtype)
+    if mode == "token-mean":
+        return masked_mean(loss, mask)
+    seq_tokens = mask.sum(-1)  # (...,)
+    seq_sum = (loss * mask).sum(-1)
+    if mode == "seq-mean-token-sum-norm":
+        return seq_sum.sum() / (seq_sum.numel() * (horizon or loss.shape[-1]))
+    has_tokens = (seq_tokens > 0).to(loss.dtype)
+    if mode == "seq-mean-token-mean":
+        return masked_mean(seq_sum / seq_tokens.clamp(min=1.0), has_tokens)
+    return masked_mean(seq_sum, has_tokens)  # seq-mean-token-sum

@@ -1,0 +1,192 @@
+"""The objective registry: one name per objective, used verbatim everywhere.
+
+The registry key is the CLI's ``--algo``/``--methods`` value, the config files' name, the
+CSV ``variant`` column and the figure legend. Each entry carries the pure loss function,
+its hyperparameter defaults (read from the function's signature, optionally overridden
+per entry, e.g. ``grpo`` vs ``ppo``), and its geometry, from which the papers' taxonomy
+tables are generated.
+
+Validation lives here, not in the loss functions: :meth:`Objective.bind` checks names and
+ranges once, so the functions themselves stay branch-free on the hot path.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Callable
+
+from torch import Tensor
+
+from geobench.errors import ConfigError
+from geobench.objectives.advantages import ADVANTAGE_MODES, TARGETS
+from geobench.objectives.aggregation import AGG_MODES
+
+LossFn = Callable[..., tuple[Tensor, dict[str, Tensor]]]
+FEEDBACK = ("sampled", "pairwise", "listwise")
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Where an objective sits in the papers' taxonomies.
+
+    ``sampling`` and ``optimization`` are the columns of OPO Table 2; ``coordinates``,
+    ``target`` and ``behavior`` those of ADPO Table 1; ``space``, ``center``, ``metric`` and
+    ``trust_region`` those of ADPO Table 3.
+    """
+
+    sampling: str
+    optimization: str
+    coordinates: str
+    target: str
+    behavior: str = ""
+    space: str = ""
+    center: str = ""
+    metric: str = ""
+    trust_region: str = ""
+
+
+@dataclass(frozen=True)
+class Range:
+    """A closed or open real interval for a hyperparameter."""
+
+    low: float = -math.inf
+    high: float = math.inf
+    low_open: bool = False
+    high_open: bool = False
+
+    def contains(self, value: float) -> bool:
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return above and below
+
+    def __str__(self) -> str:
+        left = "(" if self.low_open or self.low == -math.inf else "["
+        right = ")" if self.high_open or self.high == math.inf else "]"
+        return f"{left}{_fmt(self.low)}, {_fmt(self.high)}{right}"
+
+
+def _fmt(x: float) -> str:
+    return "inf" if x == math.inf else "-inf" if x == -math.inf else f"{x:g}"
+
+
+POSITIVE = Range(0.0, low_open=True)
+UNIT = Range(0.0, 1.0)
+NONNEG = Range(0.0)
+
+# Valid values by hyperparameter name, shared by every objective that takes the name.
+BOUNDS: dict[str, Range | tuple[str, ...]] = {
+    "alpha": UNIT,
+    "mu": POSITIVE,
+    "tau": POSITIVE,
+    "beta": POSITIVE,
+    "beta_r": POSITIVE,
+    "temperature": POSITIVE,
+    "label_temperature": POSITIVE,
+    "clip_low": Range(0.0, 1.0, high_open=True),
+    "clip_high": NONNEG,
+    "dual_clip": Range(1.0, low_open=True),
+    "label_smoothing": Range(0.0, 0.5),
+    "agg": AGG_MODES,
+    "advantage": ADVANTAGE_MODES,
+    "target": TARGETS,
+    "drive": ("escort", "advantage"),
+    "escort_norm": ("batch", "group"),
+    "ratio": ("log", "exact"),
+    "seq_logratio": ("sum", "mean"),
+    "kl_estimator": ("k1", "k3"),
+}
+
+
+@dataclass(frozen=True)
+class Objective:
+    """A registered objective: ``bind(**hparams)`` gives a validated ``batch -> (loss, metrics)``."""
+
+    name: str
+    fn: LossFn
+    geometry: Geometry
+    feedback: str
+    paper: str
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self, hparams: dict[str, Any]) -> dict[str, Any]:
+        """Defaults merged with ``hparams``, after checking every name and range."""
+        unknown = sorted(set(hparams) - set(self.defaults))
+        if unknown:
+            valid = ", ".join(sorted(self.defaults)) or "none"
+            raise ConfigError(f"{self.name}: unknown hyperparameter {unknown[0]!r}; valid: {valid}")
+        merged = {**self.defaults, **hparams}
+        for key, value in merged.items():
+            _check(self.name, key, value, BOUNDS.get(key))
+        return merged
+
+    def bind(self, **hparams: Any) -> Callable[..., tuple[Tensor, dict[str, Tensor]]]:
+        return partial(self.fn, **self.validate(hparams))
+
+    def __call__(self, batch: Any, **hparams: Any) -> tuple[Tensor, dict[str, Tensor]]:
+        return self.bind(**hparams)(batch)
+
+
+def _check(objective: str, key: str, value: Any, bound: Range | tuple[str, ...] | None) -> None:
+    if bound is None or value is None:
+        return
+    if isinstance(bound, tuple):
+        if value not in bound:
+            raise ConfigError(f"{objective}: {key} must be one of {', '.join(bound)}; got {value!r}")
+        return
+    if isinstance(value, Tensor):
+        ok = bool(((value > bound.low) if bound.low_open else (value >= bound.low)).all()) and bool(
+            ((value < bound.high) if bound.high_open else (value <= bound.high)).all()
+        )
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        ok = bound.contains(float(value))
+    else:
+        raise ConfigError(f"{objective}: {key} must be a number in {bound}; got {value!r}")
+    if not ok:
+        raise ConfigError(f"{objective}: {key} must be in {bound}; got {value!r}")
+
+
+REGISTRY: dict[str, Objective] = {}
+
+
+def objective(
+    name: str, *, geometry: Geometry, feedback: str, paper: str, **overrides: Any
+) -> Callable[[LossFn], LossFn]:
+    """Register ``fn`` under ``name``; stack the decorator to register variants.
+
+    ``overrides`` replace the defaults of ``fn``'s keyword-only hyperparameters for this
+    entry only (``ppo`` and ``grpo`` share one function and differ in their advantage).
+    """
+    if feedback not in FEEDBACK:
+        raise ValueError(f"feedback must be one of {FEEDBACK}")
+
+    def decorate(fn: LossFn) -> LossFn:
+        params = inspect.signature(fn).parameters.values()
+        defaults = {p.name: p.default for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY}
+        bad = set(overrides) - set(defaults)
+        if bad:
+            raise TypeError(f"{name}: overrides {sorted(bad)} are not hyperparameters of {fn.__name__}")
+        if name in REGISTRY:
+            raise ValueError(f"objective {name!r} registered twice")
+        entry = Objective(name, fn, geometry, feedback, paper, {**defaults, **overrides})
+        for key, value in entry.defaults.items():
+            _check(name, key, value, BOUNDS.get(key))
+        REGISTRY[name] = entry
+        return fn
+
+    return decorate
+
+
+def get_objective(name: str) -> Objective:
+    """The registered objective ``name``, or a one-line error listing the valid names."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise ConfigError(f"unknown algorithm {name!r}; valid: {', '.join(sorted(REGISTRY))}") from None
+
+
+def make_objective(name: str, **hparams: Any) -> Callable[..., tuple[Tensor, dict[str, Tensor]]]:
+    """Look up ``name`` and bind validated hyperparameters: the usual entry point."""
+    return get_objective(name).bind(**hparams)

@@ -1,0 +1,23 @@
+"""Shared fixtures: a ragged random group batch."""
+
+import pytest
+import torch
+
+from geobench.objectives import GroupBatch
+
+
+def random_batch(b: int = 3, g: int = 4, t: int = 6, seed: int = 0, spread: float = 0.3) -> GroupBatch:
+    """Log-probs with ragged masks (every sequence keeps >= 1 token), old/ref perturbed."""
+    gen = torch.Generator().manual_seed(seed)
+    logp = (-torch.rand(b, g, t, generator=gen) * 3).requires_grad_(True)
+    lengths = torch.randint(1, t + 1, (b, g), generator=gen)
+    mask = (torch.arange(t) < lengths.unsqueeze(-1)).float()
+    old = logp.detach() + spread * torch.randn(b, g, t, generator=gen)
+    ref = logp.detach() + spread * torch.randn(b, g, t, generator=gen)
+    rewards = torch.randint(0, 3, (b, g), generator=gen).float()
+    return GroupBatch(logp=logp, mask=mask, rewards=rewards, old_logp=old, ref_logp=ref)
+
+
+@pytest.fixture
+def batch() -> GroupBatch:
+    return random_batch()

@@ -1,0 +1,3 @@
+from geobench.cli import main
+
+main()

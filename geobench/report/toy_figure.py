@@ -1,0 +1,49 @@
+"""OPO Fig. 3 from ``saturation.csv``: |dL/dz| against p, linear and log (p >= 0.5) panels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from geobench.report.style import style
+
+_ORDER = ("sft", "dpo", "grpo", "dapo", "gspo", "opo")
+# Curves that coincide exactly and would hide one another: GSPO equals GRPO when T = 1,
+# and DPO with beta = 1 has SFT's gradient 1 - p. Draw the second of each pair dashed.
+_DASHED = {"gspo", "dpo"}
+_READING_TITLE = {
+    "anchored-logit": "anchored-logit reading: Delta = z - z_ref",
+    "exact": "exact reading: Delta = log pi - log pi_ref",
+}
+
+
+def saturation_figure(frame: pd.DataFrame, log_floor: float, caption: str = "") -> Figure:
+    """Two panels per coordinate reading: (a) |grad| vs p, (b) p >= 0.5, log scale.
+
+    Exact zeros (gradients switched off by a clip) are drawn at ``log_floor`` on the log
+    panel, marked by a dotted line; the caption says so.
+    """
+    readings = [r for r in _READING_TITLE if r in set(frame["coordinates"])]
+    fig = Figure(figsize=(11, 3.6 * len(readings) + 0.6), layout="constrained")
+    axes = fig.subplots(len(readings), 2, squeeze=False)
+    variants = [v for v in _ORDER if v in set(frame["variant"])] + sorted(set(frame["variant"]) - set(_ORDER))
+    for row, reading in zip(axes, readings):
+        part = frame[(frame["coordinates"] == reading) & (frame["metric"] == "grad_abs")]
+        for variant in variants:
+            curve = part[part["variant"] == variant].sort_values("p")
+            kw = style(variant)
+            kw.pop("marker")
+            dashed = variant in _DASHED
+            row[0].plot(curve["p"], curve["value"], lw=1.6, ls="--" if dashed else "-", **kw)
+            high = curve[curve["p"] >= 0.5]
+            row[1].plot(high["p"], np.maximum(high["value"], log_floor), lw=1.6, ls="--" if dashed else "-", **kw)
+        row[0].set(xlabel="confidence p = sigmoid(z)", ylabel="|dL/dz| (per context)", title=f"(a) {_READING_TITLE[reading]}")
+        row[1].set(yscale="log", xlabel="confidence p = sigmoid(z)", ylabel="|dL/dz| (log)", title="(b) zoom p >= 0.5")
+        row[1].axhline(log_floor, color="0.6", lw=0.8, ls=":")
+        row[0].grid(alpha=0.3)
+        row[1].grid(alpha=0.3, which="both")
+    axes[0][0].legend(ncols=3, fontsize=8)
+    if caption:
+        fig.suptitle(caption, fontsize=9)
+    return fig

@@ -1,0 +1,160 @@
+"""Run directories: tidy CSVs as the single source of truth, written atomically, resumable.
+
+A sweep is a set of *cells* (one objective x scenario x ..., all seeds). Each finished
+cell is written to ``DIR/cells/<config hash>/<cell>.csv`` by an atomic rename, so a sweep
+killed half way and rerun with the same config skips the cells already on disk; a
+changed config hashes elsewhere and starts clean. ``finish`` merges the cells into
+``DIR/<name>.csv`` (rows sorted, so the same seed gives the same bytes) and writes
+``DIR/run.json`` with everything needed to rerun: resolved config, exact command, git
+commit, package versions and wall time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import platform
+import re
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import pandas as pd
+
+from geobench.errors import ConfigError
+
+BASE_COLUMNS = ("experiment", "variant", "seed", "step", "metric", "value")
+_PACKAGES = ("geobench", "torch", "numpy", "pandas", "matplotlib", "gymnasium", "stable-baselines3", "transformers")
+_FLOAT_FORMAT = "%.10g"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temp file in the same folder and ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_csv(frame: pd.DataFrame, path: Path) -> None:
+    """Atomically write a tidy frame with a fixed float format (byte-stable across runs)."""
+    atomic_write_text(path, frame.to_csv(index=False, float_format=_FLOAT_FORMAT, lineterminator="\n"))
+
+
+def config_dict(config: Any) -> dict[str, Any]:
+    """A dataclass config as plain JSON-able data (tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(config), default=str))
+
+
+def config_hash(config: Any) -> str:
+    """12 hex digits identifying a resolved config (the folder its cells live in)."""
+    blob = json.dumps(config_dict(config), sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def _slug(key: Mapping[str, Any]) -> str:
+    text = "__".join(f"{k}={v}" for k, v in key.items())
+    return re.sub(r"[^A-Za-z0-9=._-]+", "-", text)
+
+
+class RunDir:
+    """One experiment's output folder (``--out``)."""
+
+    def __init__(self, path: Path | str, experiment: str, config: Any):
+        self.path = Path(path)
+        self.experiment = experiment
+        self.config = config
+        self.cells = self.path / "cells" / config_hash(config)
+        self.started = time.time()
+        self.resumed = 0
+
+    def cell_path(self, key: Mapping[str, Any]) -> Path:
+        return self.cells / f"{_slug(key)}.csv"
+
+    def done(self, key: Mapping[str, Any]) -> bool:
+        """True if this cell was already finished under the same config (counted as resumed)."""
+        finished = self.cell_path(key).exists()
+        self.resumed += finished
+        return finished
+
+    def write_cell(self, key: Mapping[str, Any], rows: pd.DataFrame | Iterable[Mapping[str, Any]]) -> None:
+        """Write one finished cell; ``rows`` need the base columns except ``experiment``."""
+        frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
+        frame = frame.assign(experiment=self.experiment)
+        missing = [c for c in BASE_COLUMNS if c not in frame.columns]
+        if missing:
+            raise ValueError(f"cell {dict(key)} lacks columns {missing}")
+        write_csv(frame, self.cell_path(key))
+
+    def finish(self, name: str, profile: str, extra: Mapping[str, Any] | None = None) -> Path:
+        """Merge all cells into ``DIR/<name>.csv`` and write ``DIR/run.json``; returns the CSV path."""
+        files = sorted(self.cells.glob("*.csv"))
+        if not files:
+            raise ConfigError(f"no finished cells under {self.cells}; nothing to write")
+        frame = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
+        keys = [c for c in frame.columns if c not in BASE_COLUMNS]
+        frame = frame[list(BASE_COLUMNS[:2]) + keys + list(BASE_COLUMNS[2:])]
+        frame = frame.sort_values([c for c in frame.columns if c != "value"], kind="stable")
+        out = self.path / f"{name}.csv"
+        write_csv(frame, out)
+        meta = {
+            "experiment": self.experiment,
+            "profile": profile,
+            "csv": out.name,
+            "rows": len(frame),
+            "cells": len(files),
+            "cells_resumed": self.resumed,
+            "config": config_dict(self.config),
+            "config_hash": config_hash(self.config),
+            "command": shlex.join(sys.argv),
+            "git_commit": _git("rev-parse", "HEAD"),
+            "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "packages": _versions(),
+            "wall_time_s": round(time.time() - self.started, 3),
+            **(extra or {}),
+        }
+        atomic_write_text(self.path / "run.json", json.dumps(meta, indent=2) + "\n")
+        return out
+
+
+def _git(*args: str) -> str:
+    try:
+        out = subprocess.run(
+            ["git", *args], capture_output=True, text=True, timeout=10, cwd=Path(__file__).resolve().parent
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 else "unknown"
+
+
+def _versions() -> dict[str, str]:
+    found = {}
+    for name in _PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def read_run(path: Path | str) -> tuple[pd.DataFrame, dict[str, Any]] | None:
+    """The CSV and metadata of a finished run folder, or None if it has not been run."""
+    meta_path = Path(path) / "run.json"
+    if not meta_path.exists():
+        return None
+    meta = json.loads(meta_path.read_text())
+    return pd.read_csv(Path(path) / meta["csv"]), meta

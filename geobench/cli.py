@@ -33,7 +33,8 @@ def toy_saturation(
     grid: Optional[int] = typer.Option(None, "--grid", help="Grid points over p (overrides the profile)."),
     objectives: Optional[str] = typer.Option(None, "--objectives", help="Comma-separated registry names."),
     config: Optional[Path] = typer.Option(None, "--config", help="A TOML file instead of experiments/opo_fig3.toml."),
-    figures: Optional[Path] = typer.Option(Path("figures"), "--figures", help="Where to draw opo_fig3; '' to skip."),
+    figures: Path = typer.Option(Path("figures"), "--figures", help="Where to draw opo_fig3 (PNG and PDF)."),
+    draw: bool = typer.Option(True, "--draw/--no-draw", help="Draw the figure after the run."),
     quiet: bool = QUIET,
 ) -> None:
     """OPO Fig. 3: |dL/dz| vs confidence on a binary logit, by autograd through each objective."""
@@ -43,7 +44,7 @@ def toy_saturation(
     overrides = {"grid_points": grid, "objectives": parse_list(objectives), "seed": seed}
     cfg = load_config(toy.ToyConfig, config or experiment_file("opo_fig3"), profile, overrides)
     console.print(f"wrote {toy.run(cfg, out, profile=profile, show_progress=not quiet)}")
-    if str(figures):
+    if draw:
         for path in draw_toy(out, figures):
             console.print(f"wrote {path}")
 

@@ -1,0 +1,34 @@
+# geobench: `make reproduce` runs the main job, `make test` the tests (both create .venv).
+PYTHON ?= python3
+VENV ?= .venv
+PROFILE ?= quick
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install reproduce test figures bench clean
+
+# torch is pinned and installed first: an unpinned torch pulls a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+reproduce: $(STAMP)
+	$(BIN)/geobench toy-saturation --profile $(PROFILE)
+	$(BIN)/geobench figures
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+figures: $(STAMP)
+	$(BIN)/geobench figures
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/toy_saturation.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -49,6 +49,53 @@ def toy_saturation(
             console.print(f"wrote {path}")
 
 
+@app.command("bandits")
+def bandits(
+    noise: str = typer.Option("all", "--noise", help="gaussian-outliers, shift, adversarial, cauchy, a comma list, or all."),
+    level: str = typer.Option("all", "--level", help="light, medium, heavy, a comma list, or all."),
+    methods: Optional[str] = typer.Option(None, "--methods", help="Comma-separated bandit methods (default: all)."),
+    hidden: Optional[str] = typer.Option(None, "--hidden", help="Comma-separated hidden sizes, e.g. 64,128,256."),
+    seeds: Optional[int] = typer.Option(None, "--seeds", help="Number of seeds (quick: 5, paper: 10)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="First seed; seeds are seed .. seed + seeds - 1."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Training steps (batches) per run."),
+    scaling: bool = typer.Option(False, "--scaling", help="Also run the model-scaling study (Fig. 2b)."),
+    out: Path = typer.Option(Path("results/bandits"), "--out", help="Run folder for CSV and run.json."),
+    profile: str = PROFILE,
+    config: Optional[Path] = typer.Option(None, "--config", help="A TOML file instead of experiments/adpo_fig2.toml."),
+    figures: Path = typer.Option(Path("figures"), "--figures", help="Where to draw adpo_fig2a/b and their tables."),
+    draw: bool = typer.Option(True, "--draw/--no-draw", help="Draw figures and tables after the run."),
+    quiet: bool = QUIET,
+) -> None:
+    """ADPO Fig. 2: WinMass of every method on 12 noisy bandit scenarios (and --scaling)."""
+    from geobench import bandits as bandit_study
+
+    overrides = {
+        "noises": _all_or_list(noise), "levels": _all_or_list(level), "methods": parse_list(methods),
+        "hidden": _int_list(hidden), "seeds": seeds, "seed": seed, "steps": steps, "scaling": scaling or None,
+    }
+    cfg = load_config(bandit_study.BanditConfig, config or experiment_file("adpo_fig2"), profile, overrides)
+    console.print(f"wrote {bandit_study.run(cfg, out, profile=profile, show_progress=not quiet)}")
+    if draw:
+        from geobench.report import draw_bandits
+
+        for path in draw_bandits(out, figures):
+            console.print(f"wrote {path}")
+
+
+def _all_or_list(text: str) -> tuple[str, ...] | None:
+    return None if text == "all" else parse_list(text)
+
+
+def _int_list(text: str | None) -> tuple[int, ...] | None:
+    values = parse_list(text)
+    if values is None:
+        return None
+    try:
+        return tuple(int(v) for v in values)
+    except ValueError:
+        raise ConfigError(f"expected comma-separated integers, got {text!r}") from None
+
+
 @app.command("objectives")
 def list_objectives() -> None:
     """List every registered objective with its feedback, geometry and source."""

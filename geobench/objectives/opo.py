@@ -17,10 +17,13 @@ from geobench.objectives.registry import Geometry, objective
 _LOG_RATIO_CLAMP = 20.0
 
 
-def escort_weights(adv: Tensor, ref_seq_logp: Tensor, alpha: float, norm: str, use_ref: bool) -> Tensor:
+def escort_weights(
+    adv: Tensor, ref_seq_logp: Tensor, alpha: float, norm: str, use_ref: bool, temperature: float = 1.0
+) -> Tensor:
     """Escort weights omega_alpha normalised to mean 1 (OPO Eq. 7 and Sec. 4.1).
 
-    log omega = (1 - alpha) A - (1 - alpha) sg(log pi_ref(y)); the unknown normaliser
+    log omega = (1 - alpha) A / T - (1 - alpha) sg(log pi_ref(y)), i.e. the oracle target
+    P* ~ exp(A / T) of Sec. 4.1 (T = 1 is Eq. 7 as printed); the unknown normaliser
     Z_alpha is estimated on the sample: omega = N softmax(log omega) over the mini-batch
     (``norm="batch"``, the paper's choice) or over each group of G (``norm="group"``), so
     that the sample mean is exactly 1 (Eq. 6). Working in log space keeps the
@@ -34,7 +37,7 @@ def escort_weights(adv: Tensor, ref_seq_logp: Tensor, alpha: float, norm: str, u
     Returns:
         (B, G) weights, detached.
     """
-    log_w = (1.0 - alpha) * adv
+    log_w = (1.0 - alpha) * adv / temperature
     if use_ref:
         log_w = log_w - (1.0 - alpha) * ref_seq_logp
     if norm == "group":
@@ -63,6 +66,7 @@ def opo(
     drive: str = "escort",
     escort_norm: str = "batch",
     escort_ref: bool = True,
+    temperature: float = 1.0,
     center: bool = True,
     ratio: str = "log",
     seq_logratio: str = "sum",
@@ -77,7 +81,9 @@ def opo(
       advantage itself (``drive="advantage"``, the alpha -> 1 reading of Remark 6.2).
       ``center`` subtracts each group's mean (Remark 6.2: the projection onto
       E_pi_k[v] = 0, taken per context since the conservation law is per context).
-    - ``mu``: the constant curvature; ``alpha``: the escort's sampling geometry.
+    - ``mu``: the constant curvature; ``alpha``: the escort's sampling geometry;
+      ``temperature`` T: the oracle P* ~ exp(A / T). The paper runs OPO with an "adaptive
+      tau with range [0.2, 1.5]" it does not define; this is where such a tau can enter.
 
     Shapes: batch (B, G, T); rewards (B, G); w and Delta (B, G).
     """
@@ -88,7 +94,7 @@ def opo(
     if seq_logratio == "mean":
         delta = delta / mask.sum(-1).clamp(min=1.0)
     if drive == "escort":
-        w = escort_weights(adv, batch.seq_logp("ref"), alpha, escort_norm, escort_ref)
+        w = escort_weights(adv, batch.seq_logp("ref"), alpha, escort_norm, escort_ref, temperature)
     else:
         w = adv.detach()
     if center:

@@ -12,7 +12,11 @@ from typing import Callable
 
 from matplotlib.figure import Figure
 
+import pandas as pd
+
 from geobench.config import EXPERIMENTS_DIR
+from geobench.report import bandits_report
+from geobench.report.markdown import markdown_table
 from geobench.report.taxonomy import taxonomy_tables
 from geobench.report.toy_figure import saturation_figure
 from geobench.results import atomic_write_text, read_run
@@ -45,6 +49,52 @@ def build_toy(results: Path, figures: Path) -> list[Path]:
     return draw_toy(results / "toy-saturation", figures)
 
 
+def draw_bandits(run_folder: Path, figures: Path) -> list[Path]:
+    """ADPO Fig. 2a/2b and their Markdown tables (with the claims) from a bandits run folder."""
+    run = read_run(run_folder)
+    if run is None:
+        raise FileNotFoundError(f"{run_folder} has no run.json: run `geobench bandits --scaling`")
+    frame, meta = run
+    config = meta["config"]
+    hidden = config["hidden"][0]
+    final = bandits_report.final_values(frame)
+    stats = bandits_report.summary(final)
+    ref = frame[(frame["variant"] == "reference") & (frame["hidden"] == hidden)]["value"]
+    reference = float(ref.mean()) if len(ref) else None
+    seeds = final["seed"].nunique()
+    basis = f"{meta['profile']} profile, {seeds} seeds, {config['steps']} steps, 95% bootstrap CIs"
+    paths = save_figure(
+        bandits_report.fig2a(stats, hidden, reference, f"ADPO Fig. 2a reproduction: final WinMass ({basis}); hidden {hidden}"),
+        figures, "adpo_fig2a",
+    )
+    scaling = (config["scaling_noise"], config["scaling_level"], tuple(config["scaling_hidden"]))
+    paper = pd.read_csv(EXPERIMENTS_DIR / "paper" / "adpo_fig2_claims.csv")
+    claims = bandits_report.claims(final, stats, paper, hidden, scaling)
+    has_scaling = stats[(stats["scenario"] == scaling[0]) & (stats["level"] == scaling[1])]["hidden"].nunique() > 1
+    if has_scaling:
+        caption = f"ADPO Fig. 2b reproduction: WinMass vs width on {scaling[0]}/{scaling[1]} ({basis})"
+        paths += save_figure(bandits_report.fig2b(stats, scaling[0], scaling[1], caption), figures, "adpo_fig2b")
+    ref_line = f"Reference policy (30 clean steps) WinMass: {reference:.3f}.\n\n" if reference is not None else ""
+    for panel in ("a", "b"):
+        rows = claims[claims["claim"].isin(paper[paper["panel"] == panel]["statement"])]
+        body = (
+            bandits_report.scenario_table(stats, hidden) if panel == "a"
+            else markdown_table(stats[(stats["scenario"] == scaling[0]) & (stats["level"] == scaling[1])]
+                                .pivot(index="variant", columns="hidden", values="mean").reset_index())
+            if has_scaling else "The scaling study was not run (`geobench bandits --scaling`).\n"
+        )
+        text = (f"### ADPO Fig. 2{panel}: ours ({basis})\n\n{ref_line}{body}\n"
+                f"#### The paper's claims beside ours\n\n{markdown_table(rows)}")
+        path = figures / f"adpo_fig2{panel}.md"
+        atomic_write_text(path, text)
+        paths.append(path)
+    return paths
+
+
+def build_bandits(results: Path, figures: Path) -> list[Path]:
+    return draw_bandits(results / "bandits", figures)
+
+
 def build_taxonomy(results: Path, figures: Path) -> list[Path]:
     paths = []
     for name, text in taxonomy_tables(EXPERIMENTS_DIR / "taxonomy.toml").items():
@@ -56,6 +106,7 @@ def build_taxonomy(results: Path, figures: Path) -> list[Path]:
 
 BUILDERS: dict[str, Callable[[Path, Path], list[Path]]] = {
     "opo_fig3": build_toy,
+    "adpo_fig2": build_bandits,
     "taxonomy": build_taxonomy,
 }
 

@@ -1,0 +1,130 @@
+"""ADPO Fig. 2: the bandit sweep (12 scenarios x methods) and the model-scaling study."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import pandas as pd
+
+from geobench.bandits.env import LEVELS, NOISES, BanditEnv, NoiseLevel
+from geobench.bandits.train import METHODS, TrainSettings, evaluate, get_method, pretrain_reference, train_cell
+from geobench.errors import ConfigError
+from geobench.objectives import get_objective
+from geobench.progress import progress_bar
+from geobench.results import RunDir
+
+EXPERIMENT = "bandits"
+
+
+@dataclass(frozen=True)
+class BanditConfig:
+    """Every setting of the bandit study; sources and reasons in ``experiments/adpo_fig2.toml``."""
+
+    noises: tuple[str, ...] = NOISES
+    levels: tuple[str, ...] = LEVELS
+    methods: tuple[str, ...] = tuple(METHODS)
+    hidden: tuple[int, ...] = (128,)
+    seeds: int = 5
+    seed: int = 0
+    steps: int = 300
+    batch_contexts: int = 64
+    samples_per_context: int = 4
+    epochs: int = 4
+    lr: float = 5e-4
+    weight_decay: float = 0.01
+    ref_steps: int = 30
+    dim: int = 8
+    items: int = 10
+    reward_hidden: int = 32
+    env_seed: int = 0
+    eval_contexts: int = 2048
+    eval_every: int = 25
+    trpo_max_kl: float = 0.01
+    trpo_damping: float = 0.1
+    trpo_cg_iters: int = 10
+    scaling: bool = False
+    scaling_noise: str = "cauchy"
+    scaling_level: str = "medium"
+    scaling_hidden: tuple[int, ...] = (64, 128, 256)
+    noise: Mapping[str, Mapping[str, Mapping[str, float]]] = field(default_factory=dict)
+    hparams: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check_names("noise", self.noises, NOISES)
+        _check_names("level", self.levels, LEVELS)
+        for name in self.methods:
+            method = get_method(name)
+            get_objective(method.objective).validate(dict(self.hparams.get(name, {})))
+        for noise in set(self.noises) | {self.scaling_noise}:
+            for level in set(self.levels) | {self.scaling_level}:
+                self.noise_level(noise, level)
+        if self.seeds < 1 or self.steps < 1:
+            raise ConfigError(f"seeds and steps must be >= 1; got {self.seeds}, {self.steps}")
+        if min(self.hidden + self.scaling_hidden) < 1:
+            raise ConfigError("hidden sizes must be positive")
+
+    def noise_level(self, noise: str, level: str) -> NoiseLevel:
+        _check_names("noise", (noise,), NOISES)
+        _check_names("level", (level,), LEVELS)
+        try:
+            return NoiseLevel(**self.noise[noise][level])
+        except KeyError:
+            raise ConfigError(f"the config gives no parameters for noise {noise!r} at level {level!r}") from None
+
+    def env(self) -> BanditEnv:
+        return BanditEnv(self.dim, self.items, self.reward_hidden, self.env_seed)
+
+    def settings(self) -> TrainSettings:
+        return TrainSettings(**{f: getattr(self, f) for f in TrainSettings.__dataclass_fields__})
+
+    def cells(self) -> list[tuple[str, str, int, str]]:
+        """(noise, level, hidden, method) for the main sweep, then the scaling study's extras."""
+        cells = [(n, lv, h, m) for n in self.noises for lv in self.levels for h in self.hidden for m in self.methods]
+        if self.scaling:
+            cells += [(self.scaling_noise, self.scaling_level, h, m) for h in self.scaling_hidden for m in self.methods]
+        return list(dict.fromkeys(cells))  # the scaling study shares its hidden-128 cells with the sweep
+
+
+def _check_names(kind: str, given: tuple[str, ...], valid: tuple[str, ...]) -> None:
+    for name in given:
+        if name not in valid:
+            raise ConfigError(f"unknown {kind} {name!r}; valid: {', '.join(valid)}, all")
+
+
+def run(config: BanditConfig, out: Path | str, *, profile: str = "custom", show_progress: bool = True) -> Path:
+    """Run every cell not already on disk; returns the merged CSV ``DIR/winmass.csv``."""
+    run_dir = RunDir(out, EXPERIMENT, config)
+    env, settings = config.env(), config.settings()
+    seeds = list(range(config.seed, config.seed + config.seeds))
+    cells = config.cells()
+    references: dict[int, Any] = {}
+    with progress_bar(show_progress) as bar:
+        task = bar.add_task("bandit cells", total=len(cells))
+        steps = bar.add_task("  steps", total=settings.steps)
+        for noise, level, hidden, method in cells:
+            key = {"scenario": noise, "level": level, "hidden": hidden, "variant": method}
+            bar.update(task, description=f"{noise}/{level} h={hidden} {method}")
+            if not run_dir.done(key):
+                if hidden not in references:
+                    references[hidden] = pretrain_reference(env, hidden, seeds, settings)
+                    _write_reference(run_dir, config, env, hidden, seeds, references[hidden], settings)
+                bar.reset(steps)
+                rows = train_cell(
+                    env, config.noise_level(noise, level), (noise, level, config.env_seed), method,
+                    config.hparams.get(method, {}), references[hidden], seeds, settings,
+                    on_step=lambda: bar.advance(steps),
+                )
+                run_dir.write_cell(key, rows.assign(**{k: v for k, v in key.items()}))
+            bar.advance(task)
+    return run_dir.finish("winmass", profile)
+
+
+def _write_reference(run_dir: RunDir, config: BanditConfig, env: BanditEnv, hidden: int, seeds: list[int],
+                     reference: Any, settings: TrainSettings) -> None:
+    """The reference policy's WinMass, once per hidden size (it sees no noise)."""
+    key = {"scenario": "clean", "level": "none", "hidden": hidden, "variant": "reference"}
+    values = evaluate(env, reference, settings.eval_contexts).tolist()
+    frame = pd.DataFrame({"seed": seeds, "step": 0, "metric": "winmass", "value": values})
+    run_dir.write_cell(key, frame.assign(**key))

@@ -1,0 +1,230 @@
+"""Training one bandit cell: every seed of (scenario, level, hidden, method) as one computation.
+
+Seeds are a leading axis of the MLP weights (:mod:`geobench.nn`); each seed's loss is the
+library objective applied to that seed's batch through ``torch.func.vmap``, so
+batch-level operations (OPO's escort normalisation, DPO's valid-pair count) never mix
+seeds, and the summed loss gives every seed exactly its own gradient. AdamW is
+elementwise, so one optimizer over the stacked weights is S independent optimizers.
+
+Feedback by method family (ADPO Sec. 6.1 leaves it unstated; ours):
+
+- ``listwise``: the noisy scores of all K items of each context;
+- ``pairwise``: the same K noisy scores, consumed as all K(K-1)/2 labelled pairs;
+- ``sampled`` (PPO, GRPO, OPO, TRPO): G actions drawn from the current policy per
+  context, each with its own noisy reward.
+
+Every method makes ``epochs`` AdamW passes over each batch with pi_old frozen (TRPO: one
+natural-gradient step instead, its KL exact over the K items). Anchors: DPO keeps the
+fixed pretrained reference (ADPO Table 1: "Fixed Anchor"); ADPO and OPO anchor on pi_old
+(ADPO Sec. 5.2 "Dynamic/On-Policy anchors ... our default", OPO Algorithm 1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+import pandas as pd
+import torch
+from torch import Tensor
+from torch.func import vmap
+
+from geobench.bandits.env import BanditEnv, Draws, NoiseLevel, corrupt, top_items, winmass
+from geobench.errors import ConfigError
+from geobench.nn import flatten_params, generator, init_mlp, mlp, unflatten_params
+from geobench.objectives import GroupBatch, make_objective, natural_gradient_step
+
+
+@dataclass(frozen=True)
+class Method:
+    """A bandit method: which objective, which feedback, which anchor, which update."""
+
+    objective: str
+    feedback: str  # "listwise" | "pairwise" | "sampled"
+    anchor: str  # "reference" (fixed, pretrained) | "old" (on-policy pi_old)
+    update: str = "adamw"  # or "trpo"
+
+
+METHODS: dict[str, Method] = {
+    "adpo-listwise-raw": Method("adpo", "listwise", "old"),
+    "adpo-listwise-rank": Method("adpo", "listwise", "old"),
+    "adpo-pairwise": Method("adpo-pairwise", "pairwise", "old"),
+    "dpo-soft": Method("dpo-soft", "pairwise", "reference"),
+    "dpo-hard": Method("dpo", "pairwise", "reference"),
+    "ppo": Method("ppo", "sampled", "old"),
+    "trpo": Method("trpo", "sampled", "old", update="trpo"),
+    "grpo": Method("grpo", "sampled", "old"),
+    "opo": Method("opo", "sampled", "old"),
+}
+
+
+def get_method(name: str) -> Method:
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise ConfigError(f"unknown bandit method {name!r}; valid: {', '.join(METHODS)}") from None
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """The numbers one cell needs (a view of BanditConfig, so this module has no sweep logic)."""
+
+    steps: int
+    batch_contexts: int
+    samples_per_context: int
+    epochs: int
+    lr: float
+    weight_decay: float
+    ref_steps: int
+    eval_contexts: int
+    eval_every: int
+    trpo_max_kl: float
+    trpo_damping: float
+    trpo_cg_iters: int
+
+
+def pretrain_reference(env: BanditEnv, hidden: int, seeds: list[int], s: TrainSettings) -> dict[str, Tensor]:
+    """The reference policy: the MLP trained ``ref_steps`` AdamW steps on clean labels i*(x).
+
+    ADPO Sec. 6.1: "Reference policies are pre-trained for 30 steps on clean data to
+    simulate SFT initialization." Returns detached stacked parameters (S, ...).
+    """
+    params = init_mlp([env.dim, hidden, env.items], [generator("bandit-init", hidden, seed) for seed in seeds])
+    params = {k: v.requires_grad_(True) for k, v in params.items()}
+    opt = torch.optim.AdamW(params.values(), lr=s.lr, weight_decay=s.weight_decay)
+    gens = [generator("bandit-ref-data", hidden, seed) for seed in seeds]
+    for _ in range(s.ref_steps):
+        x = torch.stack([env.contexts((s.batch_contexts,), g) for g in gens])  # (S, B, d)
+        labels = env.clean_rewards(x).argmax(-1)
+        logits = mlp(params, x)
+        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), reduction="none")
+        opt.zero_grad()
+        loss.view(len(seeds), -1).mean(-1).sum().backward()
+        opt.step()
+    return {k: v.detach() for k, v in params.items()}
+
+
+def evaluate(env: BanditEnv, params: dict[str, Tensor], n: int) -> Tensor:
+    """(S,) WinMass of each seed's policy on the held-out clean contexts."""
+    x = env.eval_contexts(n)
+    best = env.clean_rewards(x).argmax(-1)
+    s = next(iter(params.values())).shape[0]
+    with torch.no_grad():
+        return winmass(mlp(params, x.expand(s, -1, -1)), best)
+
+
+def _per_seed_loss(objective: str, hparams: Mapping[str, Any]) -> Callable[..., Tensor]:
+    """(S, B, G) log-probs, rewards, old, ref -> (S,) losses, one objective call per seed."""
+    loss_fn = make_objective(objective, **hparams)
+
+    def one_seed(logp: Tensor, rewards: Tensor, old: Tensor, ref: Tensor) -> Tensor:
+        return loss_fn(GroupBatch.from_sequences(logp, rewards, old_logp=old, ref_logp=ref))[0]
+
+    return vmap(one_seed)
+
+
+def train_cell(
+    env: BanditEnv,
+    level: NoiseLevel,
+    data_key: tuple[Any, ...],
+    method_name: str,
+    hparams: Mapping[str, Any],
+    reference: dict[str, Tensor],
+    seeds: list[int],
+    s: TrainSettings,
+    on_step: Callable[[], None] | None = None,
+) -> pd.DataFrame:
+    """Train all seeds of one cell from the reference; rows of WinMass along training.
+
+    ``data_key`` names the data stream (scenario, level, ...): methods of one family see
+    the same contexts and noise for the same seed (common random numbers).
+    """
+    method = get_method(method_name)
+    per_seed = _per_seed_loss(method.objective, hparams)
+    params = {k: v.clone().requires_grad_(True) for k, v in reference.items()}
+    opt = torch.optim.AdamW(params.values(), lr=s.lr, weight_decay=s.weight_decay)
+    n_obs = env.items if method.feedback != "sampled" else s.samples_per_context
+    gens = [generator("bandit-data", *data_key, method.feedback, seed) for seed in seeds]
+    rows = [_rows(evaluate(env, params, s.eval_contexts), seeds, 0)]
+    for step in range(1, s.steps + 1):
+        x = torch.stack([env.contexts((s.batch_contexts,), g, level.shift) for g in gens])  # (S, B, d)
+        event = (s.batch_contexts, n_obs if method.feedback == "sampled" else 1)
+        draws = [Draws.sample((s.batch_contexts, n_obs), event, g) for g in gens]
+        draws = Draws(*(torch.stack([getattr(d, f) for d in draws]) for f in ("normal", "normal2", "uniform", "event")))
+        clean = env.clean_rewards(x)  # (S, B, K)
+        center = clean.median(-1, keepdim=True).values
+        top = top_items(clean, level.flip_top)
+        with torch.no_grad():
+            ref_all = torch.log_softmax(mlp(reference, x), -1)
+            old_all = torch.log_softmax(mlp(params, x), -1)
+        if method.feedback == "sampled":
+            u = torch.stack([torch.rand(s.batch_contexts, n_obs, generator=g) for g in gens])
+            actions = sample_actions(old_all, u)  # (S, B, G)
+            rewards = corrupt(clean.gather(-1, actions), top.gather(-1, actions), center, draws, level)
+            old = old_all.gather(-1, actions)
+            anchor = old if method.anchor == "old" else ref_all.gather(-1, actions)
+            if method.update == "trpo":
+                params = _trpo_update(params, x, actions, rewards, old_all, per_seed, s)
+            else:
+                for _ in range(s.epochs):
+                    logp = torch.log_softmax(mlp(params, x), -1).gather(-1, actions)
+                    _adamw_step(opt, per_seed(logp, rewards, old, anchor))
+        else:
+            rewards = corrupt(clean, top, center, draws, level)
+            anchor = old_all if method.anchor == "old" else ref_all
+            for _ in range(s.epochs):
+                logp = torch.log_softmax(mlp(params, x), -1)
+                _adamw_step(opt, per_seed(logp, rewards, old_all, anchor))
+        if step % s.eval_every == 0 or step == s.steps:
+            rows.append(_rows(evaluate(env, params, s.eval_contexts), seeds, step))
+        if on_step is not None:
+            on_step()
+    return pd.concat(rows, ignore_index=True)
+
+
+def sample_actions(log_probs: Tensor, u: Tensor) -> Tensor:
+    """Inverse-CDF sampling: (S, B, K) log-probs and (S, B, G) uniforms -> (S, B, G) items.
+
+    Each seed draws from its own uniforms, so a seed's results do not depend on which
+    other seeds share the batch.
+    """
+    cdf = log_probs.exp().cumsum(-1)
+    return torch.searchsorted(cdf, u * cdf[..., -1:]).clamp(max=log_probs.shape[-1] - 1)
+
+
+def _adamw_step(opt: torch.optim.Optimizer, losses: Tensor) -> None:
+    opt.zero_grad()
+    losses.sum().backward()  # seeds are independent: each gets its own gradient
+    opt.step()
+
+
+def _trpo_update(
+    params: dict[str, Tensor],
+    x: Tensor,
+    actions: Tensor,
+    rewards: Tensor,
+    old_all: Tensor,
+    per_seed: Callable[..., Tensor],
+    s: TrainSettings,
+) -> dict[str, Tensor]:
+    """One natural-gradient step per seed; the KL is exact over the K items, mean over contexts."""
+    old = old_all.gather(-1, actions)
+
+    def log_probs(flat: Tensor) -> Tensor:
+        return torch.log_softmax(mlp(unflatten_params(flat, params), x), -1)
+
+    def loss_fn(flat: Tensor) -> Tensor:
+        return per_seed(log_probs(flat).gather(-1, actions), rewards, old, old)
+
+    def kl_fn(flat: Tensor) -> Tensor:
+        return (old_all.exp() * (old_all - log_probs(flat))).sum(-1).mean(-1)
+
+    new, _ = natural_gradient_step(
+        flatten_params(params), loss_fn, kl_fn,
+        max_kl=s.trpo_max_kl, damping=s.trpo_damping, cg_iters=s.trpo_cg_iters,
+    )
+    return {k: v.detach().requires_grad_(True) for k, v in unflatten_params(new, params).items()}
+
+
+def _rows(values: Tensor, seeds: list[int], step: int) -> pd.DataFrame:
+    return pd.DataFrame({"seed": seeds, "step": step, "metric": "winmass", "value": values.tolist()})

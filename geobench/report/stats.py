@@ -1,0 +1,54 @@
+"""Seed-level statistics for reports: bootstrap confidence intervals and the verdict rule."""
+
+from __future__ import annotations
+
+import numpy as np
+
+VERDICTS = ("reproduced", "not reproduced", "inconclusive")
+
+
+def bootstrap_mean_ci(values: np.ndarray, level: float = 0.95, n_boot: int = 4000, seed: int = 0) -> tuple[float, float, float]:
+    """Mean and percentile-bootstrap CI of the mean over seeds: (mean, low, high)."""
+    values = np.asarray(values, dtype=float)
+    if values.size == 1:
+        return float(values[0]), float(values[0]), float(values[0])
+    rng = np.random.default_rng(seed)
+    means = rng.choice(values, size=(n_boot, values.size), replace=True).mean(axis=1)
+    tail = (1 - level) / 2 * 100
+    return float(values.mean()), float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))
+
+
+def bootstrap_ratio_ci(
+    treated: np.ndarray, baseline: np.ndarray, level: float = 0.95, n_boot: int = 4000, seed: int = 0
+) -> tuple[float, float, float]:
+    """Relative difference mean(treated) / mean(baseline) - 1 with a bootstrap CI, seeds resampled per arm."""
+    treated, baseline = np.asarray(treated, dtype=float), np.asarray(baseline, dtype=float)
+    rng = np.random.default_rng(seed)
+    t = rng.choice(treated, size=(n_boot, treated.size), replace=True).mean(axis=1)
+    b = rng.choice(baseline, size=(n_boot, baseline.size), replace=True).mean(axis=1)
+    ratios = t / b - 1
+    tail = (1 - level) / 2 * 100
+    return float(treated.mean() / baseline.mean() - 1), float(np.percentile(ratios, tail)), float(np.percentile(ratios, 100 - tail))
+
+
+def bootstrap_diff_ci(
+    treated: np.ndarray, baseline: np.ndarray, level: float = 0.95, n_boot: int = 4000, seed: int = 0
+) -> tuple[float, float, float]:
+    """mean(treated) - mean(baseline) with a bootstrap CI, seeds resampled per arm."""
+    treated, baseline = np.asarray(treated, dtype=float), np.asarray(baseline, dtype=float)
+    rng = np.random.default_rng(seed)
+    t = rng.choice(treated, size=(n_boot, treated.size), replace=True).mean(axis=1)
+    b = rng.choice(baseline, size=(n_boot, baseline.size), replace=True).mean(axis=1)
+    tail = (1 - level) / 2 * 100
+    diffs = t - b
+    return float(treated.mean() - baseline.mean()), float(np.percentile(diffs, tail)), float(np.percentile(diffs, 100 - tail))
+
+
+def sign_verdict(low: float, high: float, claimed_sign: int) -> str:
+    """The rule for a directional claim: the CI on the claimed side of 0 reproduces it,
+    on the other side refutes it, and a CI that straddles 0 is inconclusive."""
+    if claimed_sign * low > 0 and claimed_sign * high > 0:
+        return "reproduced"
+    if claimed_sign * low < 0 and claimed_sign * high < 0:
+        return "not reproduced"
+    return "inconclusive"

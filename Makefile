@@ -18,7 +18,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 reproduce: $(STAMP)
-	$(BIN)/geobench toy-saturation --profile $(PROFILE)
+	$(BIN)/geobench toy-saturation --profile $(PROFILE) --no-draw
+	$(BIN)/geobench bandits --scaling --profile $(PROFILE) --no-draw
 	$(BIN)/geobench figures
 
 test: $(STAMP)
@@ -29,6 +30,7 @@ figures: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/toy_saturation.py
+	$(BIN)/python benchmarks/bandits_batched.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

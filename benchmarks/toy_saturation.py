@@ -14,13 +14,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import pandas as pd
+from _results import write_results  # benchmarks/ is on sys.path when run as a script
 
 from geobench import toy
 from geobench.config import experiment_file, load_config
 
 REPEATS = 3
-OUT = Path(__file__).resolve().parent / "results" / "toy_saturation.csv"
 
 
 def timed(fn) -> float:
@@ -38,27 +37,39 @@ def main() -> None:
         ]
         command = [sys.executable, "-m", "geobench", "toy-saturation", "--quiet"]
         end_to_end = [
-            timed(lambda i=i: subprocess.run(
-                [*command, "--out", f"{tmp}/cli{i}", "--figures", f"{tmp}/fig{i}"], check=True, capture_output=True
-            ))
+            timed(
+                lambda i=i: subprocess.run(
+                    [*command, "--out", f"{tmp}/cli{i}", "--figures", f"{tmp}/fig{i}"], check=True, capture_output=True
+                )
+            )
             for i in range(REPEATS)
         ]
         end_to_end_no_fig = [
-            timed(lambda i=i: subprocess.run(
-                [*command, "--out", f"{tmp}/nofig{i}", "--no-draw"], check=True, capture_output=True
-            ))
+            timed(
+                lambda i=i: subprocess.run(
+                    [*command, "--out", f"{tmp}/nofig{i}", "--no-draw"], check=True, capture_output=True
+                )
+            )
             for i in range(REPEATS)
         ]
     cells = len(config.objectives) * len(config.readings)
-    for name, times in [("run() in process", in_process), ("CLI, with figure", end_to_end),
-                        ("CLI, no figure", end_to_end_no_fig)]:
-        rows.append({"benchmark": "toy-saturation", "measure": name, "grid_points": config.grid_points,
-                     "cells": cells, "median_s": round(statistics.median(times), 3), "target_s": 3.0,
-                     "repeats": REPEATS})
-    frame = pd.DataFrame(rows)
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(OUT, index=False)
-    print(frame.to_string(index=False))
+    for name, times in [
+        ("run() in process", in_process),
+        ("CLI, with figure", end_to_end),
+        ("CLI, no figure", end_to_end_no_fig),
+    ]:
+        rows.append(
+            {
+                "benchmark": "toy-saturation",
+                "measure": name,
+                "grid_points": config.grid_points,
+                "cells": cells,
+                "median_s": round(statistics.median(times), 3),
+                "target_s": 3.0,
+                "repeats": REPEATS,
+            }
+        )
+    write_results(rows, "toy_saturation")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -29,10 +28,10 @@ QUIET = typer.Option(False, "--quiet", help="No progress bars.")
 def toy_saturation(
     out: Path = typer.Option(Path("results/toy-saturation"), "--out", help="Run folder for CSV and run.json."),
     profile: str = PROFILE,
-    seed: Optional[int] = typer.Option(None, "--seed", help="Recorded in the CSV; the toy itself has no randomness."),
-    grid: Optional[int] = typer.Option(None, "--grid", help="Grid points over p (overrides the profile)."),
-    objectives: Optional[str] = typer.Option(None, "--objectives", help="Comma-separated registry names."),
-    config: Optional[Path] = typer.Option(None, "--config", help="A TOML file instead of experiments/opo_fig3.toml."),
+    seed: int | None = typer.Option(None, "--seed", help="Recorded in the CSV; the toy itself has no randomness."),
+    grid: int | None = typer.Option(None, "--grid", help="Grid points over p (overrides the profile)."),
+    objectives: str | None = typer.Option(None, "--objectives", help="Comma-separated registry names."),
+    config: Path | None = typer.Option(None, "--config", help="A TOML file instead of experiments/opo_fig3.toml."),
     figures: Path = typer.Option(Path("figures"), "--figures", help="Where to draw opo_fig3 (PNG and PDF)."),
     draw: bool = typer.Option(True, "--draw/--no-draw", help="Draw the figure after the run."),
     quiet: bool = QUIET,
@@ -51,17 +50,19 @@ def toy_saturation(
 
 @app.command("bandits")
 def bandits(
-    noise: str = typer.Option("all", "--noise", help="gaussian-outliers, shift, adversarial, cauchy, a comma list, or all."),
+    noise: str = typer.Option(
+        "all", "--noise", help="gaussian-outliers, shift, adversarial, cauchy, a comma list, or all."
+    ),
     level: str = typer.Option("all", "--level", help="light, medium, heavy, a comma list, or all."),
-    methods: Optional[str] = typer.Option(None, "--methods", help="Comma-separated bandit methods (default: all)."),
-    hidden: Optional[str] = typer.Option(None, "--hidden", help="Comma-separated hidden sizes, e.g. 64,128,256."),
-    seeds: Optional[int] = typer.Option(None, "--seeds", help="Number of seeds (quick: 5, paper: 10)."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="First seed; seeds are seed .. seed + seeds - 1."),
-    steps: Optional[int] = typer.Option(None, "--steps", help="Training steps (batches) per run."),
+    methods: str | None = typer.Option(None, "--methods", help="Comma-separated bandit methods (default: all)."),
+    hidden: str | None = typer.Option(None, "--hidden", help="Comma-separated hidden sizes, e.g. 64,128,256."),
+    seeds: int | None = typer.Option(None, "--seeds", help="Number of seeds (quick: 5, paper: 10)."),
+    seed: int | None = typer.Option(None, "--seed", help="First seed; seeds are seed .. seed + seeds - 1."),
+    steps: int | None = typer.Option(None, "--steps", help="Training steps (batches) per run."),
     scaling: bool = typer.Option(False, "--scaling", help="Also run the model-scaling study (Fig. 2b)."),
     out: Path = typer.Option(Path("results/bandits"), "--out", help="Run folder for CSV and run.json."),
     profile: str = PROFILE,
-    config: Optional[Path] = typer.Option(None, "--config", help="A TOML file instead of experiments/adpo_fig2.toml."),
+    config: Path | None = typer.Option(None, "--config", help="A TOML file instead of experiments/adpo_fig2.toml."),
     figures: Path = typer.Option(Path("figures"), "--figures", help="Where to draw adpo_fig2a/b and their tables."),
     draw: bool = typer.Option(True, "--draw/--no-draw", help="Draw figures and tables after the run."),
     quiet: bool = QUIET,
@@ -70,8 +71,14 @@ def bandits(
     from geobench import bandits as bandit_study
 
     overrides = {
-        "noises": _all_or_list(noise), "levels": _all_or_list(level), "methods": parse_list(methods),
-        "hidden": _int_list(hidden), "seeds": seeds, "seed": seed, "steps": steps, "scaling": scaling or None,
+        "noises": _all_or_list(noise),
+        "levels": _all_or_list(level),
+        "methods": parse_list(methods),
+        "hidden": _int_list(hidden),
+        "seeds": seeds,
+        "seed": seed,
+        "steps": steps,
+        "scaling": scaling or None,
     }
     cfg = load_config(bandit_study.BanditConfig, config or experiment_file("adpo_fig2"), profile, overrides)
     console.print(f"wrote {bandit_study.run(cfg, out, profile=profile, show_progress=not quiet)}")

@@ -31,7 +31,7 @@ def init_mlp(sizes: list[int], seeds: list[torch.Generator], dtype: torch.dtype 
     """
     params: dict[str, list[Tensor]] = {}
     for gen in seeds:
-        for layer, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        for layer, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
             bound = 1.0 / math.sqrt(fan_in)
             w = (torch.rand(fan_in, fan_out, generator=gen, dtype=dtype) * 2 - 1) * bound
             b = (torch.rand(1, fan_out, generator=gen, dtype=dtype) * 2 - 1) * bound

@@ -22,9 +22,10 @@ with y the target. pi_old = pi_ref, so ratios are taken against the anchor.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import pandas as pd
 import torch

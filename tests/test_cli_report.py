@@ -35,7 +35,9 @@ def test_toy_command_writes_csv_run_json_and_figures(tmp_path):
 def test_bad_input_is_one_line_without_traceback(tmp_path, args, message):
     proc = subprocess.run(
         [sys.executable, "-m", "geobench", *args, "--out", str(tmp_path / "x")],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"geobench: error: {proc.stderr.strip().split('error: ', 1)[1]}"]

@@ -64,7 +64,10 @@ def test_dapo_clip_higher_lets_positive_tokens_grow_further():
 def test_dual_clip_caps_negative_advantage_loss():
     logp = torch.full((1, 1, 1), 2.0, requires_grad=True)  # ratio e^2 = 7.4 > c = 3
     batch = GroupBatch(
-        logp=logp, mask=torch.ones(1, 1, 1), rewards=torch.zeros(1, 1), old_logp=torch.zeros(1, 1, 1),
+        logp=logp,
+        mask=torch.ones(1, 1, 1),
+        rewards=torch.zeros(1, 1),
+        old_logp=torch.zeros(1, 1, 1),
         advantages=torch.tensor([[-1.0]]),
     )
     loss, _ = make_objective("grpo", dual_clip=3.0)(batch)

@@ -62,7 +62,7 @@ class Draws:
     event: Tensor  # (..., n) or (..., 1): one uniform per corruptible event
 
     @classmethod
-    def sample(cls, shape: tuple[int, ...], event_shape: tuple[int, ...], gen: torch.Generator) -> "Draws":
+    def sample(cls, shape: tuple[int, ...], event_shape: tuple[int, ...], gen: torch.Generator) -> Draws:
         return cls(
             normal=torch.randn(shape, generator=gen),
             normal2=torch.randn(shape, generator=gen),

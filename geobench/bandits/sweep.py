@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import pandas as pd
 
@@ -57,9 +58,11 @@ class BanditConfig:
         for name in self.methods:
             method = get_method(name)
             get_objective(method.objective).validate(dict(self.hparams.get(name, {})))
-        for noise in set(self.noises) | {self.scaling_noise}:
-            for level in set(self.levels) | {self.scaling_level}:
-                self.noise_level(noise, level)
+        scenarios = {(n, lv) for n in self.noises for lv in self.levels}
+        if self.scaling:
+            scenarios.add((self.scaling_noise, self.scaling_level))
+        for noise, level in sorted(scenarios):
+            self.noise_level(noise, level)
         if self.seeds < 1 or self.steps < 1:
             raise ConfigError(f"seeds and steps must be >= 1; got {self.seeds}, {self.steps}")
         if min(self.hidden + self.scaling_hidden) < 1:
@@ -112,8 +115,14 @@ def run(config: BanditConfig, out: Path | str, *, profile: str = "custom", show_
                     _write_reference(run_dir, config, env, hidden, seeds, references[hidden], settings)
                 bar.reset(steps)
                 rows = train_cell(
-                    env, config.noise_level(noise, level), (noise, level, config.env_seed), method,
-                    config.hparams.get(method, {}), references[hidden], seeds, settings,
+                    env,
+                    config.noise_level(noise, level),
+                    (noise, level, config.env_seed),
+                    method,
+                    config.hparams.get(method, {}),
+                    references[hidden],
+                    seeds,
+                    settings,
                     on_step=lambda: bar.advance(steps),
                 )
                 run_dir.write_cell(key, rows.assign(**{k: v for k, v in key.items()}))
@@ -121,8 +130,15 @@ def run(config: BanditConfig, out: Path | str, *, profile: str = "custom", show_
     return run_dir.finish("winmass", profile)
 
 
-def _write_reference(run_dir: RunDir, config: BanditConfig, env: BanditEnv, hidden: int, seeds: list[int],
-                     reference: Any, settings: TrainSettings) -> None:
+def _write_reference(
+    run_dir: RunDir,
+    config: BanditConfig,
+    env: BanditEnv,
+    hidden: int,
+    seeds: list[int],
+    reference: Any,
+    settings: TrainSettings,
+) -> None:
     """The reference policy's WinMass, once per hidden size (it sees no noise)."""
     key = {"scenario": "clean", "level": "none", "hidden": hidden, "variant": "reference"}
     values = evaluate(env, reference, settings.eval_contexts).tolist()

@@ -21,8 +21,9 @@ fixed pretrained reference (ADPO Table 1: "Fixed Anchor"); ADPO and OPO anchor o
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import pandas as pd
 import torch
@@ -220,8 +221,12 @@ def _trpo_update(
         return (old_all.exp() * (old_all - log_probs(flat))).sum(-1).mean(-1)
 
     new, _ = natural_gradient_step(
-        flatten_params(params), loss_fn, kl_fn,
-        max_kl=s.trpo_max_kl, damping=s.trpo_damping, cg_iters=s.trpo_cg_iters,
+        flatten_params(params),
+        loss_fn,
+        kl_fn,
+        max_kl=s.trpo_max_kl,
+        damping=s.trpo_damping,
+        cg_iters=s.trpo_cg_iters,
     )
     return {k: v.detach().requires_grad_(True) for k, v in unflatten_params(new, params).items()}
 

@@ -56,7 +56,7 @@ class StageTargets:
     valid: Tensor
 
     @classmethod
-    def single(cls, q: Tensor) -> "StageTargets":
+    def single(cls, q: Tensor) -> StageTargets:
         """One stage with target distribution q: (B, G)."""
         b = q.shape[0]
         return cls(

@@ -88,7 +88,7 @@ class GroupBatch:
         rewards: Tensor,
         old_logp: Tensor | None = None,
         ref_logp: Tensor | None = None,
-    ) -> "GroupBatch":
+    ) -> GroupBatch:
         """Build a batch with T = 1 from (B, G) sequence/action log-probs."""
 
         def lift(x: Tensor | None) -> Tensor | None:

@@ -9,8 +9,8 @@ problems (seeds) in one batched computation.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import Tensor
@@ -35,9 +35,7 @@ def _dot(a: Tensor, b: Tensor) -> Tensor:
     return (a * b).sum(-1, keepdim=True)
 
 
-def conjugate_gradient(
-    matvec: Callable[[Tensor], Tensor], b: Tensor, iters: int = 10, tol: float = 1e-10
-) -> Tensor:
+def conjugate_gradient(matvec: Callable[[Tensor], Tensor], b: Tensor, iters: int = 10, tol: float = 1e-10) -> Tensor:
     """Solve A_s x_s = b_s for each row s of b: (S, P), A_s symmetric positive-definite.
 
     ``matvec`` maps (S, P) -> (S, P) row by row (A is block-diagonal over rows), so S

@@ -7,12 +7,11 @@ that is missing is reported, not fatal.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
-
-from matplotlib.figure import Figure
 
 import pandas as pd
+from matplotlib.figure import Figure
 
 from geobench.config import EXPERIMENTS_DIR
 from geobench.report import bandits_report
@@ -64,8 +63,11 @@ def draw_bandits(run_folder: Path, figures: Path) -> list[Path]:
     seeds = final["seed"].nunique()
     basis = f"{meta['profile']} profile, {seeds} seeds, {config['steps']} steps, 95% bootstrap CIs"
     paths = save_figure(
-        bandits_report.fig2a(stats, hidden, reference, f"ADPO Fig. 2a reproduction: final WinMass ({basis}); hidden {hidden}"),
-        figures, "adpo_fig2a",
+        bandits_report.fig2a(
+            stats, hidden, reference, f"ADPO Fig. 2a reproduction: final WinMass ({basis}); hidden {hidden}"
+        ),
+        figures,
+        "adpo_fig2a",
     )
     scaling = (config["scaling_noise"], config["scaling_level"], tuple(config["scaling_hidden"]))
     paper = pd.read_csv(EXPERIMENTS_DIR / "paper" / "adpo_fig2_claims.csv")
@@ -78,13 +80,20 @@ def draw_bandits(run_folder: Path, figures: Path) -> list[Path]:
     for panel in ("a", "b"):
         rows = claims[claims["claim"].isin(paper[paper["panel"] == panel]["statement"])]
         body = (
-            bandits_report.scenario_table(stats, hidden) if panel == "a"
-            else markdown_table(stats[(stats["scenario"] == scaling[0]) & (stats["level"] == scaling[1])]
-                                .pivot(index="variant", columns="hidden", values="mean").reset_index())
-            if has_scaling else "The scaling study was not run (`geobench bandits --scaling`).\n"
+            bandits_report.scenario_table(stats, hidden)
+            if panel == "a"
+            else markdown_table(
+                stats[(stats["scenario"] == scaling[0]) & (stats["level"] == scaling[1])]
+                .pivot(index="variant", columns="hidden", values="mean")
+                .reset_index()
+            )
+            if has_scaling
+            else "The scaling study was not run (`geobench bandits --scaling`).\n"
         )
-        text = (f"### ADPO Fig. 2{panel}: ours ({basis})\n\n{ref_line}{body}\n"
-                f"#### The paper's claims beside ours\n\n{markdown_table(rows)}")
+        text = (
+            f"### ADPO Fig. 2{panel}: ours ({basis})\n\n{ref_line}{body}\n"
+            f"#### The paper's claims beside ours\n\n{markdown_table(rows)}"
+        )
         path = figures / f"adpo_fig2{panel}.md"
         atomic_write_text(path, text)
         paths.append(path)

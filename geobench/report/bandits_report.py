@@ -42,7 +42,15 @@ def summary(final: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for key, part in final.groupby(["scenario", "level", "hidden", "variant"]):
         mean, low, high = bootstrap_mean_ci(part["value"].to_numpy())
-        rows.append(dict(zip(["scenario", "level", "hidden", "variant"], key), mean=mean, low=low, high=high, seeds=len(part)))
+        rows.append(
+            dict(
+                zip(["scenario", "level", "hidden", "variant"], key, strict=True),
+                mean=mean,
+                low=low,
+                high=high,
+                seeds=len(part),
+            )
+        )
     return pd.DataFrame(rows)
 
 
@@ -59,14 +67,16 @@ def fig2a(stats: pd.DataFrame, hidden: int, reference: float | None, caption: st
     fig = Figure(figsize=(3.6 * len(levels) + 1.6, 2.6 * len(noises) + 0.8))
     fig.subplots_adjust(left=0.07, right=0.8, bottom=0.05, top=0.92, hspace=0.45, wspace=0.15)
     axes = fig.subplots(len(noises), len(levels), squeeze=False, sharey=True)
-    for row, noise in zip(axes, noises):
-        for ax, level in zip(row, levels):
+    for row, noise in zip(axes, noises, strict=True):
+        for ax, level in zip(row, levels, strict=True):
             cell = stats[(stats["scenario"] == noise) & (stats["level"] == level)].set_index("variant")
             for i, variant in enumerate(v for v in variants if v in cell.index):
                 r = cell.loc[variant]
                 kw = style(variant)
                 ax.bar(i, r["mean"], color=kw["color"], label=kw["label"], alpha=0.85)
-                ax.errorbar(i, r["mean"], yerr=[[r["mean"] - r["low"]], [r["high"] - r["mean"]]], color="black", lw=1, capsize=2)
+                ax.errorbar(
+                    i, r["mean"], yerr=[[r["mean"] - r["low"]], [r["high"] - r["mean"]]], color="black", lw=1, capsize=2
+                )
             if reference is not None:
                 ax.axhline(reference, color="0.4", ls="--", lw=0.8)
             ax.set_title(f"{noise} / {level}", fontsize=9)
@@ -89,8 +99,14 @@ def fig2b(stats: pd.DataFrame, scenario: str, level: str, caption: str) -> Figur
     for variant in _ordered(list(part["variant"].unique()), PAPER_METHODS + ("grpo", "opo")):
         curve = part[part["variant"] == variant].sort_values("hidden")
         kw = style(variant)
-        ax.errorbar(curve["hidden"], curve["mean"], yerr=[curve["mean"] - curve["low"], curve["high"] - curve["mean"]],
-                    capsize=3, lw=1.5, **kw)
+        ax.errorbar(
+            curve["hidden"],
+            curve["mean"],
+            yerr=[curve["mean"] - curve["low"], curve["high"] - curve["mean"]],
+            capsize=3,
+            lw=1.5,
+            **kw,
+        )
     ax.set(xscale="log", xlabel="hidden units (MLP width)", ylabel="WinMass (final)", title=f"{scenario} / {level}")
     ax.set_xticks(sorted(part["hidden"].unique()), labels=[str(h) for h in sorted(part["hidden"].unique())])
     ax.grid(alpha=0.3)
@@ -119,16 +135,28 @@ def scenario_table(stats: pd.DataFrame, hidden: int) -> str:
     return markdown_table(pd.DataFrame(rows))
 
 
-def claims(final: pd.DataFrame, stats: pd.DataFrame, paper: pd.DataFrame, hidden: int,
-           scaling: tuple[str, str, tuple[int, ...]]) -> pd.DataFrame:
+def claims(
+    final: pd.DataFrame,
+    stats: pd.DataFrame,
+    paper: pd.DataFrame,
+    hidden: int,
+    scaling: tuple[str, str, tuple[int, ...]],
+) -> pd.DataFrame:
     """One row per claim of ADPO Sec. 6.1: the paper's value, ours with a 95% CI, a verdict."""
     paper = paper.set_index("claim")
     rows = []
 
     def add(claim: str, ours: str, verdict: str, rule: str) -> None:
         p = paper.loc[claim]
-        rows.append({"claim": p["statement"], "paper": f"{p['paper_value']:g} ({p['unit']})", "ours": ours,
-                     "verdict": verdict, "rule": rule})
+        rows.append(
+            {
+                "claim": p["statement"],
+                "paper": f"{p['paper_value']:g} ({p['unit']})",
+                "ours": ours,
+                "verdict": verdict,
+                "rule": rule,
+            }
+        )
 
     main = stats[stats["hidden"] == hidden]
     winners = [
@@ -137,21 +165,33 @@ def claims(final: pd.DataFrame, stats: pd.DataFrame, paper: pd.DataFrame, hidden
     ]
     wins = winners.count("trpo")
     most = max(set(winners), key=winners.count) if winners else "none"
-    add("trpo_wins", f"{wins}/{len(winners)} (most wins: {most}, {winners.count(most)})",
-        "reproduced" if wins >= 8 and len(winners) == 12 else ("not reproduced" if len(winners) == 12 else "inconclusive"),
-        "reproduced if TRPO has the highest mean in >= 8 of the 12 scenarios")
+    add(
+        "trpo_wins",
+        f"{wins}/{len(winners)} (most wins: {most}, {winners.count(most)})",
+        "reproduced"
+        if wins >= 8 and len(winners) == 12
+        else ("not reproduced" if len(winners) == 12 else "inconclusive"),
+        "reproduced if TRPO has the highest mean in >= 8 of the 12 scenarios",
+    )
     sub = final[final["hidden"] == hidden]
     best_dpo = max(DPO, key=lambda v: seed_values(sub, v).mean() if len(seed_values(sub, v)) else -1)
-    for claim, variant, noise, sign in [("listwise_raw_shift", "adpo-listwise-raw", "shift", 1),
-                                        ("listwise_raw_adversarial", "adpo-listwise-raw", "adversarial", 1),
-                                        ("ppo_shift", "ppo", "shift", -1)]:
+    for claim, variant, noise, sign in [
+        ("listwise_raw_shift", "adpo-listwise-raw", "shift", 1),
+        ("listwise_raw_adversarial", "adpo-listwise-raw", "adversarial", 1),
+        ("ppo_shift", "ppo", "shift", -1),
+    ]:
         treated, base = seed_values(sub, variant, scenario=noise), seed_values(sub, best_dpo, scenario=noise)
         if len(treated) == 0 or len(base) == 0:
             add(claim, "not run", "inconclusive", "needs the scenario")
             continue
         mean, low, high = bootstrap_ratio_ci(treated, base)
-        add(claim, f"{mean:+.1%} [{low:+.1%}, {high:+.1%}] vs {best_dpo}", sign_verdict(low, high, sign),
-            f"relative to the better DPO, mean over the 3 {noise} levels; CI {'above' if sign > 0 else 'below'} 0 reproduces")
+        add(
+            claim,
+            f"{mean:+.1%} [{low:+.1%}, {high:+.1%}] vs {best_dpo}",
+            sign_verdict(low, high, sign),
+            f"relative to the better DPO, mean over the 3 {noise} levels; "
+            f"CI {'above' if sign > 0 else 'below'} 0 reproduces",
+        )
     noise, level, sizes = scaling
     scal = final[(final["scenario"] == noise) & (final["level"] == level)]
     at = {h: scal[scal["hidden"] == h] for h in sizes}
@@ -161,14 +201,22 @@ def claims(final: pd.DataFrame, stats: pd.DataFrame, paper: pd.DataFrame, hidden
         rival = max(others, key=lambda v: seed_values(at[mid], v).mean())
         mean, low, high = bootstrap_diff_ci(seed_values(at[mid], "trpo"), seed_values(at[mid], rival))
         trpo_mean = seed_values(at[mid], "trpo").mean()
-        add("trpo_128", f"{trpo_mean:.3f}; vs {rival} {mean:+.3f} [{low:+.3f}, {high:+.3f}]", sign_verdict(low, high, 1),
-            f"TRPO minus the best other paper method at hidden {mid}; CI above 0 reproduces")
+        add(
+            "trpo_128",
+            f"{trpo_mean:.3f}; vs {rival} {mean:+.3f} [{low:+.3f}, {high:+.3f}]",
+            sign_verdict(low, high, 1),
+            f"TRPO minus the best other paper method at hidden {mid}; CI above 0 reproduces",
+        )
     for claim, variant, sign in [("listwise_scaling", "adpo-listwise-raw", 1), ("ppo_scaling", "ppo", -1)]:
         small, large = seed_values(at[sizes[0]], variant), seed_values(at[sizes[-1]], variant)
         if len(small) == 0 or len(large) == 0:
             add(claim, "not run", "inconclusive", "needs --scaling")
             continue
         mean, low, high = bootstrap_diff_ci(large, small)
-        add(claim, f"{small.mean():.3f} -> {large.mean():.3f}; {mean:+.3f} [{low:+.3f}, {high:+.3f}]",
-            sign_verdict(low, high, sign), f"WinMass at {sizes[-1]} minus at {sizes[0]}; CI {'above' if sign > 0 else 'below'} 0 reproduces")
+        add(
+            claim,
+            f"{small.mean():.3f} -> {large.mean():.3f}; {mean:+.3f} [{low:+.3f}, {high:+.3f}]",
+            sign_verdict(low, high, sign),
+            f"WinMass at {sizes[-1]} minus at {sizes[0]}; CI {'above' if sign > 0 else 'below'} 0 reproduces",
+        )
     return pd.DataFrame(rows)

@@ -7,7 +7,9 @@ import numpy as np
 VERDICTS = ("reproduced", "not reproduced", "inconclusive")
 
 
-def bootstrap_mean_ci(values: np.ndarray, level: float = 0.95, n_boot: int = 4000, seed: int = 0) -> tuple[float, float, float]:
+def bootstrap_mean_ci(
+    values: np.ndarray, level: float = 0.95, n_boot: int = 4000, seed: int = 0
+) -> tuple[float, float, float]:
     """Mean and percentile-bootstrap CI of the mean over seeds: (mean, low, high)."""
     values = np.asarray(values, dtype=float)
     if values.size == 1:
@@ -18,30 +20,32 @@ def bootstrap_mean_ci(values: np.ndarray, level: float = 0.95, n_boot: int = 400
     return float(values.mean()), float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))
 
 
-def bootstrap_ratio_ci(
-    treated: np.ndarray, baseline: np.ndarray, level: float = 0.95, n_boot: int = 4000, seed: int = 0
+def _bootstrap_two_arms(
+    treated, baseline, statistic, level: float, n_boot: int, seed: int
 ) -> tuple[float, float, float]:
-    """Relative difference mean(treated) / mean(baseline) - 1 with a bootstrap CI, seeds resampled per arm."""
+    """statistic(mean_treated, mean_baseline) with a percentile CI, seeds resampled per arm."""
     treated, baseline = np.asarray(treated, dtype=float), np.asarray(baseline, dtype=float)
     rng = np.random.default_rng(seed)
     t = rng.choice(treated, size=(n_boot, treated.size), replace=True).mean(axis=1)
     b = rng.choice(baseline, size=(n_boot, baseline.size), replace=True).mean(axis=1)
-    ratios = t / b - 1
+    boot = statistic(t, b)
     tail = (1 - level) / 2 * 100
-    return float(treated.mean() / baseline.mean() - 1), float(np.percentile(ratios, tail)), float(np.percentile(ratios, 100 - tail))
+    point = float(statistic(treated.mean(), baseline.mean()))
+    return point, float(np.percentile(boot, tail)), float(np.percentile(boot, 100 - tail))
+
+
+def bootstrap_ratio_ci(
+    treated: np.ndarray, baseline: np.ndarray, level: float = 0.95, n_boot: int = 4000, seed: int = 0
+) -> tuple[float, float, float]:
+    """Relative difference mean(treated) / mean(baseline) - 1 with a bootstrap CI."""
+    return _bootstrap_two_arms(treated, baseline, lambda t, b: t / b - 1, level, n_boot, seed)
 
 
 def bootstrap_diff_ci(
     treated: np.ndarray, baseline: np.ndarray, level: float = 0.95, n_boot: int = 4000, seed: int = 0
 ) -> tuple[float, float, float]:
-    """mean(treated) - mean(baseline) with a bootstrap CI, seeds resampled per arm."""
-    treated, baseline = np.asarray(treated, dtype=float), np.asarray(baseline, dtype=float)
-    rng = np.random.default_rng(seed)
-    t = rng.choice(treated, size=(n_boot, treated.size), replace=True).mean(axis=1)
-    b = rng.choice(baseline, size=(n_boot, baseline.size), replace=True).mean(axis=1)
-    tail = (1 - level) / 2 * 100
-    diffs = t - b
-    return float(treated.mean() - baseline.mean()), float(np.percentile(diffs, tail)), float(np.percentile(diffs, 100 - tail))
+    """mean(treated) - mean(baseline) with a bootstrap CI."""
+    return _bootstrap_two_arms(treated, baseline, lambda t, b: t - b, level, n_boot, seed)
 
 
 def sign_verdict(low: float, high: float, claimed_sign: int) -> str:

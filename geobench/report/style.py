@@ -30,8 +30,18 @@ STYLES: dict[str, tuple[str, str]] = {
     "kd-gaussian": ("#BB5566", "H"),
 }
 _FALLBACK = ("#332288", "#88CCEE", "#44AA99", "#117733", "#999933", "#DDCC77", "#CC6677", "#882255")
-LABELS = {"opo": "OPO", "adpo": "ADPO", "grpo": "GRPO", "gspo": "GSPO", "dapo": "DAPO", "ppo": "PPO",
-          "trpo": "TRPO", "dpo": "DPO", "sft": "SFT", "kd": "KD"}
+LABELS = {
+    "opo": "OPO",
+    "adpo": "ADPO",
+    "grpo": "GRPO",
+    "gspo": "GSPO",
+    "dapo": "DAPO",
+    "ppo": "PPO",
+    "trpo": "TRPO",
+    "dpo": "DPO",
+    "sft": "SFT",
+    "kd": "KD",
+}
 
 
 def style(name: str) -> dict[str, str]:

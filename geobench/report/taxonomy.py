@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
-import tomllib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import pandas as pd
+import tomllib
 
 from geobench.objectives import REGISTRY, Objective, get_objective
 from geobench.report.markdown import markdown_table
 
 
-def geometry_frame(names: list[str], columns: Mapping[str, str], registry: Mapping[str, Objective] = REGISTRY) -> pd.DataFrame:
+def geometry_frame(
+    names: list[str], columns: Mapping[str, str], registry: Mapping[str, Objective] = REGISTRY
+) -> pd.DataFrame:
     """One row per objective: its name and the chosen ``Geometry`` fields, renamed."""
     rows = []
     for name in names:
@@ -30,8 +32,13 @@ def taxonomy_tables(spec_path: Path) -> dict[str, str]:
     tables = {}
     for key, table in spec.items():
         frame = geometry_frame(table["rows"], table["columns"])
-        tables[key] = f"### {table['title']}\n\nGenerated from the registry's geometry metadata.\n\n" + markdown_table(frame)
-    every = {f.name: f.name.replace("_", " ").capitalize() for f in dataclasses.fields(next(iter(REGISTRY.values())).geometry)}
+        tables[key] = f"### {table['title']}\n\nGenerated from the registry's geometry metadata.\n\n" + markdown_table(
+            frame
+        )
+    every = {
+        f.name: f.name.replace("_", " ").capitalize()
+        for f in dataclasses.fields(next(iter(REGISTRY.values())).geometry)
+    }
     frame = geometry_frame(sorted(REGISTRY), every)
     frame.insert(1, "Feedback", [REGISTRY[n].feedback for n in frame["Method"]])
     frame["Source"] = [REGISTRY[n].paper for n in frame["Method"]]

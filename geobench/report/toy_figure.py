@@ -32,7 +32,7 @@ def saturation_figure(frame: pd.DataFrame, log_floor: float, caption: str = "") 
     axes = fig.subplots(len(readings), 2, squeeze=False)
     names = set(frame["variant"].unique())
     variants = [v for v in _ORDER if v in names] + sorted(names - set(_ORDER))
-    for row, reading in zip(axes, readings):
+    for row, reading in zip(axes, readings, strict=True):
         part = frame[(frame["coordinates"] == reading) & (frame["metric"] == "grad_abs")]
         for variant in variants:
             curve = part[part["variant"] == variant].sort_values("p")
@@ -42,7 +42,9 @@ def saturation_figure(frame: pd.DataFrame, log_floor: float, caption: str = "") 
             row[0].plot(curve["p"], curve["value"], lw=1.6, ls="--" if dashed else "-", **kw)
             high = curve[curve["p"] >= 0.5]
             row[1].plot(high["p"], np.maximum(high["value"], log_floor), lw=1.6, ls="--" if dashed else "-", **kw)
-        row[0].set(xlabel="confidence p = sigmoid(z)", ylabel="|dL/dz| (per context)", title=f"(a) {_READING_TITLE[reading]}")
+        row[0].set(
+            xlabel="confidence p = sigmoid(z)", ylabel="|dL/dz| (per context)", title=f"(a) {_READING_TITLE[reading]}"
+        )
         row[1].set(yscale="log", xlabel="confidence p = sigmoid(z)", ylabel="|dL/dz| (log)", title="(b) zoom p >= 0.5")
         row[1].axhline(log_floor, color="0.6", lw=0.8, ls=":")
         row[0].grid(alpha=0.3)

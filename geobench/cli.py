@@ -60,6 +60,9 @@ def bandits(
     seed: int | None = typer.Option(None, "--seed", help="First seed; seeds are seed .. seed + seeds - 1."),
     steps: int | None = typer.Option(None, "--steps", help="Training steps (batches) per run."),
     scaling: bool = typer.Option(False, "--scaling", help="Also run the model-scaling study (Fig. 2b)."),
+    anchors: str | None = typer.Option(
+        None, "--anchors", help="Per-method anchor overrides, e.g. adpo-pairwise=old (reference or old)."
+    ),
     out: Path = typer.Option(Path("results/bandits"), "--out", help="Run folder for CSV and run.json."),
     profile: str = PROFILE,
     config: Path | None = typer.Option(None, "--config", help="A TOML file instead of experiments/adpo_fig2.toml."),
@@ -79,6 +82,7 @@ def bandits(
         "seed": seed,
         "steps": steps,
         "scaling": scaling or None,
+        "anchors": _pairs(anchors),
     }
     cfg = load_config(bandit_study.BanditConfig, config or experiment_file("adpo_fig2"), profile, overrides)
     console.print(f"wrote {bandit_study.run(cfg, out, profile=profile, show_progress=not quiet)}")
@@ -91,6 +95,16 @@ def bandits(
 
 def _all_or_list(text: str) -> tuple[str, ...] | None:
     return None if text == "all" else parse_list(text)
+
+
+def _pairs(text: str | None) -> dict[str, str] | None:
+    """'a=x,b=y' -> {'a': 'x', 'b': 'y'}."""
+    items = parse_list(text)
+    if items is None:
+        return None
+    if not all("=" in item for item in items):
+        raise ConfigError(f"expected comma-separated name=value pairs, got {text!r}")
+    return dict(item.split("=", 1) for item in items)
 
 
 def _int_list(text: str | None) -> tuple[int, ...] | None:

@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 
 from geobench.bandits.env import LEVELS, NOISES, BanditEnv, NoiseLevel
-from geobench.bandits.train import METHODS, TrainSettings, evaluate, get_method, pretrain_reference, train_cell
+from geobench.bandits.train import ANCHORS, METHODS, TrainSettings, evaluate, get_method, pretrain_reference, train_cell
 from geobench.errors import ConfigError
 from geobench.objectives import get_objective
 from geobench.progress import progress_bar
@@ -51,8 +51,13 @@ class BanditConfig:
     scaling_hidden: tuple[int, ...] = (64, 128, 256)
     noise: Mapping[str, Mapping[str, Mapping[str, float]]] = field(default_factory=dict)
     hparams: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    anchors: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        for name, anchor in self.anchors.items():
+            get_method(name)
+            if anchor not in ANCHORS:
+                raise ConfigError(f"anchor for {name!r} must be one of {', '.join(ANCHORS)}; got {anchor!r}")
         _check_names("noise", self.noises, NOISES)
         _check_names("level", self.levels, LEVELS)
         for name in self.methods:
@@ -124,6 +129,7 @@ def run(config: BanditConfig, out: Path | str, *, profile: str = "custom", show_
                     seeds,
                     settings,
                     on_step=lambda: bar.advance(steps),
+                    anchor=config.anchors.get(method),
                 )
                 run_dir.write_cell(key, rows.assign(**{k: v for k, v in key.items()}))
             bar.advance(task)

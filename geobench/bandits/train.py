@@ -14,13 +14,15 @@ Feedback by method family (ADPO Sec. 6.1 leaves it unstated; ours):
   context, each with its own noisy reward.
 
 Every method makes ``epochs`` AdamW passes over each batch with pi_old frozen (TRPO: one
-natural-gradient step instead, its KL exact over the K items). Anchors: DPO keeps the
-fixed pretrained reference (ADPO Table 1: "Fixed Anchor"); ADPO and OPO anchor on pi_old
-(ADPO Sec. 5.2 "Dynamic/On-Policy anchors ... our default", OPO Algorithm 1).
+natural-gradient step instead, its KL exact over the K items). Anchors: methods fed
+offline feedback (listwise, pairwise) keep the fixed pretrained reference (ADPO Sec. 5.2:
+"Fixed/uniform anchors: Suitable for offline settings"; DPO's "Fixed Anchor"); OPO anchors
+on pi_old (Algorithm 1). ``anchor`` overrides this per cell (the config's ``anchors``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -46,10 +48,11 @@ class Method:
     update: str = "adamw"  # or "trpo"
 
 
+ANCHORS = ("reference", "old")
 METHODS: dict[str, Method] = {
-    "adpo-listwise-raw": Method("adpo", "listwise", "old"),
-    "adpo-listwise-rank": Method("adpo", "listwise", "old"),
-    "adpo-pairwise": Method("adpo-pairwise", "pairwise", "old"),
+    "adpo-listwise-raw": Method("adpo", "listwise", "reference"),
+    "adpo-listwise-rank": Method("adpo", "listwise", "reference"),
+    "adpo-pairwise": Method("adpo-pairwise", "pairwise", "reference"),
     "dpo-soft": Method("dpo-soft", "pairwise", "reference"),
     "dpo-hard": Method("dpo", "pairwise", "reference"),
     "ppo": Method("ppo", "sampled", "old"),
@@ -134,6 +137,7 @@ def train_cell(
     seeds: list[int],
     s: TrainSettings,
     on_step: Callable[[], None] | None = None,
+    anchor: str | None = None,
 ) -> pd.DataFrame:
     """Train all seeds of one cell from the reference; rows of WinMass along training.
 
@@ -141,6 +145,8 @@ def train_cell(
     the same contexts and noise for the same seed (common random numbers).
     """
     method = get_method(method_name)
+    if anchor is not None:
+        method = dataclasses.replace(method, anchor=anchor)
     per_seed = _per_seed_loss(method.objective, hparams)
     params = {k: v.clone().requires_grad_(True) for k, v in reference.items()}
     opt = torch.optim.AdamW(params.values(), lr=s.lr, weight_decay=s.weight_decay)

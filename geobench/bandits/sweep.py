@@ -7,10 +7,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from geobench.bandits.env import LEVELS, NOISES, BanditEnv, NoiseLevel
-from geobench.bandits.train import ANCHORS, METHODS, TrainSettings, evaluate, get_method, pretrain_reference, train_cell
+from geobench.bandits.train import (
+    ANCHORS,
+    METHODS,
+    TrainSettings,
+    evaluate,
+    get_method,
+    metric_rows,
+    pretrain_reference,
+    train_cell,
+)
 from geobench.errors import ConfigError
 from geobench.objectives import get_objective
 from geobench.progress import progress_bar
@@ -147,6 +154,4 @@ def _write_reference(
 ) -> None:
     """The reference policy's WinMass, once per hidden size (it sees no noise)."""
     key = {"scenario": "clean", "level": "none", "hidden": hidden, "variant": "reference"}
-    values = evaluate(env, reference, settings.eval_contexts).tolist()
-    frame = pd.DataFrame({"seed": seeds, "step": 0, "metric": "winmass", "value": values})
-    run_dir.write_cell(key, frame.assign(**key))
+    run_dir.write_cell(key, metric_rows(evaluate(env, reference, settings.eval_contexts), seeds, 0).assign(**key))

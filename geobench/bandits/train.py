@@ -108,13 +108,18 @@ def pretrain_reference(env: BanditEnv, hidden: int, seeds: list[int], s: TrainSe
     return {k: v.detach() for k, v in params.items()}
 
 
-def evaluate(env: BanditEnv, params: dict[str, Tensor], n: int) -> Tensor:
-    """(S,) WinMass of each seed's policy on the held-out clean contexts."""
+def evaluate(env: BanditEnv, params: dict[str, Tensor], n: int) -> dict[str, Tensor]:
+    """Metrics of each seed's policy on the held-out clean contexts, each (S,).
+
+    ``winmass``: E_x[pi(i*(x) | x)]; ``top_prob``: E_x[max_i pi(i | x)], the policy's
+    confidence, so that "confident but wrong" (high top_prob, low winmass) is visible.
+    """
     x = env.eval_contexts(n)
     best = env.clean_rewards(x).argmax(-1)
     s = next(iter(params.values())).shape[0]
     with torch.no_grad():
-        return winmass(mlp(params, x.expand(s, -1, -1)), best)
+        logits = mlp(params, x.expand(s, -1, -1))
+        return {"winmass": winmass(logits, best), "top_prob": torch.softmax(logits, -1).max(-1).values.mean(-1)}
 
 
 def _per_seed_loss(objective: str, hparams: Mapping[str, Any]) -> Callable[..., Tensor]:
@@ -152,7 +157,7 @@ def train_cell(
     opt = torch.optim.AdamW(params.values(), lr=s.lr, weight_decay=s.weight_decay)
     n_obs = env.items if method.feedback != "sampled" else s.samples_per_context
     gens = [generator("bandit-data", *data_key, method.feedback, seed) for seed in seeds]
-    rows = [_rows(evaluate(env, params, s.eval_contexts), seeds, 0)]
+    rows = [metric_rows(evaluate(env, params, s.eval_contexts), seeds, 0)]
     for step in range(1, s.steps + 1):
         x = torch.stack([env.contexts((s.batch_contexts,), g, level.shift) for g in gens])  # (S, B, d)
         event = (s.batch_contexts, n_obs if method.feedback == "sampled" else 1)
@@ -183,7 +188,7 @@ def train_cell(
                 logp = torch.log_softmax(mlp(params, x), -1)
                 _adamw_step(opt, per_seed(logp, rewards, old_all, anchor))
         if step % s.eval_every == 0 or step == s.steps:
-            rows.append(_rows(evaluate(env, params, s.eval_contexts), seeds, step))
+            rows.append(metric_rows(evaluate(env, params, s.eval_contexts), seeds, step))
         if on_step is not None:
             on_step()
     return pd.concat(rows, ignore_index=True)
@@ -237,5 +242,11 @@ def _trpo_update(
     return {k: v.detach().requires_grad_(True) for k, v in unflatten_params(new, params).items()}
 
 
-def _rows(values: Tensor, seeds: list[int], step: int) -> pd.DataFrame:
-    return pd.DataFrame({"seed": seeds, "step": step, "metric": "winmass", "value": values.tolist()})
+def metric_rows(metrics: dict[str, Tensor], seeds: list[int], step: int) -> pd.DataFrame:
+    return pd.concat(
+        [
+            pd.DataFrame({"seed": seeds, "step": step, "metric": name, "value": v.tolist()})
+            for name, v in metrics.items()
+        ],
+        ignore_index=True,
+    )

@@ -21,9 +21,9 @@ PAPER_METHODS = ("adpo-listwise-raw", "adpo-listwise-rank", "adpo-pairwise", "dp
 DPO = ("dpo-soft", "dpo-hard")
 
 
-def final_values(frame: pd.DataFrame) -> pd.DataFrame:
-    """The last logged WinMass of every (scenario, level, hidden, variant, seed)."""
-    frame = frame[(frame["metric"] == "winmass") & (frame["variant"] != "reference")]
+def final_values(frame: pd.DataFrame, metric: str = "winmass") -> pd.DataFrame:
+    """The last logged ``metric`` of every (scenario, level, hidden, variant, seed)."""
+    frame = frame[(frame["metric"] == metric) & (frame["variant"] != "reference")]
     last = frame.groupby(["scenario", "level", "hidden", "variant"])["step"].transform("max")
     return frame[frame["step"] == last]
 
@@ -220,3 +220,27 @@ def claims(
             f"WinMass at {sizes[-1]} minus at {sizes[0]}; CI {'above' if sign > 0 else 'below'} 0 reproduces",
         )
     return pd.DataFrame(rows)
+
+
+def anchor_ablation_table(fixed: pd.DataFrame, moving: pd.DataFrame, hidden: int) -> str:
+    """Final WinMass and confidence (top_prob) of each ADPO variant, fixed vs on-policy anchor.
+
+    ``fixed`` and ``moving`` are raw run frames (all metrics).
+    """
+    keys = ["scenario", "level", "variant"]
+    stats = {}
+    for name, frame in (("fixed", fixed), ("moving", moving)):
+        for metric in ("winmass", "top_prob"):
+            part = summary(final_values(frame[frame["hidden"] == hidden], metric))
+            stats[name, metric] = part.set_index(keys) if len(part) else part
+    rows = []
+    for key in stats["moving", "winmass"].index:
+        if key not in stats["fixed", "winmass"].index:
+            continue
+        row = {"scenario": f"{key[0]} / {key[1]}", "variant": key[2]}
+        for name, title in (("fixed", "fixed reference"), ("moving", "on-policy")):
+            w = stats[name, "winmass"].loc[key]
+            row[f"WinMass, {title}"] = f"{w['mean']:.3f} [{w['low']:.3f}, {w['high']:.3f}]"
+            row[f"top_prob, {title}"] = f"{stats[name, 'top_prob'].loc[key, 'mean']:.3f}"
+        rows.append(row)
+    return markdown_table(pd.DataFrame(rows))

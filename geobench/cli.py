@@ -117,6 +117,72 @@ def _int_list(text: str | None) -> tuple[int, ...] | None:
         raise ConfigError(f"expected comma-separated integers, got {text!r}") from None
 
 
+mujoco_app = typer.Typer(no_args_is_help=True, help="ADPO Table 2: MuJoCo teachers and student distillation.")
+app.add_typer(mujoco_app, name="mujoco")
+
+
+@mujoco_app.command("train-teacher")
+def train_teacher(
+    env: str = typer.Option(..., "--env", help="HalfCheetah-v5 or Hopper-v5."),
+    steps: int | None = typer.Option(None, "--steps", help="Environment steps (overrides the config)."),
+    seed: int | None = typer.Option(None, "--seed", help="Training seed."),
+    out: Path | None = typer.Option(None, "--out", help="Teachers folder (default experiments/teachers)."),
+    config: Path | None = typer.Option(None, "--config", help="A TOML file instead of experiments/adpo_table2.toml."),
+    quiet: bool = QUIET,
+) -> None:
+    """Train a stable-baselines3 teacher with tuned settings, evaluate it, save it for distillation."""
+    import tomllib
+
+    from geobench.distill import teachers
+
+    with (config or experiment_file("adpo_table2")).open("rb") as handle:
+        table = tomllib.load(handle).get("teachers", {})
+    if env not in table:
+        raise ConfigError(f"no teacher settings for env {env!r}; valid: {', '.join(table) or 'none'}")
+    settings = {**table[env], **{k: v for k, v in {"steps": steps, "seed": seed}.items() if v is not None}}
+    cfg = teachers.TeacherConfig(env=env, **settings)
+    info = teachers.train_teacher(cfg, out or teachers.TEACHERS_DIR, show_progress=not quiet)
+    console.print(
+        f"{env} teacher ({cfg.algo}, {cfg.steps} steps): return {info['eval_return_mean']:.1f} "
+        f"+- {info['eval_return_std']:.1f} over {cfg.eval_episodes} episodes"
+    )
+
+
+@mujoco_app.command("distill")
+def distill(
+    env: str = typer.Option("all", "--env", help="HalfCheetah-v5, Hopper-v5, a comma list, or all."),
+    methods: str | None = typer.Option(None, "--methods", help="Comma-separated methods (default: all)."),
+    seeds: int | None = typer.Option(None, "--seeds", help="Number of seeds (default 5)."),
+    seed: int | None = typer.Option(None, "--seed", help="First seed."),
+    steps: int | None = typer.Option(None, "--steps", help="Gradient steps per student."),
+    teachers: Path | None = typer.Option(None, "--teachers", help="Teachers folder (default experiments/teachers)."),
+    out: Path = typer.Option(Path("results/mujoco"), "--out", help="Run folder for CSV and run.json."),
+    profile: str = PROFILE,
+    config: Path | None = typer.Option(None, "--config", help="A TOML file instead of experiments/adpo_table2.toml."),
+    figures: Path = typer.Option(Path("figures"), "--figures", help="Where to draw adpo_table2."),
+    draw: bool = typer.Option(True, "--draw/--no-draw", help="Draw the figure and table after the run."),
+    quiet: bool = QUIET,
+) -> None:
+    """ADPO Table 2: distil the committed teachers into students with KD and anchored ADPO."""
+    from geobench.distill import sweep as distill_study
+
+    overrides = {
+        "envs": _all_or_list(env),
+        "methods": parse_list(methods),
+        "seeds": seeds,
+        "seed": seed,
+        "steps": steps,
+        "teachers_dir": str(teachers) if teachers else None,
+    }
+    cfg = load_config(distill_study.DistillConfig, config or experiment_file("adpo_table2"), profile, overrides)
+    console.print(f"wrote {distill_study.run(cfg, out, profile=profile, show_progress=not quiet)}")
+    if draw:
+        from geobench.report import draw_mujoco
+
+        for path in draw_mujoco(out, figures):
+            console.print(f"wrote {path}")
+
+
 @app.command("objectives")
 def list_objectives() -> None:
     """List every registered objective with its feedback, geometry and source."""

@@ -32,7 +32,17 @@ import pandas as pd
 from geobench.errors import ConfigError
 
 BASE_COLUMNS = ("experiment", "variant", "seed", "step", "metric", "value")
-_PACKAGES = ("geobench", "torch", "numpy", "pandas", "matplotlib", "gymnasium", "stable-baselines3", "transformers")
+_PACKAGES = (
+    "geobench",
+    "torch",
+    "numpy",
+    "pandas",
+    "matplotlib",
+    "gymnasium",
+    "mujoco",
+    "stable-baselines3",
+    "transformers",
+)
 _FLOAT_FORMAT = "%.10g"
 
 
@@ -43,6 +53,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
             handle.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be read by others
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -124,7 +135,7 @@ class RunDir:
             "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
             "python": platform.python_version(),
             "platform": platform.platform(),
-            "packages": _versions(),
+            "packages": package_versions(),
             "wall_time_s": round(time.time() - self.started, 3),
             **(extra or {}),
         }
@@ -142,7 +153,8 @@ def _git(*args: str) -> str:
     return out.stdout.strip() if out.returncode == 0 else "unknown"
 
 
-def _versions() -> dict[str, str]:
+def package_versions() -> dict[str, str]:
+    """Installed versions of the packages a run depends on (those not installed are left out)."""
     found = {}
     for name in _PACKAGES:
         try:

@@ -30,12 +30,11 @@ from typing import Any
 import pandas as pd
 import torch
 from torch import Tensor
-from torch.func import vmap
 
 from geobench.bandits.env import BanditEnv, Draws, NoiseLevel, corrupt, top_items, winmass
 from geobench.errors import ConfigError
 from geobench.nn import flatten_params, generator, init_mlp, mlp, unflatten_params
-from geobench.objectives import GroupBatch, make_objective, natural_gradient_step
+from geobench.objectives import natural_gradient_step, per_seed_objective
 
 
 @dataclass(frozen=True)
@@ -122,16 +121,6 @@ def evaluate(env: BanditEnv, params: dict[str, Tensor], n: int) -> dict[str, Ten
         return {"winmass": winmass(logits, best), "top_prob": torch.softmax(logits, -1).max(-1).values.mean(-1)}
 
 
-def _per_seed_loss(objective: str, hparams: Mapping[str, Any]) -> Callable[..., Tensor]:
-    """(S, B, G) log-probs, rewards, old, ref -> (S,) losses, one objective call per seed."""
-    loss_fn = make_objective(objective, **hparams)
-
-    def one_seed(logp: Tensor, rewards: Tensor, old: Tensor, ref: Tensor) -> Tensor:
-        return loss_fn(GroupBatch.from_sequences(logp, rewards, old_logp=old, ref_logp=ref))[0]
-
-    return vmap(one_seed)
-
-
 def train_cell(
     env: BanditEnv,
     level: NoiseLevel,
@@ -152,7 +141,7 @@ def train_cell(
     method = get_method(method_name)
     if anchor is not None:
         method = dataclasses.replace(method, anchor=anchor)
-    per_seed = _per_seed_loss(method.objective, hparams)
+    per_seed = per_seed_objective(method.objective, **hparams)
     params = {k: v.clone().requires_grad_(True) for k, v in reference.items()}
     opt = torch.optim.AdamW(params.values(), lr=s.lr, weight_decay=s.weight_decay)
     n_obs = env.items if method.feedback != "sampled" else s.samples_per_context

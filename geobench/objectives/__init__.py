@@ -24,6 +24,7 @@ from geobench.objectives.listwise import listwise_cross_entropy
 from geobench.objectives.pairwise import bradley_terry
 from geobench.objectives.policy_gradient import clipped_surrogate, sample_kl
 from geobench.objectives.registry import REGISTRY, Geometry, Objective, get_objective, make_objective
+from geobench.objectives.seeds import per_seed_objective
 from geobench.objectives.temperature import GuardedTemperature, candidate_confidence, entropy_reward_temperature
 from geobench.objectives.trpo_step import TRPOStep, conjugate_gradient, natural_gradient_step
 
@@ -51,6 +52,7 @@ __all__ = [
     "masked_mean",
     "natural_gradient_step",
     "overlong_penalty",
+    "per_seed_objective",
     "plackett_luce_stages",
     "sample_kl",
     "softmax_target",

@@ -14,7 +14,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from geobench.config import EXPERIMENTS_DIR
-from geobench.report import bandits_report
+from geobench.report import bandits_report, mujoco_report
 from geobench.report.markdown import markdown_table
 from geobench.report.taxonomy import taxonomy_tables
 from geobench.report.toy_figure import saturation_figure
@@ -128,6 +128,34 @@ def build_anchor_ablation(results: Path, figures: Path) -> list[Path]:
     return [path]
 
 
+def draw_mujoco(run_folder: Path, figures: Path) -> list[Path]:
+    """ADPO Table 2 (Markdown, beside the paper's) and its figure from a distillation run folder."""
+    run = read_run(run_folder)
+    if run is None:
+        raise FileNotFoundError(f"{run_folder} has no run.json: run `geobench mujoco distill`")
+    frame, meta = run
+    fin = mujoco_report.final(frame)
+    config = meta["config"]
+    basis = f"{meta['profile']} profile, {fin['seed'].nunique()} seeds, {config['steps']} steps"
+    paths = save_figure(
+        mujoco_report.figure(fin, f"ADPO Table 2 reproduction ({basis}); 95% bootstrap CIs"), figures, "adpo_table2"
+    )
+    paper = pd.read_csv(EXPERIMENTS_DIR / "paper" / "adpo_table2.csv")
+    text = (
+        f"### ADPO Table 2: ours ({basis}) beside the paper's\n\n"
+        + mujoco_report.table(fin, paper, meta.get("teacher_returns", {}))
+        + "\n#### The paper's claims beside ours\n\n"
+        + markdown_table(mujoco_report.claims(fin))
+    )
+    path = figures / "adpo_table2.md"
+    atomic_write_text(path, text)
+    return [*paths, path]
+
+
+def build_mujoco(results: Path, figures: Path) -> list[Path]:
+    return draw_mujoco(results / "mujoco", figures)
+
+
 def build_taxonomy(results: Path, figures: Path) -> list[Path]:
     paths = []
     for name, text in taxonomy_tables(EXPERIMENTS_DIR / "taxonomy.toml").items():
@@ -141,6 +169,7 @@ BUILDERS: dict[str, Callable[[Path, Path], list[Path]]] = {
     "opo_fig3": build_toy,
     "adpo_fig2": build_bandits,
     "adpo_fig2_anchor_ablation": build_anchor_ablation,
+    "adpo_table2": build_mujoco,
     "taxonomy": build_taxonomy,
 }
 

@@ -1,0 +1,240 @@
+"""ADPO Table 2: distilling committed MuJoCo teachers into Gaussian MLP students.
+
+For each state, K candidate actions are drawn around the teacher's action
+(N(mean_T, (widen std_T)^2)); the teacher scores them by its log-density and the target is
+q = softmax(score / temperature). The student's log-densities of the candidates are its
+logits. Methods (the registry does the losses):
+
+- ``kd``: zero anchor, the paper's KD (ADPO Table 1: "Zero Anchor (l), Soft Teacher");
+- ``adpo-self-anchor``: u = (s - s_anchor) / tau, anchor = the frozen initial student;
+- ``adpo-self-anchor-ema``: anchor = an exponential moving average of the student;
+- ``kd-gaussian`` (ours): the closed-form KL(pi_T || pi_S), the usual distillation loss.
+
+Metrics: ``return`` (mean undiscounted return of the student's deterministic policy over
+evaluation episodes), ``ndcg`` (NDCG of the student's ranking of held-out candidates
+against the teacher's q), ``kl`` (closed-form KL(pi_T || pi_S) averaged over held-out
+states). Seeds train as one computation (stacked weights, vmapped objectives).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+
+from geobench.distill.data import StateSet, collect_states, sample_candidates
+from geobench.distill.gaussian import gaussian_kl, log_density, ndcg
+from geobench.distill.teachers import ENVS, TEACHERS_DIR, Teacher, evaluate_policy_returns, load_teacher
+from geobench.errors import ConfigError
+from geobench.nn import generator, init_mlp, mlp
+from geobench.objectives import per_seed_objective
+from geobench.progress import progress_bar
+from geobench.results import RunDir
+
+EXPERIMENT = "mujoco"
+METHODS = ("kd", "adpo-self-anchor", "adpo-self-anchor-ema", "kd-gaussian")
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """Settings of the distillation study; sources and reasons in ``experiments/adpo_table2.toml``."""
+
+    envs: tuple[str, ...] = ENVS
+    methods: tuple[str, ...] = METHODS
+    seeds: int = 5
+    seed: int = 0
+    steps: int = 2000
+    batch_states: int = 256
+    candidates: int = 16
+    widen: float = 2.0
+    temperature: float = 1.0
+    tau: float = 1.0
+    ema: float = 0.99
+    lr: float = 1e-3
+    hidden: int = 256
+    train_states: int = 20000
+    eval_states: int = 2000
+    collect_envs: int = 8
+    eval_episodes: int = 10
+    eval_every: int = 500
+    teachers_dir: str = ""
+
+    def __post_init__(self) -> None:
+        for env in self.envs:
+            if env not in ENVS:
+                raise ConfigError(f"unknown env {env!r}; valid: {', '.join(ENVS)}, all")
+        for method in self.methods:
+            if method not in METHODS:
+                raise ConfigError(f"unknown distillation method {method!r}; valid: {', '.join(METHODS)}")
+        if not 0.0 <= self.ema < 1.0:
+            raise ConfigError(f"ema must be in [0, 1); got {self.ema}")
+        for name in ("temperature", "tau", "widen", "lr"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be > 0; got {getattr(self, name)}")
+
+    @property
+    def teachers(self) -> Path:
+        return Path(self.teachers_dir) if self.teachers_dir else TEACHERS_DIR
+
+
+@dataclass
+class Student:
+    """S stacked Gaussian MLP policies: mean = mlp(obs), state-independent log std."""
+
+    net: dict[str, Tensor]
+    log_std: Tensor  # (S, 1, A)
+
+    @classmethod
+    def init(cls, obs_dim: int, act_dim: int, hidden: int, seeds: list[int], env: str) -> Student:
+        net = init_mlp([obs_dim, hidden, hidden, act_dim], [generator("student", env, s) for s in seeds])
+        return cls(net, torch.zeros(len(seeds), 1, act_dim))
+
+    def parameters(self) -> list[Tensor]:
+        return [*self.net.values(), self.log_std]
+
+    def gaussian(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        """(S, N, d) -> mean, std each (S, N, A)."""
+        mean = mlp(self.net, obs)
+        return mean, self.log_std.exp().expand_as(mean)
+
+    def detached(self) -> Student:
+        return Student({k: v.detach().clone() for k, v in self.net.items()}, self.log_std.detach().clone())
+
+    def ema_update(self, online: Student, rate: float) -> None:
+        with torch.no_grad():
+            for mine, theirs in zip(self.parameters(), online.parameters(), strict=True):
+                mine.mul_(rate).add_(theirs.detach(), alpha=1.0 - rate)
+
+
+def _method_loss(method: str, config: DistillConfig):
+    if method == "kd":
+        return per_seed_objective("kd", temperature=config.temperature)
+    if method.startswith("adpo"):
+        return per_seed_objective("adpo", tau=config.tau, target="softmax", beta_r=config.temperature, advantage="none")
+    return None  # kd-gaussian: closed form, below
+
+
+def train_students(
+    config: DistillConfig,
+    teacher: Teacher,
+    train: StateSet,
+    held_out: StateSet,
+    method: str,
+    seeds: list[int],
+    on_step=None,
+) -> pd.DataFrame:
+    """Train S students with one method; rows of return / ndcg / kl along training."""
+    student = Student.init(train.obs.shape[1], train.mean.shape[1], config.hidden, seeds, teacher.env)
+    for p in student.parameters():
+        p.requires_grad_(True)
+    anchor = student.detached()
+    opt = torch.optim.AdamW(student.parameters(), lr=config.lr)
+    loss_fn = _method_loss(method, config)
+    gens = [generator("distill-batches", teacher.env, method, s) for s in seeds]
+    eval_index, eval_cands = _held_out_candidates(config, held_out, len(seeds))
+    rows = [_metrics(student, held_out, eval_index, eval_cands, config, seeds, 0)]
+    for step in range(1, config.steps + 1):
+        index = torch.stack([torch.randint(len(train), (config.batch_states,), generator=g) for g in gens])
+        mean_s, std_s = student.gaussian(train.obs[index])
+        if loss_fn is None:
+            losses = gaussian_kl(train.mean[index], train.std[index], mean_s, std_s).mean(-1)
+        else:
+            cands = sample_candidates(train, index, config.candidates, config.widen, gens)  # (S, B, K, A)
+            logp = log_density(cands, mean_s, std_s)
+            teacher_scores = log_density(cands, train.mean[index], train.std[index])
+            with torch.no_grad():
+                anchor_logp = log_density(cands, *anchor.gaussian(train.obs[index]))
+            losses = loss_fn(logp, teacher_scores, logp.detach(), anchor_logp)
+        opt.zero_grad()
+        losses.sum().backward()  # seeds are independent: each gets its own gradient
+        opt.step()
+        if method == "adpo-self-anchor-ema":
+            anchor.ema_update(student, config.ema)
+        if step % config.eval_every == 0 or step == config.steps:
+            rows.append(_metrics(student, held_out, eval_index, eval_cands, config, seeds, step))
+        if on_step is not None:
+            on_step()
+    returns = _returns(student, teacher, config, seeds)
+    rows.append(pd.DataFrame({"seed": seeds, "step": config.steps, "metric": "return", "value": returns}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def _held_out_candidates(config: DistillConfig, held_out: StateSet, s: int) -> tuple[Tensor, Tensor]:
+    """Fixed evaluation candidates, the same for every method and seed."""
+    index = torch.arange(len(held_out)).expand(s, -1)
+    gen = generator("distill-eval-candidates", config.candidates)
+    return index, sample_candidates(held_out, index[:1], config.candidates, config.widen, [gen]).expand(s, -1, -1, -1)
+
+
+def _metrics(
+    student: Student,
+    held_out: StateSet,
+    index: Tensor,
+    cands: Tensor,
+    config: DistillConfig,
+    seeds: list[int],
+    step: int,
+) -> pd.DataFrame:
+    with torch.no_grad():
+        mean_s, std_s = student.gaussian(held_out.obs[index])
+        kl = gaussian_kl(held_out.mean[index], held_out.std[index], mean_s, std_s).mean(-1)
+        relevance = torch.softmax(
+            log_density(cands, held_out.mean[index], held_out.std[index]) / config.temperature, -1
+        )
+        quality = ndcg(log_density(cands, mean_s, std_s), relevance).mean(-1)
+    return pd.concat(
+        [
+            pd.DataFrame({"seed": seeds, "step": step, "metric": "kl", "value": kl.tolist()}),
+            pd.DataFrame({"seed": seeds, "step": step, "metric": "ndcg", "value": quality.tolist()}),
+        ],
+        ignore_index=True,
+    )
+
+
+def _returns(student: Student, teacher: Teacher, config: DistillConfig, seeds: list[int]) -> list[float]:
+    """Mean return of each student's deterministic policy; all S x E episodes step together."""
+    s, e = len(seeds), config.eval_episodes
+
+    def act(raw: np.ndarray) -> np.ndarray:
+        obs = torch.as_tensor(teacher.normalize(raw)).view(s, e, -1)
+        with torch.no_grad():
+            mean, _ = student.gaussian(obs)
+        action = torch.tanh(mean) if teacher.squashed else mean
+        return action.reshape(s * e, -1).numpy()
+
+    totals = evaluate_policy_returns(act, teacher.env, s * e, seed=20_000)
+    return totals.reshape(s, e).mean(-1).tolist()
+
+
+def run(config: DistillConfig, out: Path | str, *, profile: str = "custom", show_progress: bool = True) -> Path:
+    """Every (env, method) cell not already on disk; returns the merged CSV ``DIR/distill.csv``."""
+    run_dir = RunDir(out, EXPERIMENT, config)
+    seeds = list(range(config.seed, config.seed + config.seeds))
+    with progress_bar(show_progress) as bar:
+        cells = bar.add_task("distillation cells", total=len(config.envs) * len(config.methods))
+        steps = bar.add_task("  steps", total=config.steps)
+        for env in config.envs:
+            teacher = load_teacher(env, config.teachers)
+            data = None
+            for method in config.methods:
+                key = {"env": env, "variant": method}
+                bar.update(cells, description=f"{env} {method}")
+                if not run_dir.done(key):
+                    if data is None:
+                        data = (
+                            collect_states(teacher, config.train_states, config.collect_envs, seed=1),
+                            collect_states(teacher, config.eval_states, config.collect_envs, seed=50_000),
+                        )
+                    bar.reset(steps)
+                    rows = train_students(config, teacher, *data, method, seeds, on_step=lambda: bar.advance(steps))
+                    run_dir.write_cell(key, rows.assign(**key))
+                bar.advance(cells)
+    return run_dir.finish("distill", profile, extra={"teacher_returns": _teacher_returns(config)})
+
+
+def _teacher_returns(config: DistillConfig) -> dict[str, float]:
+    return {env: load_teacher(env, config.teachers).info["eval_return_mean"] for env in config.envs}

@@ -1,0 +1,215 @@
+"""MuJoCo teachers for ADPO Table 2: stable-baselines3 agents trained once and committed.
+
+A teacher folder (``experiments/teachers/<env>/``) holds ``model.zip``, the observation
+normaliser ``vecnormalize.pkl`` when the agent used one, ``training_log.csv`` (episode
+returns during training) and ``teacher.json`` (settings, evaluated return, versions,
+wall time). The default path only loads these; ``geobench mujoco train-teacher`` makes them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from geobench.config import EXPERIMENTS_DIR
+from geobench.errors import ConfigError
+from geobench.results import atomic_write_text, package_versions
+
+TEACHERS_DIR = EXPERIMENTS_DIR / "teachers"
+ENVS = ("HalfCheetah-v5", "Hopper-v5")
+ALGOS = ("ppo", "sac")
+_ACTIVATIONS = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh}
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    """How one teacher is trained; values and sources in ``experiments/adpo_table2.toml``."""
+
+    env: str
+    algo: str
+    steps: int
+    normalize: bool = False
+    seed: int = 0
+    eval_episodes: int = 10
+    hyperparams: Mapping[str, Any] = field(default_factory=dict)
+    policy_kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.env not in ENVS:
+            raise ConfigError(f"unknown env {self.env!r}; valid: {', '.join(ENVS)}")
+        if self.algo not in ALGOS:
+            raise ConfigError(f"unknown teacher algorithm {self.algo!r}; valid: {', '.join(ALGOS)}")
+
+
+@dataclass
+class Teacher:
+    """A loaded teacher: its SB3 model and, if trained with one, the observation normaliser."""
+
+    env: str
+    algo: str
+    model: Any
+    obs_mean: np.ndarray | None
+    obs_var: np.ndarray | None
+    clip_obs: float
+    info: dict[str, Any]
+
+    @property
+    def squashed(self) -> bool:
+        """SAC acts through tanh: its Gaussian lives in pre-tanh space."""
+        return self.algo == "sac"
+
+    def normalize(self, obs: np.ndarray) -> np.ndarray:
+        """Observations as the teacher's policy sees them (VecNormalize statistics, frozen)."""
+        if self.obs_mean is None:
+            return obs.astype(np.float32)
+        scaled = (obs - self.obs_mean) / np.sqrt(self.obs_var + 1e-8)
+        return np.clip(scaled, -self.clip_obs, self.clip_obs).astype(np.float32)
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """Deterministic action for raw observations (N, obs_dim)."""
+        action, _ = self.model.predict(self.normalize(obs), deterministic=True)
+        return action
+
+
+def teacher_dir(env: str, root: Path = TEACHERS_DIR) -> Path:
+    return root / env
+
+
+def _make_model(config: TeacherConfig, venv: Any) -> Any:
+    from stable_baselines3 import PPO, SAC
+
+    kwargs = dict(config.policy_kwargs)
+    if "activation_fn" in kwargs:
+        kwargs["activation_fn"] = _ACTIVATIONS[kwargs["activation_fn"]]
+    cls = {"ppo": PPO, "sac": SAC}[config.algo]
+    return cls("MlpPolicy", venv, seed=config.seed, policy_kwargs=kwargs, device="cpu", verbose=0, **config.hyperparams)
+
+
+def train_teacher(config: TeacherConfig, root: Path = TEACHERS_DIR, show_progress: bool = True) -> dict[str, Any]:
+    """Train, evaluate and save a teacher; returns the contents of ``teacher.json``."""
+    import gymnasium as gym
+    from stable_baselines3.common.monitor import Monitor
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    torch.set_num_threads(1)  # one core per run, so two teachers train side by side
+    out = teacher_dir(config.env, root)
+    out.mkdir(parents=True, exist_ok=True)
+    log_path = out / "monitor"
+    venv = DummyVecEnv([lambda: Monitor(gym.make(config.env), str(log_path))])
+    if config.normalize:
+        venv = VecNormalize(venv, gamma=config.hyperparams.get("gamma", 0.99))
+    model = _make_model(config, venv)
+    start = time.time()
+    model.learn(total_timesteps=config.steps, callback=_progress_callback(config, show_progress))
+    wall = time.time() - start
+    model.save(out / "model.zip")
+    if config.normalize:
+        venv.save(str(out / "vecnormalize.pkl"))
+    _convert_monitor_log(Path(f"{log_path}.monitor.csv"), out / "training_log.csv")
+    stats = venv if config.normalize else None
+    teacher = Teacher(
+        config.env,
+        config.algo,
+        model,
+        getattr(stats, "obs_rms", None) and stats.obs_rms.mean,
+        getattr(stats, "obs_rms", None) and stats.obs_rms.var,
+        getattr(stats, "clip_obs", 10.0),
+        {},
+    )
+    returns = evaluate_policy_returns(teacher.act, config.env, config.eval_episodes, seed=10_000)
+    info = {
+        "env": config.env,
+        "algo": config.algo,
+        "steps": config.steps,
+        "seed": config.seed,
+        "normalize": config.normalize,
+        "hyperparams": dict(config.hyperparams),
+        "policy_kwargs": dict(config.policy_kwargs),
+        "eval_episodes": config.eval_episodes,
+        "eval_return_mean": float(np.mean(returns)),
+        "eval_return_std": float(np.std(returns)),
+        "eval_returns": [float(r) for r in returns],
+        "train_wall_time_s": round(wall, 1),
+        "versions": package_versions(),
+    }
+    atomic_write_text(out / "teacher.json", json.dumps(info, indent=2) + "\n")
+    return info
+
+
+def load_teacher(env: str, root: Path = TEACHERS_DIR) -> Teacher:
+    """The committed teacher for ``env``, or a one-line error naming the command that makes it."""
+    folder = teacher_dir(env, root)
+    fix = f"run `geobench mujoco train-teacher --env {env}`"
+    if not (folder / "model.zip").exists() or not (folder / "teacher.json").exists():
+        raise ConfigError(f"no teacher checkpoint in {folder}; {fix}")
+    from stable_baselines3 import PPO, SAC
+
+    try:
+        info = json.loads((folder / "teacher.json").read_text())
+        model = {"ppo": PPO, "sac": SAC}[info["algo"]].load(folder / "model.zip", device="cpu")
+    except Exception as error:  # a truncated or foreign zip: say which file and how to remake it
+        raise ConfigError(f"cannot read teacher checkpoint {folder / 'model.zip'} ({error}); {fix}") from None
+    mean = var = None
+    clip = 10.0
+    if (folder / "vecnormalize.pkl").exists():
+        import pickle
+
+        with (folder / "vecnormalize.pkl").open("rb") as handle:
+            stats = pickle.load(handle)
+        mean, var, clip = stats.obs_rms.mean, stats.obs_rms.var, stats.clip_obs
+    return Teacher(env, info["algo"], model, mean, var, clip, info)
+
+
+def evaluate_policy_returns(act: Any, env: str, episodes: int, seed: int) -> np.ndarray:
+    """Undiscounted returns of ``act`` (raw obs (N, d) -> actions (N, a)) over ``episodes``,
+    run as one gymnasium vector environment so all episodes step together."""
+    import gymnasium as gym
+
+    envs = gym.vector.SyncVectorEnv([lambda: gym.make(env) for _ in range(episodes)])
+    obs, _ = envs.reset(seed=[seed + i for i in range(episodes)])
+    totals = np.zeros(episodes)
+    done = np.zeros(episodes, dtype=bool)
+    while not done.all():
+        obs, reward, terminated, truncated, _ = envs.step(act(obs))
+        totals += np.where(done, 0.0, reward)
+        done |= terminated | truncated
+    envs.close()
+    return totals
+
+
+def _progress_callback(config: TeacherConfig, show: bool) -> Any:
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    from geobench.progress import progress_bar
+
+    class RichProgress(BaseCallback):
+        def _on_training_start(self) -> None:
+            self.bar = progress_bar(show)
+            self.bar.start()
+            self.task = self.bar.add_task(f"teacher {config.algo} {config.env}", total=config.steps)
+
+        def _on_step(self) -> bool:
+            self.bar.update(self.task, completed=self.num_timesteps)
+            return True
+
+        def _on_training_end(self) -> None:
+            self.bar.stop()
+
+    return RichProgress()
+
+
+def _convert_monitor_log(source: Path, target: Path) -> None:
+    """SB3's monitor CSV (one '#' header line) -> a plain CSV of episode, return, length, time."""
+    import pandas as pd
+
+    frame = pd.read_csv(source, skiprows=1).rename(columns={"r": "return", "l": "length", "t": "time_s"})
+    frame.insert(0, "episode", range(1, len(frame) + 1))
+    frame.to_csv(target, index=False)
+    source.unlink()

@@ -20,6 +20,7 @@ install: $(STAMP)
 reproduce: $(STAMP)
 	$(BIN)/geobench toy-saturation --profile $(PROFILE) --no-draw
 	$(BIN)/geobench bandits --scaling --profile $(PROFILE) --no-draw
+	$(BIN)/geobench mujoco distill --profile $(PROFILE) --no-draw
 	$(BIN)/geobench figures
 
 test: $(STAMP)

@@ -1,4 +1,7 @@
-"""Shared fixtures: a ragged random group batch."""
+"""Shared fixtures: a ragged random group batch, and running the CLI for its error line."""
+
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -21,3 +24,12 @@ def random_batch(b: int = 3, g: int = 4, t: int = 6, seed: int = 0, spread: floa
 @pytest.fixture
 def batch() -> GroupBatch:
     return random_batch()
+
+
+def cli_error(*args: str) -> str:
+    """Run ``python -m geobench *args``; assert it fails with exit 2 and exactly one line, returned."""
+    proc = subprocess.run([sys.executable, "-m", "geobench", *args], capture_output=True, text=True, timeout=120)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2, proc.stderr
+    assert len(lines) == 1 and lines[0].startswith("geobench: error: "), proc.stderr
+    return lines[0]

@@ -2,8 +2,6 @@
 
 import dataclasses
 import math
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
@@ -14,6 +12,7 @@ from geobench.bandits.env import Draws, corrupt, top_items, winmass
 from geobench.config import experiment_file, load_config
 from geobench.errors import ConfigError
 from geobench.nn import generator
+from tests.conftest import cli_error
 
 N = 200_000
 
@@ -154,14 +153,7 @@ def test_a_killed_sweep_resumes_without_redoing_finished_cells(small, tmp_path, 
     ],
 )
 def test_bad_options_are_one_line_errors(tmp_path, args, message):
-    proc = subprocess.run(
-        [sys.executable, "-m", "geobench", "bandits", *args, "--out", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
-    assert message in proc.stderr
+    assert message in cli_error("bandits", *args, "--out", str(tmp_path))
 
 
 def test_config_rejects_noise_without_parameters(small):

@@ -1,14 +1,12 @@
 """The command line and the report builders: outputs on disk, one-line errors, missing runs."""
 
-import subprocess
-import sys
-
 import pytest
 from typer.testing import CliRunner
 
 from geobench.cli import app
 from geobench.objectives import REGISTRY
 from geobench.report import build_all
+from tests.conftest import cli_error
 
 runner = CliRunner()
 
@@ -33,15 +31,7 @@ def test_toy_command_writes_csv_run_json_and_figures(tmp_path):
     ],
 )
 def test_bad_input_is_one_line_without_traceback(tmp_path, args, message):
-    proc = subprocess.run(
-        [sys.executable, "-m", "geobench", *args, "--out", str(tmp_path / "x")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [f"geobench: error: {proc.stderr.strip().split('error: ', 1)[1]}"]
-    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert message in cli_error(*args, "--out", str(tmp_path / "x"))
 
 
 def test_objectives_command_lists_the_registry():

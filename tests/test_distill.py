@@ -1,8 +1,6 @@
 """MuJoCo distillation: Gaussian KL, NDCG, the anchored gradient, a real short run, clear errors."""
 
 import math
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
@@ -13,6 +11,7 @@ from geobench.distill.gaussian import gaussian_kl, log_density, ndcg
 from geobench.distill.sweep import DistillConfig, run
 from geobench.errors import ConfigError
 from geobench.objectives import GroupBatch, make_objective
+from tests.conftest import cli_error
 
 
 def test_closed_form_gaussian_kl_matches_monte_carlo():
@@ -117,11 +116,4 @@ def test_missing_checkpoint_names_the_command_that_makes_it(tmp_path):
     ],
 )
 def test_bad_options_are_one_line_errors(tmp_path, args, message):
-    proc = subprocess.run(
-        [sys.executable, "-m", "geobench", "mujoco", *args, "--out", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
-    assert message in proc.stderr
+    assert message in cli_error("mujoco", *args, "--out", str(tmp_path))

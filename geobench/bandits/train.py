@@ -96,8 +96,9 @@ def pretrain_reference(env: BanditEnv, hidden: int, seeds: list[int], s: TrainSe
     params = {k: v.requires_grad_(True) for k, v in params.items()}
     opt = torch.optim.AdamW(params.values(), lr=s.lr, weight_decay=s.weight_decay)
     gens = [generator("bandit-ref-data", hidden, seed) for seed in seeds]
-    for _ in range(s.ref_steps):
-        x = torch.stack([env.contexts((s.batch_contexts,), g) for g in gens])  # (S, B, d)
+    contexts = torch.stack([env.contexts((s.ref_steps, s.batch_contexts), g) for g in gens])  # (S, steps, B, d)
+    for step in range(s.ref_steps):
+        x = contexts[:, step]
         labels = env.clean_rewards(x).argmax(-1)
         logits = mlp(params, x)
         loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), reduction="none")
@@ -119,6 +120,37 @@ def evaluate(env: BanditEnv, params: dict[str, Tensor], n: int) -> dict[str, Ten
     with torch.no_grad():
         logits = mlp(params, x.expand(s, -1, -1))
         return {"winmass": winmass(logits, best), "top_prob": torch.softmax(logits, -1).max(-1).values.mean(-1)}
+
+
+@dataclass(frozen=True)
+class SeedStreams:
+    """Every random number one cell consumes, drawn up front: one generator call per seed and
+    tensor instead of one per step, so S seeds add no per-step Python work. Each seed has its
+    own generator, so a seed's numbers do not depend on which other seeds run with it.
+
+    Shapes: contexts (S, steps, B, d); draws (S, steps, B, n); actions (S, steps, B, G) or None.
+    """
+
+    contexts: Tensor
+    draws: Draws
+    actions: Tensor | None
+
+    @classmethod
+    def draw(
+        cls, env: BanditEnv, level: NoiseLevel, gens: list[torch.Generator], s: TrainSettings, n_obs: int, sampled: bool
+    ) -> SeedStreams:
+        shape = (s.steps, s.batch_contexts)
+        contexts = torch.stack([env.contexts(shape, g, level.shift) for g in gens])
+        # listwise/pairwise feedback: one corruption event per context; sampled: one per action
+        per_seed = [Draws.sample((*shape, n_obs), (*shape, n_obs if sampled else 1), g) for g in gens]
+        draws = Draws(*(torch.stack([getattr(d, f.name) for d in per_seed]) for f in dataclasses.fields(Draws)))
+        actions = torch.stack([torch.rand(*shape, n_obs, generator=g) for g in gens]) if sampled else None
+        return cls(contexts, draws, actions)
+
+    def at(self, step: int) -> tuple[Tensor, Draws, Tensor | None]:
+        """The contexts (S, B, d), feedback draws and action uniforms of one step."""
+        draws = Draws(*(getattr(self.draws, f.name)[:, step] for f in dataclasses.fields(Draws)))
+        return self.contexts[:, step], draws, None if self.actions is None else self.actions[:, step]
 
 
 def train_cell(
@@ -146,36 +178,34 @@ def train_cell(
     opt = torch.optim.AdamW(params.values(), lr=s.lr, weight_decay=s.weight_decay)
     n_obs = env.items if method.feedback != "sampled" else s.samples_per_context
     gens = [generator("bandit-data", *data_key, method.feedback, seed) for seed in seeds]
+    sampled = method.feedback == "sampled"
+    streams = SeedStreams.draw(env, level, gens, s, n_obs, sampled=sampled)
     rows = [metric_rows(evaluate(env, params, s.eval_contexts), seeds, 0)]
     for step in range(1, s.steps + 1):
-        x = torch.stack([env.contexts((s.batch_contexts,), g, level.shift) for g in gens])  # (S, B, d)
-        event = (s.batch_contexts, n_obs if method.feedback == "sampled" else 1)
-        draws = [Draws.sample((s.batch_contexts, n_obs), event, g) for g in gens]
-        draws = Draws(*(torch.stack([getattr(d, f) for d in draws]) for f in ("normal", "normal2", "uniform", "event")))
+        x, draws, u = streams.at(step - 1)
         clean = env.clean_rewards(x)  # (S, B, K)
         center = clean.median(-1, keepdim=True).values
         top = top_items(clean, level.flip_top)
-        with torch.no_grad():
-            ref_all = torch.log_softmax(mlp(reference, x), -1)
-            old_all = torch.log_softmax(mlp(params, x), -1)
-        if method.feedback == "sampled":
-            u = torch.stack([torch.rand(s.batch_contexts, n_obs, generator=g) for g in gens])
+        with torch.no_grad():  # only the forward passes this method uses
+            ref_all = torch.log_softmax(mlp(reference, x), -1) if method.anchor == "reference" else None
+            old_all = torch.log_softmax(mlp(params, x), -1) if sampled or method.anchor == "old" else ref_all
+        if sampled:
             actions = sample_actions(old_all, u)  # (S, B, G)
             rewards = corrupt(clean.gather(-1, actions), top.gather(-1, actions), center, draws, level)
             old = old_all.gather(-1, actions)
-            anchor = old if method.anchor == "old" else ref_all.gather(-1, actions)
+            anchor_logp = old if method.anchor == "old" else ref_all.gather(-1, actions)
             if method.update == "trpo":
                 params = _trpo_update(params, x, actions, rewards, old_all, per_seed, s)
             else:
                 for _ in range(s.epochs):
                     logp = torch.log_softmax(mlp(params, x), -1).gather(-1, actions)
-                    _adamw_step(opt, per_seed(logp, rewards, old, anchor))
+                    _adamw_step(opt, per_seed(logp, rewards, old, anchor_logp))
         else:
             rewards = corrupt(clean, top, center, draws, level)
-            anchor = old_all if method.anchor == "old" else ref_all
+            anchor_logp = old_all if method.anchor == "old" else ref_all
             for _ in range(s.epochs):
                 logp = torch.log_softmax(mlp(params, x), -1)
-                _adamw_step(opt, per_seed(logp, rewards, old_all, anchor))
+                _adamw_step(opt, per_seed(logp, rewards, old_all, anchor_logp))
         if step % s.eval_every == 0 or step == s.steps:
             rows.append(metric_rows(evaluate(env, params, s.eval_contexts), seeds, step))
         if on_step is not None:

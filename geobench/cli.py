@@ -148,6 +148,22 @@ def train_teacher(
     )
 
 
+@mujoco_app.command("evaluate-teacher")
+def evaluate_teacher(
+    env: str = typer.Option(..., "--env", help="HalfCheetah-v5 or Hopper-v5."),
+    episodes: int = typer.Option(10, "--episodes", help="Deterministic evaluation episodes."),
+    out: Path | None = typer.Option(None, "--out", help="Teachers folder (default experiments/teachers)."),
+) -> None:
+    """Evaluate a committed teacher again (return and its forward part) and update teacher.json."""
+    from geobench.distill import teachers
+
+    info = teachers.reevaluate_teacher(env, episodes, out or teachers.TEACHERS_DIR)
+    console.print(
+        f"{env} teacher: return {info['eval_return_mean']:.1f} +- {info['eval_return_std']:.1f}, "
+        f"of which forward reward {info['eval_forward_reward_mean']:.1f} ({episodes} episodes)"
+    )
+
+
 @mujoco_app.command("distill")
 def distill(
     env: str = typer.Option("all", "--env", help="HalfCheetah-v5, Hopper-v5, a comma list, or all."),

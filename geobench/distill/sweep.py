@@ -28,7 +28,7 @@ from torch import Tensor
 
 from geobench.distill.data import StateSet, collect_states, sample_candidates
 from geobench.distill.gaussian import gaussian_kl, log_density, ndcg
-from geobench.distill.teachers import ENVS, TEACHERS_DIR, Teacher, evaluate_policy_returns, load_teacher
+from geobench.distill.teachers import ENVS, TEACHERS_DIR, Teacher, evaluate_policy, load_teacher
 from geobench.errors import ConfigError
 from geobench.nn import generator, init_mlp, mlp
 from geobench.objectives import per_seed_objective
@@ -206,7 +206,7 @@ def _returns(student: Student, teacher: Teacher, config: DistillConfig, seeds: l
         action = torch.tanh(mean) if teacher.squashed else mean
         return action.reshape(s * e, -1).numpy()
 
-    totals = evaluate_policy_returns(act, teacher.env, s * e, seed=20_000)
+    totals = evaluate_policy(act, teacher.env, s * e, seed=20_000)["return"]
     return totals.reshape(s, e).mean(-1).tolist()
 
 

@@ -113,17 +113,7 @@ def train_teacher(config: TeacherConfig, root: Path = TEACHERS_DIR, show_progres
     if config.normalize:
         venv.save(str(out / "vecnormalize.pkl"))
     _convert_monitor_log(Path(f"{log_path}.monitor.csv"), out / "training_log.csv")
-    stats = venv if config.normalize else None
-    teacher = Teacher(
-        config.env,
-        config.algo,
-        model,
-        getattr(stats, "obs_rms", None) and stats.obs_rms.mean,
-        getattr(stats, "obs_rms", None) and stats.obs_rms.var,
-        getattr(stats, "clip_obs", 10.0),
-        {},
-    )
-    returns = evaluate_policy_returns(teacher.act, config.env, config.eval_episodes, seed=10_000)
+    teacher = Teacher(config.env, config.algo, model, *_normaliser(venv if config.normalize else None), {})
     info = {
         "env": config.env,
         "algo": config.algo,
@@ -132,10 +122,7 @@ def train_teacher(config: TeacherConfig, root: Path = TEACHERS_DIR, show_progres
         "normalize": config.normalize,
         "hyperparams": dict(config.hyperparams),
         "policy_kwargs": dict(config.policy_kwargs),
-        "eval_episodes": config.eval_episodes,
-        "eval_return_mean": float(np.mean(returns)),
-        "eval_return_std": float(np.std(returns)),
-        "eval_returns": [float(r) for r in returns],
+        **evaluate_teacher(teacher, config.eval_episodes),
         "train_wall_time_s": round(wall, 1),
         "versions": package_versions(),
     }
@@ -156,32 +143,63 @@ def load_teacher(env: str, root: Path = TEACHERS_DIR) -> Teacher:
         model = {"ppo": PPO, "sac": SAC}[info["algo"]].load(folder / "model.zip", device="cpu")
     except Exception as error:  # a truncated or foreign zip: say which file and how to remake it
         raise ConfigError(f"cannot read teacher checkpoint {folder / 'model.zip'} ({error}); {fix}") from None
-    mean = var = None
-    clip = 10.0
+    stats = None
     if (folder / "vecnormalize.pkl").exists():
         import pickle
 
         with (folder / "vecnormalize.pkl").open("rb") as handle:
             stats = pickle.load(handle)
-        mean, var, clip = stats.obs_rms.mean, stats.obs_rms.var, stats.clip_obs
-    return Teacher(env, info["algo"], model, mean, var, clip, info)
+    return Teacher(env, info["algo"], model, *_normaliser(stats), info)
 
 
-def evaluate_policy_returns(act: Any, env: str, episodes: int, seed: int) -> np.ndarray:
-    """Undiscounted returns of ``act`` (raw obs (N, d) -> actions (N, a)) over ``episodes``,
-    run as one gymnasium vector environment so all episodes step together."""
+def _normaliser(stats: Any) -> tuple[np.ndarray | None, np.ndarray | None, float]:
+    """(mean, var, clip) of a VecNormalize's observation statistics; no normalisation for None."""
+    if stats is None:
+        return None, None, 10.0
+    return stats.obs_rms.mean, stats.obs_rms.var, stats.clip_obs
+
+
+def evaluate_policy(act: Any, env: str, episodes: int, seed: int) -> dict[str, np.ndarray]:
+    """Undiscounted totals per episode of ``act`` (raw obs (N, d) -> actions (N, a)), run as one
+    gymnasium vector environment so all episodes step together.
+
+    Returns ``return`` and, where the environment reports it, ``forward_reward`` (the part of
+    the return earned by moving forward; the rest is alive bonus minus control cost), each
+    (episodes,).
+    """
     import gymnasium as gym
 
     envs = gym.vector.SyncVectorEnv([lambda: gym.make(env) for _ in range(episodes)])
     obs, _ = envs.reset(seed=[seed + i for i in range(episodes)])
-    totals = np.zeros(episodes)
+    totals = {"return": np.zeros(episodes), "forward_reward": np.zeros(episodes)}
     done = np.zeros(episodes, dtype=bool)
     while not done.all():
-        obs, reward, terminated, truncated, _ = envs.step(act(obs))
-        totals += np.where(done, 0.0, reward)
+        obs, reward, terminated, truncated, info = envs.step(act(obs))
+        totals["return"] += np.where(done, 0.0, reward)
+        totals["forward_reward"] += np.where(done, 0.0, info.get("reward_forward", 0.0))
         done |= terminated | truncated
     envs.close()
     return totals
+
+
+def evaluate_teacher(teacher: Teacher, episodes: int, seed: int = 10_000) -> dict[str, Any]:
+    """The evaluation fields of ``teacher.json``: deterministic episodes of the teacher."""
+    totals = evaluate_policy(teacher.act, teacher.env, episodes, seed)
+    return {
+        "eval_episodes": episodes,
+        "eval_return_mean": float(np.mean(totals["return"])),
+        "eval_return_std": float(np.std(totals["return"])),
+        "eval_returns": [float(r) for r in totals["return"]],
+        "eval_forward_reward_mean": float(np.mean(totals["forward_reward"])),
+    }
+
+
+def reevaluate_teacher(env: str, episodes: int = 10, root: Path = TEACHERS_DIR) -> dict[str, Any]:
+    """Evaluate a committed teacher again and update its ``teacher.json``."""
+    teacher = load_teacher(env, root)
+    info = {**teacher.info, **evaluate_teacher(teacher, episodes)}
+    atomic_write_text(teacher_dir(env, root) / "teacher.json", json.dumps(info, indent=2) + "\n")
+    return info
 
 
 def _progress_callback(config: TeacherConfig, show: bool) -> Any:

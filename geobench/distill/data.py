@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from geobench.distill.teachers import Teacher
+from geobench.distill.teachers import Teacher, make_env
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ def collect_states(teacher: Teacher, n: int, envs: int, seed: int) -> StateSet:
     """
     import gymnasium as gym
 
-    vec = gym.vector.SyncVectorEnv([lambda: gym.make(teacher.env) for _ in range(envs)])
+    vec = gym.vector.SyncVectorEnv([lambda: make_env(teacher.env) for _ in range(envs)])
     raw, _ = vec.reset(seed=[seed + i for i in range(envs)])
     gen = torch.Generator().manual_seed(seed)
     chunks: list[np.ndarray] = []

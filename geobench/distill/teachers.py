@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,6 +79,25 @@ class Teacher:
         return action
 
 
+def make_env(env_id: str) -> Any:
+    """``gym.make`` with MuJoCo's deprecation notice about HalfCheetah's XML silenced.
+
+    MuJoCo prints "compiler attribute 'settotalmass' is deprecated" on stderr each time the
+    HalfCheetah model compiles, which buries progress output; every other MuJoCo warning
+    still reaches Python's ``warnings``.
+    """
+    import gymnasium as gym
+    import mujoco
+
+    mujoco.set_mju_user_warning(_mujoco_warning)
+    return gym.make(env_id)
+
+
+def _mujoco_warning(message: str) -> None:
+    if "settotalmass" not in message:
+        warnings.warn(f"MuJoCo: {message}", RuntimeWarning, stacklevel=2)
+
+
 def teacher_dir(env: str, root: Path = TEACHERS_DIR) -> Path:
     return root / env
 
@@ -94,7 +114,6 @@ def _make_model(config: TeacherConfig, venv: Any) -> Any:
 
 def train_teacher(config: TeacherConfig, root: Path = TEACHERS_DIR, show_progress: bool = True) -> dict[str, Any]:
     """Train, evaluate and save a teacher; returns the contents of ``teacher.json``."""
-    import gymnasium as gym
     from stable_baselines3.common.monitor import Monitor
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
@@ -102,7 +121,7 @@ def train_teacher(config: TeacherConfig, root: Path = TEACHERS_DIR, show_progres
     out = teacher_dir(config.env, root)
     out.mkdir(parents=True, exist_ok=True)
     log_path = out / "monitor"
-    venv = DummyVecEnv([lambda: Monitor(gym.make(config.env), str(log_path))])
+    venv = DummyVecEnv([lambda: Monitor(make_env(config.env), str(log_path))])
     if config.normalize:
         venv = VecNormalize(venv, gamma=config.hyperparams.get("gamma", 0.99))
     model = _make_model(config, venv)
@@ -169,7 +188,7 @@ def evaluate_policy(act: Any, env: str, episodes: int, seed: int) -> dict[str, n
     """
     import gymnasium as gym
 
-    envs = gym.vector.SyncVectorEnv([lambda: gym.make(env) for _ in range(episodes)])
+    envs = gym.vector.SyncVectorEnv([lambda: make_env(env) for _ in range(episodes)])
     obs, _ = envs.reset(seed=[seed + i for i in range(episodes)])
     totals = {"return": np.zeros(episodes), "forward_reward": np.zeros(episodes)}
     done = np.zeros(episodes, dtype=bool)

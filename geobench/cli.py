@@ -38,12 +38,13 @@ def toy_saturation(
 ) -> None:
     """OPO Fig. 3: |dL/dz| vs confidence on a binary logit, by autograd through each objective."""
     from geobench import toy
-    from geobench.report import draw_toy
 
     overrides = {"grid_points": grid, "objectives": parse_list(objectives), "seed": seed}
     cfg = load_config(toy.ToyConfig, config or experiment_file("opo_fig3"), profile, overrides)
     console.print(f"wrote {toy.run(cfg, out, profile=profile, show_progress=not quiet)}")
     if draw:
+        from geobench.report import draw_toy
+
         for path in draw_toy(out, figures):
             console.print(f"wrote {path}")
 

@@ -106,15 +106,18 @@ def natural_gradient_step(
     loss_before = loss.detach()
     fraction = torch.ones_like(loss_before)
     accepted = torch.zeros_like(loss_before, dtype=torch.bool)
+    kl_after, loss_after = torch.zeros_like(loss_before), loss_before.clone()
     with torch.no_grad():
         for _ in range(max_backtracks):
             trial = start + torch.where(accepted, 0.0, fraction).unsqueeze(-1) * full_step
-            ok = (kl_fn(trial) <= max_kl) & (loss_fn(trial) < loss_before)
+            kl, trial_loss = kl_fn(trial), loss_fn(trial)
+            ok = ~accepted & (kl <= max_kl) & (trial_loss < loss_before)
+            kl_after, loss_after = torch.where(ok, kl, kl_after), torch.where(ok, trial_loss, loss_after)
             accepted = accepted | ok
             if bool(accepted.all()):
                 break
             fraction = torch.where(accepted, fraction, fraction * backtrack_ratio)
         fraction = torch.where(accepted, fraction, torch.zeros_like(fraction))
         new = start + fraction.unsqueeze(-1) * full_step
-        step = TRPOStep(accepted, fraction, kl_fn(new), loss_before, loss_fn(new), expected * fraction)
+        step = TRPOStep(accepted, fraction, kl_after, loss_before, loss_after, expected * fraction)
     return new, step

@@ -7,9 +7,7 @@ Writes ``benchmarks/results/bandits_batched.csv``.
 
 from __future__ import annotations
 
-import time
-
-from _results import write_results  # benchmarks/ is on sys.path when run as a script
+from _bench import median_time, write_results  # benchmarks/ is on sys.path when run as a script
 
 from geobench.bandits import BanditConfig
 from geobench.bandits.train import pretrain_reference, train_cell
@@ -18,6 +16,7 @@ from geobench.config import experiment_file, load_config
 SEEDS = list(range(10))
 METHODS = ("adpo-listwise-raw", "dpo-hard", "grpo", "opo", "trpo")
 STEPS = 40
+REPEATS = 3
 
 
 def main() -> None:
@@ -30,23 +29,27 @@ def main() -> None:
         train_cell(env, level, ("warm-up",), method, config.hparams.get(method, {}), warm, SEEDS[:2], settings)
     for method in METHODS:
         hp = config.hparams.get(method, {})
-        start = time.perf_counter()
-        ref = pretrain_reference(env, 128, SEEDS, settings)
-        train_cell(env, level, ("cauchy", "medium", 0), method, hp, ref, SEEDS, settings)
-        batched = time.perf_counter() - start
-        start = time.perf_counter()
-        for seed in SEEDS:
-            ref = pretrain_reference(env, 128, [seed], settings)
-            train_cell(env, level, ("cauchy", "medium", 0), method, hp, ref, [seed], settings)
-        loop = time.perf_counter() - start
+
+        def batched(method: str = method, hp: dict = hp) -> None:
+            ref = pretrain_reference(env, 128, SEEDS, settings)
+            train_cell(env, level, ("cauchy", "medium", 0), method, hp, ref, SEEDS, settings)
+
+        def loop(method: str = method, hp: dict = hp) -> None:
+            for seed in SEEDS:
+                ref = pretrain_reference(env, 128, [seed], settings)
+                train_cell(env, level, ("cauchy", "medium", 0), method, hp, ref, [seed], settings)
+
+        batched_s = median_time(lambda _: batched(), REPEATS)
+        loop_s = median_time(lambda _: loop(), REPEATS)
         rows.append(
             {
                 "method": method,
                 "seeds": len(SEEDS),
                 "steps": STEPS,
-                "batched_s": round(batched, 3),
-                "per_seed_loop_s": round(loop, 3),
-                "speedup": round(loop / batched, 2),
+                "batched_s": round(batched_s, 3),
+                "per_seed_loop_s": round(loop_s, 3),
+                "speedup": round(loop_s / batched_s, 2),
+                "repeats": REPEATS,
                 "target_speedup": 5.0,
             }
         )

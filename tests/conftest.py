@@ -33,3 +33,23 @@ def cli_error(*args: str) -> str:
     assert proc.returncode == 2, proc.stderr
     assert len(lines) == 1 and lines[0].startswith("geobench: error: "), proc.stderr
     return lines[0]
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher(tmp_path_factory):
+    """A Hopper-v5 PPO teacher trained for 512 steps: real files, seconds to make."""
+    from geobench.distill import teachers
+
+    root = tmp_path_factory.mktemp("teachers")
+    config = teachers.TeacherConfig(
+        env="Hopper-v5",
+        algo="ppo",
+        steps=512,
+        normalize=True,
+        eval_episodes=2,
+        hyperparams={"n_steps": 256, "batch_size": 64, "n_epochs": 1},
+    )
+    info = teachers.train_teacher(config, root, show_progress=False)
+    assert {"eval_return_mean", "train_wall_time_s", "versions"} <= set(info)
+    assert (root / "Hopper-v5" / "training_log.csv").exists() and (root / "Hopper-v5" / "vecnormalize.pkl").exists()
+    return root

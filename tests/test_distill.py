@@ -55,23 +55,6 @@ def test_anchored_loss_with_anchor_equal_to_student_pushes_by_uniform_minus_q():
     assert torch.allclose(grad.view(b, k), expected, atol=1e-7)
 
 
-@pytest.fixture(scope="module")
-def tiny_teacher(tmp_path_factory):
-    root = tmp_path_factory.mktemp("teachers")
-    config = teachers.TeacherConfig(
-        env="Hopper-v5",
-        algo="ppo",
-        steps=512,
-        normalize=True,
-        eval_episodes=2,
-        hyperparams={"n_steps": 256, "batch_size": 64, "n_epochs": 1},
-    )
-    info = teachers.train_teacher(config, root, show_progress=False)
-    assert {"eval_return_mean", "train_wall_time_s", "versions"} <= set(info)
-    assert (root / "Hopper-v5" / "training_log.csv").exists() and (root / "Hopper-v5" / "vecnormalize.pkl").exists()
-    return root
-
-
 def test_short_distillation_on_a_real_environment_writes_the_schema(tiny_teacher, tmp_path):
     config = DistillConfig(
         envs=("Hopper-v5",),

@@ -53,3 +53,21 @@ def tiny_teacher(tmp_path_factory):
     assert {"eval_return_mean", "train_wall_time_s", "versions"} <= set(info)
     assert (root / "Hopper-v5" / "training_log.csv").exists() and (root / "Hopper-v5" / "vecnormalize.pkl").exists()
     return root
+
+
+@pytest.fixture
+def tiny_distill(tiny_teacher):
+    """A distillation config that runs in seconds on the tiny teacher (6 steps, 2 seeds)."""
+    from geobench.distill.sweep import DistillConfig
+
+    return DistillConfig(
+        envs=("Hopper-v5",),
+        seeds=2,
+        steps=6,
+        eval_every=3,
+        train_states=200,
+        eval_states=50,
+        eval_episodes=2,
+        collect_envs=2,
+        teachers_dir=str(tiny_teacher),
+    )

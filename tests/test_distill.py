@@ -8,7 +8,7 @@ import torch
 
 from geobench.distill import teachers
 from geobench.distill.gaussian import gaussian_kl, log_density, ndcg
-from geobench.distill.sweep import DistillConfig, run
+from geobench.distill.sweep import run
 from geobench.errors import ConfigError
 from geobench.objectives import GroupBatch, make_objective
 from tests.conftest import cli_error
@@ -55,18 +55,8 @@ def test_anchored_loss_with_anchor_equal_to_student_pushes_by_uniform_minus_q():
     assert torch.allclose(grad.view(b, k), expected, atol=1e-7)
 
 
-def test_short_distillation_on_a_real_environment_writes_the_schema(tiny_teacher, tmp_path):
-    config = DistillConfig(
-        envs=("Hopper-v5",),
-        seeds=2,
-        steps=6,
-        eval_every=3,
-        train_states=200,
-        eval_states=50,
-        eval_episodes=2,
-        collect_envs=2,
-        teachers_dir=str(tiny_teacher),
-    )
+def test_short_distillation_on_a_real_environment_writes_the_schema(tiny_distill, tmp_path):
+    config = tiny_distill
     frame = pd.read_csv(run(config, tmp_path, show_progress=False))
     assert list(frame.columns) == ["experiment", "variant", "env", "seed", "step", "metric", "value"]
     assert set(frame["variant"]) == set(config.methods)

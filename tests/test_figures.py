@@ -6,12 +6,11 @@ from geobench import toy
 from geobench.bandits import BanditConfig
 from geobench.bandits import run as run_bandits
 from geobench.config import experiment_file, load_config
-from geobench.distill.sweep import DistillConfig
 from geobench.distill.sweep import run as run_distill
 from geobench.report import BUILDERS, build_all
 
 
-def test_every_artifact_builds_from_small_real_runs(tmp_path, tiny_teacher):
+def test_every_artifact_builds_from_small_real_runs(tmp_path, tiny_distill):
     results, figures = tmp_path / "results", tmp_path / "figures"
     toy_config = load_config(toy.ToyConfig, experiment_file("opo_fig3"), "quick", {"grid_points": 101})
     toy.run(toy_config, results / "toy-saturation", show_progress=False)
@@ -29,18 +28,7 @@ def test_every_artifact_builds_from_small_real_runs(tmp_path, tiny_teacher):
     methods = ("adpo-listwise-raw", "adpo-listwise-rank", "adpo-pairwise")
     ablation = dataclasses.replace(bandits, methods=methods, scaling=False, anchors=dict.fromkeys(methods, "old"))
     run_bandits(ablation, results / "bandits-onpolicy-anchor", show_progress=False)
-    distill = DistillConfig(
-        envs=("Hopper-v5",),
-        seeds=2,
-        steps=4,
-        eval_every=2,
-        train_states=100,
-        eval_states=40,
-        eval_episodes=2,
-        collect_envs=2,
-        teachers_dir=str(tiny_teacher),
-    )
-    run_distill(distill, results / "mujoco", show_progress=False)
+    run_distill(tiny_distill, results / "mujoco", show_progress=False)
 
     written, skipped = build_all(results, figures)
     assert skipped == {}, skipped

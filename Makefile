@@ -4,6 +4,8 @@ VENV ?= .venv
 PROFILE ?= quick
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-verl
+VERL_VERSION ?= 0.9.1
 
 .PHONY: install reproduce test figures bench clean
 
@@ -17,13 +19,20 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The tests also check parity with verl's reference losses: verl without its CUDA-bound
+# dependencies, plus the few packages its import needs (the `verl` extra).
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet --no-deps verl==$(VERL_VERSION)
+	$(BIN)/pip install --quiet -e '.[dev,verl]'
+	touch $(TEST_STAMP)
+
 reproduce: $(STAMP)
 	$(BIN)/geobench toy-saturation --profile $(PROFILE) --no-draw
 	$(BIN)/geobench bandits --scaling --profile $(PROFILE) --no-draw
 	$(BIN)/geobench mujoco distill --profile $(PROFILE) --no-draw
 	$(BIN)/geobench figures
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(BIN)/python -m pytest
 
 figures: $(STAMP)

@@ -39,6 +39,8 @@ def test_aggregate_skips_empty_sequences_and_rejects_unknown_mode():
     mask = MASK.clone()
     mask[0, 0] = 0
     assert aggregate(LOSS, mask, "seq-mean-token-mean").item() == pytest.approx(5.0)
+    assert aggregate(LOSS, mask, "seq-mean-token-sum").item() == pytest.approx(15.0)
+    assert aggregate(LOSS, mask, "seq-mean-token-sum-norm").item() == pytest.approx(15.0 / 3)
     with pytest.raises(ConfigError, match="token-mean"):
         aggregate(LOSS, MASK, "sum")
 

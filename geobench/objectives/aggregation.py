@@ -8,8 +8,10 @@ agree for the same mode:
 - ``seq-mean-token-mean``: mean over tokens inside each sequence, then mean over the
   sequences that have at least one token (the original GRPO, GSPO Eq. 29).
 - ``seq-mean-token-sum``: sum over tokens inside each sequence, then mean over sequences.
-- ``seq-mean-token-sum-norm``: sum over all tokens / (number of sequences x a constant
-  horizon), the horizon defaulting to T (Dr. GRPO's length-unbiased form).
+- ``seq-mean-token-sum-norm``: ``seq-mean-token-sum`` divided by a constant horizon,
+  defaulting to T (Dr. GRPO's length-unbiased form).
+
+In every sequence-level mode, sequences without tokens are left out of the mean.
 """
 
 from __future__ import annotations
@@ -53,9 +55,8 @@ def aggregate(loss: Tensor, mask: Tensor, mode: str = "token-mean", horizon: int
         return masked_mean(loss, mask)
     seq_tokens = mask.sum(-1)  # (...,)
     seq_sum = (loss * mask).sum(-1)
-    if mode == "seq-mean-token-sum-norm":
-        return seq_sum.sum() / (seq_sum.numel() * (horizon or loss.shape[-1]))
     has_tokens = (seq_tokens > 0).to(loss.dtype)
     if mode == "seq-mean-token-mean":
         return masked_mean(seq_sum / seq_tokens.clamp(min=1.0), has_tokens)
-    return masked_mean(seq_sum, has_tokens)  # seq-mean-token-sum
+    seq_mean = masked_mean(seq_sum, has_tokens)
+    return seq_mean / (horizon or loss.shape[-1]) if mode == "seq-mean-token-sum-norm" else seq_mean

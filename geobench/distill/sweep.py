@@ -134,6 +134,7 @@ def train_students(
     anchor = student.detached()
     opt = torch.optim.AdamW(student.parameters(), lr=config.lr)
     loss_fn = _method_loss(method, config)
+    anchored = method.startswith("adpo")
     gens = [generator("distill-batches", teacher.env, method, s) for s in seeds]
     eval_index, eval_cands = _held_out_candidates(config, held_out, len(seeds))
     rows = [_metrics(student, held_out, eval_index, eval_cands, config, seeds, 0)]
@@ -146,8 +147,10 @@ def train_students(
             cands = sample_candidates(train, index, config.candidates, config.widen, gens)  # (S, B, K, A)
             logp = log_density(cands, mean_s, std_s)
             teacher_scores = log_density(cands, train.mean[index], train.std[index])
-            with torch.no_grad():
-                anchor_logp = log_density(cands, *anchor.gaussian(train.obs[index]))
+            anchor_logp = logp.detach()  # kd has a zero anchor and ignores this
+            if anchored:
+                with torch.no_grad():
+                    anchor_logp = log_density(cands, *anchor.gaussian(train.obs[index]))
             losses = loss_fn(logp, teacher_scores, logp.detach(), anchor_logp)
         opt.zero_grad()
         losses.sum().backward()  # seeds are independent: each gets its own gradient
@@ -214,11 +217,13 @@ def run(config: DistillConfig, out: Path | str, *, profile: str = "custom", show
     """Every (env, method) cell not already on disk; returns the merged CSV ``DIR/distill.csv``."""
     run_dir = RunDir(out, EXPERIMENT, config)
     seeds = list(range(config.seed, config.seed + config.seeds))
+    teacher_returns = {}
     with progress_bar(show_progress) as bar:
         cells = bar.add_task("distillation cells", total=len(config.envs) * len(config.methods))
         steps = bar.add_task("  steps", total=config.steps)
         for env in config.envs:
             teacher = load_teacher(env, config.teachers)
+            teacher_returns[env] = teacher.info["eval_return_mean"]
             data = None
             for method in config.methods:
                 key = {"env": env, "variant": method}
@@ -233,8 +238,4 @@ def run(config: DistillConfig, out: Path | str, *, profile: str = "custom", show
                     rows = train_students(config, teacher, *data, method, seeds, on_step=lambda: bar.advance(steps))
                     run_dir.write_cell(key, rows.assign(**key))
                 bar.advance(cells)
-    return run_dir.finish("distill", profile, extra={"teacher_returns": _teacher_returns(config)})
-
-
-def _teacher_returns(config: DistillConfig) -> dict[str, float]:
-    return {env: load_teacher(env, config.teachers).info["eval_return_mean"] for env in config.envs}
+    return run_dir.finish("distill", profile, extra={"teacher_returns": teacher_returns})

@@ -30,12 +30,18 @@ def save_figure(fig: Figure, figures: Path, stem: str) -> list[Path]:
     return paths
 
 
-def draw_toy(run_folder: Path, figures: Path) -> list[Path]:
-    """OPO Fig. 3 from a toy-saturation run folder."""
+def require_run(run_folder: Path, command: str) -> tuple[pd.DataFrame, dict]:
+    """The CSV and metadata of a finished run, or FileNotFoundError naming the command that makes it
+    (``build_all`` reports it as a skipped artifact)."""
     run = read_run(run_folder)
     if run is None:
-        raise FileNotFoundError(f"{run_folder} has no run.json: run `geobench toy-saturation`")
-    frame, meta = run
+        raise FileNotFoundError(f"{run_folder} has no run.json: run `{command}`")
+    return run
+
+
+def draw_toy(run_folder: Path, figures: Path) -> list[Path]:
+    """OPO Fig. 3 from a toy-saturation run folder."""
+    frame, meta = require_run(run_folder, "geobench toy-saturation")
     floor = meta["config"]["log_floor"]
     caption = (
         f"OPO Fig. 3 reproduction ({meta['profile']} profile, {frame['p'].nunique()} grid points, deterministic). "
@@ -50,10 +56,7 @@ def build_toy(results: Path, figures: Path) -> list[Path]:
 
 def draw_bandits(run_folder: Path, figures: Path) -> list[Path]:
     """ADPO Fig. 2a/2b and their Markdown tables (with the claims) from a bandits run folder."""
-    run = read_run(run_folder)
-    if run is None:
-        raise FileNotFoundError(f"{run_folder} has no run.json: run `geobench bandits --scaling`")
-    frame, meta = run
+    frame, meta = require_run(run_folder, "geobench bandits --scaling")
     config = meta["config"]
     hidden = config["hidden"][0]
     final = bandits_report.final_values(frame)
@@ -108,14 +111,12 @@ def build_bandits(results: Path, figures: Path) -> list[Path]:
 
 def build_anchor_ablation(results: Path, figures: Path) -> list[Path]:
     """ADPO's bandit results under the fixed vs the on-policy anchor (an ablation of ours)."""
-    runs = [read_run(results / name) for name in ("bandits", "bandits-onpolicy-anchor")]
-    if any(run is None for run in runs):
-        raise FileNotFoundError(
-            "results/bandits-onpolicy-anchor has no run.json: run `geobench bandits --methods "
-            "adpo-listwise-raw,adpo-listwise-rank,adpo-pairwise --anchors adpo-listwise-raw=old,"
-            "adpo-listwise-rank=old,adpo-pairwise=old --out results/bandits-onpolicy-anchor`"
-        )
-    (fixed, meta), (moving, _) = runs
+    fixed, meta = require_run(results / "bandits", "geobench bandits --scaling")
+    moving, _ = require_run(
+        results / "bandits-onpolicy-anchor",
+        "geobench bandits --methods adpo-listwise-raw,adpo-listwise-rank,adpo-pairwise --anchors "
+        "adpo-listwise-raw=old,adpo-listwise-rank=old,adpo-pairwise=old --out results/bandits-onpolicy-anchor",
+    )
     table = bandits_report.anchor_ablation_table(fixed, moving, meta["config"]["hidden"][0])
     text = (
         "### Ablation (ours): ADPO on the bandits with a fixed vs an on-policy anchor\n\n"
@@ -130,10 +131,7 @@ def build_anchor_ablation(results: Path, figures: Path) -> list[Path]:
 
 def draw_mujoco(run_folder: Path, figures: Path) -> list[Path]:
     """ADPO Table 2 (Markdown, beside the paper's) and its figure from a distillation run folder."""
-    run = read_run(run_folder)
-    if run is None:
-        raise FileNotFoundError(f"{run_folder} has no run.json: run `geobench mujoco distill`")
-    frame, meta = run
+    frame, meta = require_run(run_folder, "geobench mujoco distill")
     fin = mujoco_report.final(frame)
     config = meta["config"]
     basis = f"{meta['profile']} profile, {fin['seed'].nunique()} seeds, {config['steps']} steps"

@@ -11,7 +11,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from geobench.report.markdown import markdown_table
-from geobench.report.stats import bootstrap_diff_ci, bootstrap_mean_ci, bootstrap_ratio_ci, sign_verdict
+from geobench.report.stats import bootstrap_diff_ci, bootstrap_mean_ci, bootstrap_ratio_ci, last_logged, sign_verdict
 from geobench.report.style import style
 
 NOISE_ORDER = ("gaussian-outliers", "shift", "adversarial", "cauchy")
@@ -24,8 +24,7 @@ DPO = ("dpo-soft", "dpo-hard")
 def final_values(frame: pd.DataFrame, metric: str = "winmass") -> pd.DataFrame:
     """The last logged ``metric`` of every (scenario, level, hidden, variant, seed)."""
     frame = frame[(frame["metric"] == metric) & (frame["variant"] != "reference")]
-    last = frame.groupby(["scenario", "level", "hidden", "variant"])["step"].transform("max")
-    return frame[frame["step"] == last]
+    return last_logged(frame, ["scenario", "level", "hidden", "variant"])
 
 
 def seed_values(final: pd.DataFrame, variant: str, **where: object) -> np.ndarray:

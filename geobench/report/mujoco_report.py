@@ -11,7 +11,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from geobench.report.markdown import markdown_table
-from geobench.report.stats import bootstrap_diff_ci, bootstrap_mean_ci, bootstrap_ratio_ci, sign_verdict
+from geobench.report.stats import bootstrap_diff_ci, bootstrap_mean_ci, bootstrap_ratio_ci, last_logged, sign_verdict
 from geobench.report.style import style
 
 ANCHORED = ("adpo-self-anchor", "adpo-self-anchor-ema")
@@ -20,8 +20,7 @@ ORDER = ("kd", "adpo-self-anchor", "adpo-self-anchor-ema", "kd-gaussian")
 
 def final(frame: pd.DataFrame) -> pd.DataFrame:
     """The last logged value of every (env, variant, seed, metric)."""
-    last = frame.groupby(["env", "variant", "metric"])["step"].transform("max")
-    return frame[frame["step"] == last]
+    return last_logged(frame, ["env", "variant", "metric"])
 
 
 def values(fin: pd.DataFrame, env: str, variant: str, metric: str) -> np.ndarray:

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 VERDICTS = ("reproduced", "not reproduced", "inconclusive")
+
+
+def last_logged(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """The rows at the last logged ``step`` of every group of ``keys`` (a run's final values)."""
+    return frame[frame["step"] == frame.groupby(keys)["step"].transform("max")]
 
 
 def bootstrap_mean_ci(

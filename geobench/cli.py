@@ -200,6 +200,53 @@ def distill(
             console.print(f"wrote {path}")
 
 
+@app.command("llm")
+def llm(
+    algo: str = typer.Option("all", "--algo", help="grpo, gspo, dapo, opo, adpo, a comma list, or all."),
+    dataset: str | None = typer.Option(
+        None, "--dataset", help="arithmetic (built in), math-lighteval (hub; needs network) or a local path."
+    ),
+    levels: str | None = typer.Option(None, "--levels", help="Difficulty levels, e.g. 3,4 for MATH."),
+    model: str | None = typer.Option(
+        None, "--model", help="Causal-LM checkpoint (hub id or folder); default: the warm-started tiny Qwen3."
+    ),
+    rollout: str | None = typer.Option(None, "--rollout", help="hf (transformers generate) or vllm (GPU extra)."),
+    reward: str | None = typer.Option(None, "--reward", help="correct (1/0) or shaped (length/repetition)."),
+    seeds: int | None = typer.Option(None, "--seeds", help="Number of seeds."),
+    seed: int | None = typer.Option(None, "--seed", help="First seed."),
+    steps: int | None = typer.Option(None, "--steps", help="RL steps per run."),
+    out: Path = typer.Option(Path("results/llm"), "--out", help="Run folder for CSV and run.json."),
+    profile: str = PROFILE,
+    config: Path | None = typer.Option(
+        None, "--config", help="A TOML file instead of experiments/opo_table1.toml (e.g. experiments/adpo_fig3.toml)."
+    ),
+    figures: Path = typer.Option(Path("figures"), "--figures", help="Where to draw the LLM figures and tables."),
+    draw: bool = typer.Option(True, "--draw/--no-draw", help="Draw figures and tables after the run."),
+    quiet: bool = QUIET,
+) -> None:
+    """OPO Table 1 / Figs. 4-7 and ADPO Fig. 3 / Table 4: RL on verifiable math with each algorithm."""
+    from geobench import llm as llm_study
+
+    overrides = {
+        "algos": _all_or_list(algo),
+        "dataset": dataset,
+        "levels": _int_list(levels),
+        "model": model,
+        "rollout": rollout,
+        "reward": reward,
+        "seeds": seeds,
+        "seed": seed,
+        "steps": steps,
+    }
+    cfg = load_config(llm_study.LLMConfig, config or experiment_file("opo_table1"), profile, overrides)
+    console.print(f"wrote {llm_study.run(cfg, out, profile=profile, show_progress=not quiet)}")
+    if draw:
+        from geobench.report import draw_llm
+
+        for path in draw_llm(out, figures):
+            console.print(f"wrote {path}")
+
+
 @app.command("objectives")
 def list_objectives() -> None:
     """List every registered objective with its feedback, geometry and source."""

@@ -14,7 +14,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from geobench.config import EXPERIMENTS_DIR
-from geobench.report import bandits_report, mujoco_report
+from geobench.report import bandits_report, llm_report, mujoco_report
 from geobench.report.markdown import markdown_table
 from geobench.report.taxonomy import taxonomy_tables
 from geobench.report.toy_figure import saturation_figure
@@ -154,6 +154,58 @@ def build_mujoco(results: Path, figures: Path) -> list[Path]:
     return draw_mujoco(results / "mujoco", figures)
 
 
+def draw_llm(run_folder: Path, figures: Path) -> list[Path]:
+    """OPO Table 1, Figs. 4-7 and ADPO Fig. 3, Table 4 (figures, tables, claims) from an LLM run folder."""
+    frame, meta = require_run(run_folder, "geobench llm")
+    timing = read_run(run_folder / "timing")  # wall-clock metrics live apart (metrics.csv is deterministic)
+    if timing is not None:
+        frame = pd.concat([frame, timing[0]], ignore_index=True)
+    config = meta["config"]
+    task = str(frame["task"].iloc[0]) if "task" in frame.columns and len(frame) else config["dataset"]
+    basis = (
+        f"{meta['profile']} profile, {task}, {frame['seed'].nunique()} seeds, {config['steps']} steps, "
+        f"{config['prompts_per_step']} prompts x {config['group']} samples; mean +- 95% CI over seeds"
+    )
+    panels = {
+        "opo_fig4": (["reward_mean"], llm_report.ORDER, "OPO Fig. 4: training reward"),
+        "opo_fig5": (["grad_norm"], llm_report.ORDER, "OPO Fig. 5: gradient norm"),
+        "opo_fig7": (["entropy"], llm_report.ORDER, "OPO Fig. 7: policy entropy"),
+        "adpo_fig3": (["reward_mean", "completion_length"], llm_report.ADPO_FIG3, "ADPO Fig. 3: (a) reward, (b) length"),
+    }
+    paths: list[Path] = []
+    for stem, (metrics, among, title) in panels.items():
+        fig = llm_report.curve_figure(frame, metrics, among, f"{title} ({basis})")
+        paths += save_figure(fig, figures, stem)
+    paths += save_figure(
+        llm_report.saturation_figure(frame, f"OPO Fig. 6: gradient saturation ({basis})"), figures, "opo_fig6"
+    )
+    paper_t1 = pd.read_csv(EXPERIMENTS_DIR / "paper" / "opo_table1.csv")
+    paper_t4 = pd.read_csv(EXPERIMENTS_DIR / "paper" / "adpo_table4.csv")
+    paper_claims = pd.read_csv(EXPERIMENTS_DIR / "paper" / "llm_claims.csv")
+    micro = str(config["micro_batch"] or "whole mini-batch")
+    texts = {
+        "opo_table1": f"### OPO Table 1: ours ({basis}) beside the paper's\n\nMean over the final "
+        f"{llm_report.FINAL_STEPS} steps per seed, then mean [95% bootstrap CI] over seeds.\n\n"
+        + llm_report.table1(frame, paper_t1),
+        "adpo_table4": f"### ADPO Table 4: actor update time ({basis})\n\n"
+        "Ours: every algorithm at the same micro-batch, on the same machine, mean seconds per RL step of "
+        "the update phase (forward, backward, optimizer). The paper's times are at unequal micro-batches "
+        "(ADPO 8, GRPO/GSPO 6), so its 3.5x is not a like-for-like figure.\n\n"
+        + llm_report.table4(frame, paper_t4, micro),
+        "llm_claims": f"### LLM claims of both papers beside ours ({basis})\n\n"
+        + markdown_table(llm_report.claims(frame, paper_claims, task)),
+    }
+    for stem, text in texts.items():
+        path = figures / f"{stem}.md"
+        atomic_write_text(path, text)
+        paths.append(path)
+    return paths
+
+
+def build_llm(results: Path, figures: Path) -> list[Path]:
+    return draw_llm(results / "llm", figures)
+
+
 def build_taxonomy(results: Path, figures: Path) -> list[Path]:
     paths = []
     for name, text in taxonomy_tables(EXPERIMENTS_DIR / "taxonomy.toml").items():
@@ -168,6 +220,7 @@ BUILDERS: dict[str, Callable[[Path, Path], list[Path]]] = {
     "adpo_fig2": build_bandits,
     "adpo_fig2_anchor_ablation": build_anchor_ablation,
     "adpo_table2": build_mujoco,
+    "llm": build_llm,
     "taxonomy": build_taxonomy,
 }
 

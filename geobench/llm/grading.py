@@ -1,0 +1,71 @@
+"""Answer extraction and grading (math-verify), and the optional reward shaping.
+
+Correctness is decided by HuggingFace's ``math-verify`` (symbolic equivalence, so
+``\\frac12``, ``0.5`` and ``\\boxed{1/2}`` agree), never by string comparison.
+"""
+
+from __future__ import annotations
+
+import re
+
+from math_verify import parse, verify
+
+REWARDS = ("correct", "shaped")
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+def last_boxed(text: str) -> str | None:
+    """Contents of the last ``\\boxed{...}`` (or ``\\fbox{...}``) in ``text``, braces balanced."""
+    start = max(text.rfind("\\boxed"), text.rfind("\\fbox"))
+    if start < 0:
+        return None
+    open_at = text.find("{", start)
+    if open_at < 0:
+        return None
+    depth = 0
+    for i in range(open_at, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[i], 0)
+        if depth == 0:
+            return text[open_at + 1 : i]
+    return None
+
+
+def extract_answer(completion: str) -> str | None:
+    """The final answer of a completion: the last ``\\boxed{}`` if any, else the last number."""
+    boxed = last_boxed(completion)
+    if boxed is not None:
+        return boxed
+    numbers = _NUMBER.findall(completion)
+    return numbers[-1] if numbers else None
+
+
+def is_correct(completion: str, gold: str) -> bool:
+    """True when the completion's final answer is mathematically equal to ``gold`` (math-verify)."""
+    answer = extract_answer(completion)
+    if answer is None:
+        return False
+    gold_parsed = parse(f"${gold}$")
+    return bool(gold_parsed) and bool(verify(gold_parsed, parse(f"${answer}$")))
+
+
+def ngram_repetition(tokens: list[str], n: int = 4) -> float:
+    """Fraction of repeated n-grams: 1 - distinct / total (0 for fewer than n tokens)."""
+    grams = [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+    return 1.0 - len(set(grams)) / len(grams) if grams else 0.0
+
+
+def reward(completion: str, gold: str, kind: str = "correct", max_chars: int = 0) -> float:
+    """1/0 correctness, or the authors' shaped form (SETTINGS.md, "good_accuracy").
+
+    ``shaped``: 1 for a correct answer; -0.5 when the 4-gram repetition (over characters
+    of the whitespace-split words) exceeds 0.3; otherwise a small length-shaped credit
+    0.1 * (1 - len / max_chars) for a wrong answer. The authors do not state the length
+    term's form; this one is ours and only breaks ties between wrong answers.
+    """
+    if is_correct(completion, gold):
+        return 1.0
+    if kind == "correct":
+        return 0.0
+    if ngram_repetition(completion.split() or list(completion)) > 0.3:
+        return -0.5
+    return 0.1 * max(0.0, 1.0 - len(completion) / max_chars) if max_chars else 0.0

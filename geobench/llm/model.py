@@ -1,0 +1,128 @@
+"""Policies: the project's tiny Qwen3 (built from a config, character tokenizer) or any
+causal-LM checkpoint, and the one function that scores completions under a policy.
+"""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from geobench.errors import ConfigError
+
+SPECIAL_TOKENS = ("<pad>", "<eos>", "<unk>")
+
+
+@dataclass(frozen=True)
+class TinyQwen3:
+    """Shape of the quick profile's model (transformers' ``Qwen3ForCausalLM``)."""
+
+    hidden: int = 64
+    layers: int = 2
+    heads: int = 4
+    kv_heads: int = 2
+    intermediate: int = 192
+    max_positions: int = 64
+
+
+def char_tokenizer():
+    """A character-level fast tokenizer over printable ASCII, saved and loaded like any other.
+
+    One token per character keeps the arithmetic task's answers a few tokens long and lets
+    the same tokenizer read MATH text in tests. Left padding, as generation needs.
+    """
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    chars = [c for c in string.printable if c not in "\t\r\x0b\x0c"]
+    vocab = {token: i for i, token in enumerate([*SPECIAL_TOKENS, *chars])}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+    backend.decoder = decoders.Fuse()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>", padding_side="left"
+    )
+
+
+def tiny_qwen3(tokenizer, shape: TinyQwen3, seed: int):
+    """A randomly initialised ``Qwen3ForCausalLM`` sized by ``shape`` (tied embeddings)."""
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    config = Qwen3Config(
+        vocab_size=len(tokenizer),
+        hidden_size=shape.hidden,
+        intermediate_size=shape.intermediate,
+        num_hidden_layers=shape.layers,
+        num_attention_heads=shape.heads,
+        num_key_value_heads=shape.kv_heads,
+        head_dim=shape.hidden // shape.heads,
+        max_position_embeddings=shape.max_positions,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=None,
+    )
+    torch.manual_seed(seed)
+    return Qwen3ForCausalLM(config)
+
+
+def load_policy(model: str, dtype: str = "float32"):
+    """(model, tokenizer) from a local folder or a hub id; a one-line error if neither loads."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # one rich bar per loop is ours; no per-load bars
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model)
+        policy = AutoModelForCausalLM.from_pretrained(model, dtype=getattr(torch, dtype))
+    except (OSError, ValueError) as error:
+        hint = "run `geobench llm` once to build the warm start" if "warmstart" in model else "check --model"
+        raise ConfigError(f"cannot load model {model!r} ({type(error).__name__}); {hint}") from None
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return policy, tokenizer
+
+
+def save_policy(policy, tokenizer, folder: Path) -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    folder.mkdir(parents=True, exist_ok=True)
+    policy.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+
+
+def completion_logprobs(
+    policy, prompt_ids: Tensor, prompt_mask: Tensor, completion_ids: Tensor, completion_mask: Tensor,
+    *, with_entropy: bool = False,
+) -> tuple[Tensor, Tensor | None]:
+    """Per-token log pi(y_t | x, y_<t) of each completion, and optionally the token entropy.
+
+    Prompts are left-padded, completions right-padded; position ids count real tokens only,
+    so a sequence scores the same alone as in a padded batch (tested).
+
+    Args:
+        prompt_ids, prompt_mask: (N, P).
+        completion_ids, completion_mask: (N, T).
+
+    Returns:
+        (N, T) log-probs (0 at padding) and, with ``with_entropy``, (N, T) entropies of the
+        full next-token distribution.
+    """
+    ids = torch.cat([prompt_ids, completion_ids], dim=1)
+    mask = torch.cat([prompt_mask, completion_mask], dim=1)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    logits = policy(input_ids=ids, attention_mask=mask, position_ids=positions).logits
+    p_len = prompt_ids.shape[1]
+    logits = logits[:, p_len - 1 : -1].float()  # the logits that predict each completion token
+    log_probs = torch.log_softmax(logits, dim=-1)
+    token = log_probs.gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)
+    fmask = completion_mask.to(token.dtype)
+    entropy = None
+    if with_entropy:
+        entropy = -(log_probs.exp() * log_probs).sum(-1) * fmask
+    return token * fmask, entropy

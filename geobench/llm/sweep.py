@@ -1,0 +1,131 @@
+"""LLM math RL (OPO Table 1, Figs. 4-7; ADPO Fig. 3, Table 4): algorithms x seeds, resumable."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from geobench.errors import ConfigError
+from geobench.llm.grading import REWARDS
+from geobench.llm.model import load_policy
+from geobench.llm.rollout import BACKENDS, SamplingSettings, make_rollout, require_vllm
+from geobench.llm.tasks import make_task
+from geobench.llm.train import RLSettings, train_cell
+from geobench.llm.warmstart import WARMSTART_DIR, WarmStartConfig, ensure_warmstart
+from geobench.objectives import get_objective
+from geobench.progress import progress_bar
+from geobench.results import RunDir
+
+EXPERIMENT = "llm"
+# Wall-clock measurements go to their own CSV (``DIR/timing/timing.csv``) so that
+# ``metrics.csv`` is a deterministic function of the config and seed (tested).
+TIMING_METRICS = ("update_time_s", "rollout_tokens_per_s")
+ALGOS = ("grpo", "gspo", "dapo", "opo", "adpo")
+
+
+@dataclass(frozen=True)
+class LLMConfig:
+    """Every setting of an LLM run; sources and reasons in ``experiments/opo_table1.toml``."""
+
+    algos: tuple[str, ...] = ALGOS
+    seeds: int = 3
+    seed: int = 0
+    dataset: str = "arithmetic"
+    levels: tuple[int, ...] = (1, 2, 3, 4)
+    model: str = ""  # empty: the project's warm-started tiny Qwen3
+    dtype: str = "float32"
+    rollout: str = "hf"
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 6
+    steps: int = 60
+    prompts_per_step: int = 8
+    group: int = 6
+    epochs: int = 1
+    minibatches: int = 1
+    micro_batch: int = 0
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.1
+    max_grad_norm: float = 1.0
+    reward: str = "correct"
+    dynamic_sampling: bool = True
+    overlong_cache: int = 0
+    adaptive_tau: bool = True
+    tau_min: float = 0.1
+    tau_max: float = 0.8
+    eval_every: int = 10
+    eval_prompts: int = 200
+    threads: int = 0  # torch intra-op threads; 0 = torch's default
+    hparams: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for algo in self.algos:
+            if algo not in ALGOS:
+                raise ConfigError(f"unknown algorithm {algo!r} for geobench llm; valid: {', '.join(ALGOS)}")
+            get_objective(algo).validate(dict(self.hparams.get(algo, {})))
+        if self.rollout not in BACKENDS:
+            raise ConfigError(f"unknown rollout backend {self.rollout!r}; valid: {', '.join(BACKENDS)}")
+        if self.reward not in REWARDS:
+            raise ConfigError(f"unknown reward {self.reward!r}; valid: {', '.join(REWARDS)}")
+        if min(self.seeds, self.steps, self.prompts_per_step, self.epochs, self.minibatches) < 1 or self.group < 2:
+            raise ConfigError("seeds, steps, prompts_per_step, epochs and minibatches must be >= 1 and group >= 2")
+        if not 0 < self.tau_min <= self.tau_max:
+            raise ConfigError(f"need 0 < tau_min <= tau_max; got {self.tau_min}, {self.tau_max}")
+
+    def settings(self) -> RLSettings:
+        names = {f.name for f in dataclasses.fields(RLSettings)}
+        values = {k: v for k, v in dataclasses.asdict(self).items() if k in names}
+        return RLSettings(**{**values, "hparams": {k: dict(v) for k, v in self.hparams.items()}})
+
+    def sampling(self) -> SamplingSettings:
+        return SamplingSettings(self.temperature, self.top_p, self.max_new_tokens)
+
+
+def _model_path(config: LLMConfig, show_progress: bool) -> str:
+    if config.model:
+        return config.model
+    return str(ensure_warmstart(WarmStartConfig(levels=config.levels), WARMSTART_DIR, show_progress))
+
+
+def run(config: LLMConfig, out: Path | str, *, profile: str = "custom", show_progress: bool = True) -> Path:
+    """Train every (algorithm, seed) cell not already on disk; returns ``DIR/metrics.csv``."""
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    if config.rollout == "vllm":
+        require_vllm()  # fail before any work, not after the first model load
+    run_dir = RunDir(out, EXPERIMENT, config)
+    timing_dir = RunDir(Path(out) / "timing", EXPERIMENT, config)
+    task = make_task(config.dataset, config.levels)
+    model_path = _model_path(config, show_progress)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    cells = [(algo, seed) for algo in config.algos for seed in range(config.seed, config.seed + config.seeds)]
+    settings = config.settings()
+    with progress_bar(show_progress) as bar:
+        job = bar.add_task("llm cells", total=len(cells))
+        steps = bar.add_task("  RL steps", total=settings.steps)
+        for algo, seed in cells:
+            key = {"variant": algo, "seed": seed}
+            bar.update(job, description=f"llm {algo} seed {seed}")
+            if not run_dir.done(key):
+                bar.reset(steps)
+                policy, tokenizer = load_policy(model_path, config.dtype)
+                policy.to(device)
+                rollout = make_rollout(config.rollout, model_path, tokenizer, config.sampling())
+                rows = train_cell(
+                    policy, tokenizer, task, rollout, algo, seed, settings, on_step=lambda: bar.advance(steps)
+                )
+                frame = pd.DataFrame(rows).assign(variant=algo, task=task.name)
+                timed = frame["metric"].isin(TIMING_METRICS)
+                timing_dir.write_cell(key, frame[timed])  # first: a cell counts as done once metrics exist
+                run_dir.write_cell(key, frame[~timed])
+            bar.advance(job)
+    extra = {"model": model_path, "device": device, "torch_threads": torch.get_num_threads()}
+    timing_dir.finish("timing", profile, extra)
+    return run_dir.finish("metrics", profile, extra)

@@ -1,0 +1,119 @@
+"""The quick profile's base model: a tiny Qwen3 supervised on the arithmetic task until its
+sampled accuracy first reaches a target (20-60%), so RL starts with room to improve.
+
+It is built once and cached (committed under ``experiments/llm/warmstart``); a cache made
+with other settings is rebuilt rather than silently reused.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from geobench.config import EXPERIMENTS_DIR
+from geobench.llm.grading import is_correct
+from geobench.llm.model import TinyQwen3, char_tokenizer, completion_logprobs, save_policy, tiny_qwen3
+from geobench.llm.rollout import HFRollout, SamplingSettings
+from geobench.llm.tasks import ArithmeticTask
+from geobench.progress import progress_bar
+from geobench.results import atomic_write_text, package_versions
+
+WARMSTART_DIR = EXPERIMENTS_DIR / "llm" / "warmstart"
+
+
+@dataclass(frozen=True)
+class WarmStartConfig:
+    """Supervised warm start; stops at the first evaluation with accuracy >= ``target``."""
+
+    levels: tuple[int, ...] = (1, 2, 3, 4)
+    shape: TinyQwen3 = TinyQwen3()
+    seed: int = 0
+    lr: float = 3e-3
+    batch: int = 64
+    max_steps: int = 4000
+    eval_every: int = 25
+    eval_prompts: int = 256
+    target: float = 0.35
+    max_new_tokens: int = 6
+
+
+def _supervised_batch(tokenizer, task: ArithmeticTask, rng: random.Random, n: int):
+    problems = task.sample(n, rng)
+    prompts = tokenizer([p.prompt for p in problems], return_tensors="pt", padding=True)
+    targets = [tokenizer(task.completion(p))["input_ids"] + [tokenizer.eos_token_id] for p in problems]
+    width = max(len(t) for t in targets)
+    ids = torch.tensor([t + [tokenizer.pad_token_id] * (width - len(t)) for t in targets])
+    mask = torch.tensor([[1] * len(t) + [0] * (width - len(t)) for t in targets])
+    return prompts["input_ids"], prompts["attention_mask"], ids, mask
+
+
+def sampled_accuracy(policy, tokenizer, problems, max_new_tokens: int, seed: int, temperature: float = 1.0) -> float:
+    """Fraction of problems answered correctly by one sample each (temperature 0: greedy)."""
+    prompts = [p.prompt for p in problems]
+    if temperature == 0.0:
+        encoded = tokenizer(prompts, return_tensors="pt", padding=True)
+        with torch.no_grad():
+            out = policy.generate(
+                **encoded, do_sample=False, max_new_tokens=max_new_tokens,
+                pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+            )
+        texts = tokenizer.batch_decode(out[:, encoded["input_ids"].shape[1] :], skip_special_tokens=True)
+    else:
+        sampler = HFRollout(tokenizer, SamplingSettings(temperature, 1.0, max_new_tokens))
+        texts = sampler.generate(policy, prompts, 1, seed).texts
+    return sum(is_correct(t, p.answer) for t, p in zip(texts, problems, strict=True)) / len(problems)
+
+
+def build_warmstart(config: WarmStartConfig, folder: Path = WARMSTART_DIR, show_progress: bool = True) -> dict:
+    """Train, save model + tokenizer + ``warmstart.json`` into ``folder``; returns the record."""
+    start = time.time()
+    tokenizer = char_tokenizer()
+    policy = tiny_qwen3(tokenizer, config.shape, config.seed)
+    task = ArithmeticTask(config.levels)
+    rng = random.Random(config.seed)
+    held_out = task.sample(config.eval_prompts, random.Random(config.seed + 10_000))
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=config.lr)
+    accuracy, step = 0.0, 0
+    with progress_bar(show_progress) as bar:
+        job = bar.add_task("warm start (SFT)", total=config.max_steps)
+        for step in range(1, config.max_steps + 1):
+            p_ids, p_mask, c_ids, c_mask = _supervised_batch(tokenizer, task, rng, config.batch)
+            logp, _ = completion_logprobs(policy, p_ids, p_mask, c_ids, c_mask)
+            loss = -logp.sum() / c_mask.sum()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            bar.advance(job)
+            if step % config.eval_every == 0:
+                policy.eval()
+                accuracy = sampled_accuracy(policy, tokenizer, held_out, config.max_new_tokens, config.seed + step)
+                policy.train()
+                bar.update(job, description=f"warm start (SFT) acc {accuracy:.2f}")
+                if accuracy >= config.target:
+                    break
+    save_policy(policy, tokenizer, folder)
+    record = {
+        "config": json.loads(json.dumps(asdict(config))),
+        "steps": step,
+        "sampled_accuracy": accuracy,
+        "eval_prompts": config.eval_prompts,
+        "parameters": sum(p.numel() for p in policy.parameters()),
+        "wall_time_s": round(time.time() - start, 1),
+        "packages": package_versions(),
+    }
+    atomic_write_text(folder / "warmstart.json", json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def ensure_warmstart(config: WarmStartConfig, folder: Path = WARMSTART_DIR, show_progress: bool = True) -> Path:
+    """The cached warm start for ``config``, built first if missing or made with other settings."""
+    record = folder / "warmstart.json"
+    wanted = json.loads(json.dumps(asdict(config)))
+    if not record.exists() or json.loads(record.read_text()).get("config") != wanted:
+        build_warmstart(config, folder, show_progress)
+    return folder

@@ -1,0 +1,226 @@
+"""LLM math RL: tasks, grading, log-probs, the RL loop on a tiny random Qwen3, resume, errors."""
+
+import random
+import re
+
+import pandas as pd
+import pytest
+import torch
+
+from geobench.errors import ConfigError
+from geobench.llm import LLMConfig, run
+from geobench.llm.grading import extract_answer, is_correct, last_boxed, ngram_repetition, reward
+from geobench.llm.model import TinyQwen3, char_tokenizer, completion_logprobs, save_policy, tiny_qwen3
+from geobench.llm.rollout import HFRollout, SamplingSettings, completion_mask
+from geobench.llm.tasks import ArithmeticTask, arithmetic_problem, load_math
+from tests.conftest import cli_error
+
+TINY = TinyQwen3(hidden=32, layers=1, heads=2, kv_heads=1, intermediate=64, max_positions=96)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """A random tiny Qwen3 with the project's tokenizer, saved like a checkpoint."""
+    folder = tmp_path_factory.mktemp("tiny-qwen3")
+    tokenizer = char_tokenizer()
+    save_policy(tiny_qwen3(tokenizer, TINY, seed=0), tokenizer, folder)
+    return str(folder)
+
+
+def tiny_config(model: str, **overrides) -> LLMConfig:
+    base = dict(
+        model=model, seeds=1, steps=2, prompts_per_step=2, group=3, max_new_tokens=4,
+        eval_every=1, eval_prompts=4, minibatches=2, threads=1,
+    )
+    return LLMConfig(**{**base, **overrides})
+
+
+@pytest.mark.parametrize("level", [1, 2, 3, 4])
+def test_arithmetic_answers_are_the_expressions_value(level):
+    rng = random.Random(level)
+    for _ in range(200):
+        problem = arithmetic_problem(rng, level)
+        expr = problem.prompt.rstrip("=")
+        assert re.fullmatch(r"[0-9+\-*()]+", expr)
+        assert int(problem.answer) == eval(expr)  # noqa: S307 - digits and operators only (checked above)
+
+
+def test_arithmetic_task_is_seeded_and_checks_levels():
+    task = ArithmeticTask((1, 3))
+    assert task.sample(20, random.Random(5)) == task.sample(20, random.Random(5))
+    assert {p.level for p in task.sample(100, random.Random(0))} == {1, 3}
+    with pytest.raises(ConfigError, match="among 1,2,3,4"):
+        ArithmeticTask((5,))
+
+
+@pytest.mark.parametrize(
+    "completion, gold, correct",
+    [
+        ("33", "33", True),
+        ("34", "33", False),
+        ("-3", "-3", True),
+        ("so x = \\boxed{\\frac{1}{2}}", "0.5", True),
+        ("\\boxed{\\frac{1}{2}}", "\\frac{2}{4}", True),
+        ("first 7 then \\boxed{12}", "12", True),
+        ("\\boxed{x^2 + 2x + 1}", "(x+1)^2", True),
+        ("no answer here", "3", False),
+        ("", "3", False),
+    ],
+)
+def test_grader_uses_symbolic_equality(completion, gold, correct):
+    assert is_correct(completion, gold) is correct
+
+
+def test_answer_extraction_takes_the_last_balanced_box():
+    assert last_boxed("a \\boxed{1} b \\boxed{\\frac{a}{b}} c") == "\\frac{a}{b}"
+    assert last_boxed("\\fbox{4}") == "4"
+    assert last_boxed("\\boxed{unclosed") is None
+    assert extract_answer("12+3=15 and 16") == "16"
+    assert extract_answer("nothing") is None
+
+
+def test_shaped_reward_penalises_repetition_and_credits_short_wrong_answers():
+    assert reward("5", "5", "shaped", 10) == 1.0
+    assert reward("a b c d a b c d a b c d a b c d", "5", "shaped", 100) == -0.5
+    assert ngram_repetition(list("abcdefgh")) == 0.0
+    assert reward("7", "5", "shaped", 10) == pytest.approx(0.1 * 0.9)
+    assert reward("7", "5", "correct", 10) == 0.0
+
+
+def test_completion_mask_stops_after_the_first_eos():
+    ids = torch.tensor([[5, 1, 7, 1], [5, 6, 7, 8]])
+    mask, truncated = completion_mask(ids, eos_id=1)
+    assert mask.tolist() == [[1, 1, 0, 0], [1, 1, 1, 1]]
+    assert truncated.tolist() == [False, True]
+
+
+def test_trainer_logprobs_match_unpadded_forward_passes(tiny_model):
+    """Left-padded prompts and right-padded completions score like each sequence alone."""
+    from geobench.llm.model import load_policy
+
+    policy, tokenizer = load_policy(tiny_model)
+    rolled = HFRollout(tokenizer, SamplingSettings(max_new_tokens=5)).generate(policy, ["1+2=", "(3+4)*5-6="], 2, 0)
+    batched, entropy = completion_logprobs(
+        policy, rolled.prompt_ids, rolled.prompt_mask, rolled.completion_ids, rolled.completion_mask,
+        with_entropy=True,
+    )
+    assert entropy.shape == batched.shape and (entropy >= 0).all()
+    for row in range(len(rolled.texts)):
+        prompt = rolled.prompt_ids[row][rolled.prompt_mask[row] == 1]
+        completion = rolled.completion_ids[row][rolled.completion_mask[row] == 1]
+        ids = torch.cat([prompt, completion]).unsqueeze(0)
+        with torch.no_grad():
+            logits = policy(input_ids=ids).logits[0, len(prompt) - 1 : -1]
+        alone = torch.log_softmax(logits.float(), -1).gather(-1, completion.unsqueeze(-1)).squeeze(-1)
+        assert torch.allclose(batched[row, : len(completion)], alone, atol=1e-5)
+        assert (batched[row, len(completion) :] == 0).all()
+
+
+def test_two_rl_steps_of_every_algorithm_write_the_schema(tiny_model, tmp_path):
+    path = run(tiny_config(tiny_model), tmp_path / "llm", show_progress=False)
+    frame = pd.read_csv(path)
+    assert list(frame.columns[:2]) == ["experiment", "variant"]
+    assert {"task", "seed", "step", "metric", "value"} <= set(frame.columns)
+    assert set(frame["variant"]) == {"grpo", "gspo", "dapo", "opo", "adpo"}
+    for algo in ("grpo", "gspo", "opo", "adpo"):
+        metrics = set(frame[frame["variant"] == algo]["metric"])
+        assert {
+            "reward_mean", "accuracy", "grad_norm", "entropy", "completion_length", "adv_range",
+            "response_efficiency", "heldout_accuracy", "signal_range",
+        } <= metrics, algo
+    timing = pd.read_csv(tmp_path / "llm" / "timing" / "timing.csv")
+    assert set(timing["metric"]) == {"update_time_s", "rollout_tokens_per_s"}
+    assert set(timing["variant"]) == set(frame["variant"]) and not frame["metric"].isin(timing["metric"]).any()
+    clip = frame[(frame["metric"] == "clip_frac")]
+    assert set(clip["variant"]) >= {"grpo", "gspo"}
+    tau = frame[(frame["variant"] == "adpo") & (frame["metric"] == "tau")]["value"]
+    assert len(tau) == 2 and tau.between(0.1 - 1e-6, 0.8 + 1e-6).all()  # Eq. 12 stays in [tau_min, tau_max]
+    assert set(frame[frame["metric"] == "heldout_accuracy"]["step"]) == {0, 1, 2}
+
+
+def test_same_seed_same_csv(tiny_model, tmp_path):
+    config = tiny_config(tiny_model, algos=("grpo", "adpo"))
+    first = run(config, tmp_path / "a", show_progress=False).read_bytes()
+    assert run(config, tmp_path / "b", show_progress=False).read_bytes() == first
+
+
+def test_interrupted_sweep_resumes_without_retraining(tiny_model, tmp_path, monkeypatch):
+    from geobench.llm import sweep
+
+    config = tiny_config(tiny_model, algos=("grpo", "opo"), steps=1)
+    calls = []
+    real = sweep.train_cell
+
+    def failing(policy, tokenizer, task, rollout, algo, *args, **kwargs):
+        calls.append(algo)
+        if algo == "opo":
+            raise KeyboardInterrupt
+        return real(policy, tokenizer, task, rollout, algo, *args, **kwargs)
+
+    monkeypatch.setattr(sweep, "train_cell", failing)
+    with pytest.raises(KeyboardInterrupt):
+        run(config, tmp_path / "r", show_progress=False)
+    monkeypatch.setattr(sweep, "train_cell", lambda *a, **k: calls.append(a[4]) or real(*a, **k))
+    frame = pd.read_csv(run(config, tmp_path / "r", show_progress=False))
+    assert calls == ["grpo", "opo", "opo"]
+    assert set(frame["variant"]) == {"grpo", "opo"}
+
+
+def test_math_dataset_from_disk_trains_and_grades_boxed_answers(tiny_model, tmp_path):
+    datasets = pytest.importorskip("datasets")
+    rows = {
+        "problem": ["What is $1+1$?", "Simplify $\\frac{2}{4}$.", "Too easy: $0+0$."],
+        "solution": ["It is $\\boxed{2}$.", "We get $\\boxed{\\frac{1}{2}}$.", "$\\boxed{0}$"],
+        "level": ["Level 3", "Level 4", "Level 1"],
+        "type": ["Algebra"] * 3,
+    }
+    datasets.Dataset.from_dict(rows).save_to_disk(str(tmp_path / "math"))
+    task = load_math(str(tmp_path / "math"), (3, 4))
+    assert [p.answer for p in task.problems] == ["2", "\\frac{1}{2}"]
+    assert is_correct(task.completion(task.problems[1]), "0.5")
+    config = tiny_config(tiny_model, algos=("opo",), steps=1, dataset=str(tmp_path / "math"), levels=(3, 4))
+    frame = pd.read_csv(run(config, tmp_path / "llm", show_progress=False))
+    assert set(frame["task"]) == {"math-lighteval"}
+
+
+def test_missing_dataset_is_a_one_line_error(tmp_path):
+    with pytest.raises(ConfigError, match="pass --dataset PATH"):
+        load_math(str(tmp_path / "absent.jsonl"), (3,))
+
+
+def test_vllm_rollout_without_vllm_says_how_to_install(tiny_model, tmp_path):
+    pytest.importorskip("transformers")
+    try:
+        import vllm  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("vLLM is installed: the GPU path is exercised elsewhere")
+    message = cli_error("llm", "--model", tiny_model, "--rollout", "vllm", "--out", str(tmp_path / "x"), "--no-draw")
+    assert "pip install 'geobench[vllm]'" in message
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--algo", "ppo2"], "unknown algorithm 'ppo2' for geobench llm; valid: grpo, gspo, dapo, opo, adpo"),
+        (["--rollout", "sglang"], "unknown rollout backend 'sglang'"),
+        (["--model", "/nonexistent/ckpt"], "cannot load model '/nonexistent/ckpt'"),
+        (["--reward", "length"], "unknown reward 'length'"),
+    ],
+)
+def test_llm_bad_input_is_one_line(tmp_path, args, message):
+    assert message in cli_error("llm", *args, "--out", str(tmp_path / "x"), "--no-draw", "--quiet")
+
+
+def test_warm_start_is_cached_and_rebuilt_when_settings_change(tmp_path):
+    from geobench.llm.warmstart import WarmStartConfig, ensure_warmstart
+
+    config = WarmStartConfig(shape=TINY, max_steps=2, eval_every=1, eval_prompts=4, batch=4)
+    folder = ensure_warmstart(config, tmp_path / "ws", show_progress=False)
+    stamp = (folder / "warmstart.json").stat().st_mtime_ns
+    ensure_warmstart(config, folder, show_progress=False)
+    assert (folder / "warmstart.json").stat().st_mtime_ns == stamp
+    ensure_warmstart(WarmStartConfig(shape=TINY, max_steps=1, eval_every=1, eval_prompts=4, batch=4), folder, False)
+    assert (folder / "warmstart.json").stat().st_mtime_ns != stamp
+    assert (folder / "model.safetensors").exists() and (folder / "tokenizer.json").exists()

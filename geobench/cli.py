@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
+import tomllib
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -108,6 +112,21 @@ def _pairs(text: str | None) -> dict[str, str] | None:
     return dict(item.split("=", 1) for item in items)
 
 
+def _merge_hparams(base: Mapping[str, Mapping[str, Any]], text: str) -> dict[str, dict[str, Any]]:
+    """``base`` updated by 'algo.key=value,...'; values are TOML literals (1e-3, true, "zscore") or bare strings."""
+    merged = {algo: dict(values) for algo, values in base.items()}
+    for algo_key, value in (_pairs(text) or {}).items():
+        algo, _, key = algo_key.partition(".")
+        if not key:
+            raise ConfigError(f"--set expects algo.key=value, got {algo_key}={value}")
+        try:
+            parsed = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            parsed = value
+        merged.setdefault(algo, {})[key] = parsed
+    return merged
+
+
 def _int_list(text: str | None) -> tuple[int, ...] | None:
     values = parse_list(text)
     if values is None:
@@ -132,8 +151,6 @@ def train_teacher(
     quiet: bool = QUIET,
 ) -> None:
     """Train a stable-baselines3 teacher with tuned settings, evaluate it, save it for distillation."""
-    import tomllib
-
     from geobench.distill import teachers
 
     with (config or experiment_file("adpo_table2")).open("rb") as handle:
@@ -215,6 +232,9 @@ def llm(
     seeds: int | None = typer.Option(None, "--seeds", help="Number of seeds."),
     seed: int | None = typer.Option(None, "--seed", help="First seed."),
     steps: int | None = typer.Option(None, "--steps", help="RL steps per run."),
+    hparam: str | None = typer.Option(
+        None, "--set", help="Objective hyperparameters, e.g. opo.alpha=0.6,opo.escort_ref=false (TOML values)."
+    ),
     out: Path = typer.Option(Path("results/llm"), "--out", help="Run folder for CSV and run.json."),
     profile: str = PROFILE,
     config: Path | None = typer.Option(
@@ -239,6 +259,8 @@ def llm(
         "steps": steps,
     }
     cfg = load_config(llm_study.LLMConfig, config or experiment_file("opo_table1"), profile, overrides)
+    if hparam:
+        cfg = dataclasses.replace(cfg, hparams=_merge_hparams(cfg.hparams, hparam))
     console.print(f"wrote {llm_study.run(cfg, out, profile=profile, show_progress=not quiet)}")
     if draw:
         from geobench.report import draw_llm

@@ -7,6 +7,7 @@ Correctness is decided by HuggingFace's ``math-verify`` (symbolic equivalence, s
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from math_verify import parse, verify
 
@@ -39,13 +40,19 @@ def extract_answer(completion: str) -> str | None:
     return numbers[-1] if numbers else None
 
 
+@lru_cache(maxsize=1 << 16)
+def _parsed(answer: str) -> tuple:
+    """math-verify's parse of one answer, cached: answers repeat a lot, and parsing dominates a CPU step."""
+    return tuple(parse(f"${answer}$"))
+
+
 def is_correct(completion: str, gold: str) -> bool:
     """True when the completion's final answer is mathematically equal to ``gold`` (math-verify)."""
     answer = extract_answer(completion)
     if answer is None:
         return False
-    gold_parsed = parse(f"${gold}$")
-    return bool(gold_parsed) and bool(verify(gold_parsed, parse(f"${answer}$")))
+    gold_parsed = _parsed(gold)
+    return bool(gold_parsed) and bool(verify(list(gold_parsed), list(_parsed(answer))))
 
 
 def ngram_repetition(tokens: list[str], n: int = 4) -> float:

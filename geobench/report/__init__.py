@@ -54,6 +54,15 @@ def build_toy(results: Path, figures: Path) -> list[Path]:
     return draw_toy(results / "toy-saturation", figures)
 
 
+def bandit_claims(frame: pd.DataFrame, meta: dict) -> pd.DataFrame:
+    """ADPO Sec. 6.1's claims with verdicts, from a bandits run's CSV and metadata."""
+    config = meta["config"]
+    final = bandits_report.final_values(frame)
+    scaling = (config["scaling_noise"], config["scaling_level"], tuple(config["scaling_hidden"]))
+    paper = pd.read_csv(EXPERIMENTS_DIR / "paper" / "adpo_fig2_claims.csv")
+    return bandits_report.claims(final, bandits_report.summary(final), paper, config["hidden"][0], scaling)
+
+
 def draw_bandits(run_folder: Path, figures: Path) -> list[Path]:
     """ADPO Fig. 2a/2b and their Markdown tables (with the claims) from a bandits run folder."""
     frame, meta = require_run(run_folder, "geobench bandits --scaling")
@@ -76,7 +85,7 @@ def draw_bandits(run_folder: Path, figures: Path) -> list[Path]:
     )
     scaling = (config["scaling_noise"], config["scaling_level"], tuple(config["scaling_hidden"]))
     paper = pd.read_csv(EXPERIMENTS_DIR / "paper" / "adpo_fig2_claims.csv")
-    claims = bandits_report.claims(final, stats, paper, hidden, scaling)
+    claims = bandit_claims(frame, meta)
     has_scaling = stats[(stats["scenario"] == scaling[0]) & (stats["level"] == scaling[1])]["hidden"].nunique() > 1
     if has_scaling:
         caption = f"ADPO Fig. 2b reproduction: WinMass vs width on {scaling[0]}/{scaling[1]} ({basis})"
@@ -154,14 +163,18 @@ def build_mujoco(results: Path, figures: Path) -> list[Path]:
     return draw_mujoco(results / "mujoco", figures)
 
 
+def with_timing(frame: pd.DataFrame, run_folder: Path) -> pd.DataFrame:
+    """An LLM run's metrics plus its wall-clock rows, which live apart so metrics.csv stays deterministic."""
+    timing = read_run(run_folder / "timing")
+    return frame if timing is None else pd.concat([frame, timing[0]], ignore_index=True)
+
+
 def draw_llm(run_folder: Path, figures: Path) -> list[Path]:
     """OPO Table 1, Figs. 4-7 and ADPO Fig. 3, Table 4 (figures, tables, claims) from an LLM run folder."""
     frame, meta = require_run(run_folder, "geobench llm")
-    timing = read_run(run_folder / "timing")  # wall-clock metrics live apart (metrics.csv is deterministic)
-    if timing is not None:
-        frame = pd.concat([frame, timing[0]], ignore_index=True)
+    frame = with_timing(frame, run_folder)
     config = meta["config"]
-    task = str(frame["task"].iloc[0]) if "task" in frame.columns and len(frame) else config["dataset"]
+    task = llm_report.task_of(frame, meta)
     basis = (
         f"{meta['profile']} profile, {task}, {frame['seed'].nunique()} seeds, {config['steps']} steps, "
         f"{config['prompts_per_step']} prompts x {config['group']} samples; mean +- 95% CI over seeds"
@@ -206,6 +219,28 @@ def build_llm(results: Path, figures: Path) -> list[Path]:
     return draw_llm(results / "llm", figures)
 
 
+def build_opo_escort_ablation(results: Path, figures: Path) -> list[Path]:
+    """OPO with Eq. 7's escort as printed vs without its pi_ref^-(1-alpha) factor (an ablation of ours)."""
+    printed, meta = require_run(results / "llm", "geobench llm")
+    dropped, _ = require_run(
+        results / "llm-opo-escort-no-ref",
+        "geobench llm --algo opo --set opo.escort_ref=false --out results/llm-opo-escort-no-ref",
+    )
+    table = llm_report.ablation_table(
+        {"escort as printed (Eq. 7)": printed, "no pi_ref factor (App. A.3)": dropped}, "opo"
+    )
+    text = (
+        "### Ablation (ours): OPO's escort weight with and without the pi_ref^-(1-alpha) factor\n\n"
+        "Eq. 7 weights each sampled sequence by exp((1 - alpha) A) pi_ref(y)^-(1 - alpha). For whole "
+        "sequences the second factor favours the least likely samples whatever their reward; App. A.3 "
+        "(Step 2) drops it as absorbed by the sampling measure. Same seeds, prompts and settings otherwise; "
+        f"mean [95% bootstrap CI] over seeds ({meta['profile']} profile).\n\n" + table
+    )
+    path = figures / "opo_escort_ablation.md"
+    atomic_write_text(path, text)
+    return [path]
+
+
 def build_taxonomy(results: Path, figures: Path) -> list[Path]:
     paths = []
     for name, text in taxonomy_tables(EXPERIMENTS_DIR / "taxonomy.toml").items():
@@ -221,6 +256,7 @@ BUILDERS: dict[str, Callable[[Path, Path], list[Path]]] = {
     "adpo_fig2_anchor_ablation": build_anchor_ablation,
     "adpo_table2": build_mujoco,
     "llm": build_llm,
+    "opo_escort_ablation": build_opo_escort_ablation,
     "taxonomy": build_taxonomy,
 }
 

@@ -28,6 +28,11 @@ UNITS = {
 }
 
 
+def task_of(frame: pd.DataFrame, meta: dict) -> str:
+    """The task a run trained on (the CSV's ``task`` column, else the config's dataset)."""
+    return str(frame["task"].iloc[0]) if "task" in frame.columns and len(frame) else meta["config"]["dataset"]
+
+
 def variants(frame: pd.DataFrame, among: tuple[str, ...] = ORDER) -> list[str]:
     present = set(frame["variant"])
     return [v for v in among if v in present]
@@ -155,6 +160,25 @@ def table4(frame: pd.DataFrame, paper: pd.DataFrame, micro_batch: str) -> str:
                 "ADPO speedup, ours": f"{1 / (speed[0] + 1):.2f}x" if speed else "-",
                 "micro-batch, paper": str(int(p["micro_batch"].iloc[0])) if len(p) else "-",
                 "update time (s), paper": f"{p['update_time_s'].iloc[0]:.1f}" if len(p) else "-",
+            }
+        )
+    return markdown_table(pd.DataFrame(rows))
+
+
+def ablation_table(runs: dict[str, pd.DataFrame], variant: str) -> str:
+    """One algorithm under several settings: final-20 reward, final held-out accuracy, entropy, grad norm."""
+    rows = []
+    for name, frame in runs.items():
+        part = frame[frame["variant"] == variant]
+        heldout = part[part["metric"] == "heldout_accuracy"]
+        last = heldout[heldout["step"] == heldout["step"].max()]["value"].to_numpy(dtype=float)
+        rows.append(
+            {
+                "setting": name,
+                "final reward": _ci_text(_values(per_seed(part, "reward_mean"), variant)),
+                "final held-out accuracy": _ci_text(last) if len(last) else "-",
+                "entropy (final 20)": _ci_text(_values(per_seed(part, "entropy"), variant)),
+                "grad norm (final 20)": _ci_text(_values(per_seed(part, "grad_norm"), variant), "{:.2f}"),
             }
         )
     return markdown_table(pd.DataFrame(rows))

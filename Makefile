@@ -6,9 +6,6 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-verl
 VERL_VERSION ?= 0.9.1
-COMMA := ,
-# The anchor ablation of ADPO Fig. 2: these methods rerun with pi_old as their anchor.
-ADPO_BANDIT := adpo-listwise-raw,adpo-listwise-rank,adpo-pairwise
 
 .PHONY: install reproduce test figures bench clean
 
@@ -29,13 +26,10 @@ $(TEST_STAMP): $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev,verl]'
 	touch $(TEST_STAMP)
 
+# Every experiment of the profile (see geobench/reproduce.py for the stages), every figure
+# and table, and results/REPORT.md; rerunning after an interruption resumes.
 reproduce: $(STAMP)
-	$(BIN)/geobench toy-saturation --profile $(PROFILE) --no-draw
-	$(BIN)/geobench bandits --scaling --profile $(PROFILE) --no-draw
-	$(BIN)/geobench bandits --profile $(PROFILE) --no-draw --out results/bandits-onpolicy-anchor \
-		--methods $(ADPO_BANDIT) --anchors $(subst $(COMMA),=old$(COMMA),$(ADPO_BANDIT))=old
-	$(BIN)/geobench mujoco distill --profile $(PROFILE) --no-draw
-	$(BIN)/geobench figures
+	$(BIN)/geobench reproduce --profile $(PROFILE)
 
 test: $(TEST_STAMP)
 	$(BIN)/python -m pytest

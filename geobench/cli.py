@@ -290,14 +290,31 @@ def figures_command(
     results: Path = typer.Option(Path("results"), "--results", help="Folder of run folders."),
     out: Path = typer.Option(Path("figures"), "--out", help="Where figures and tables go."),
 ) -> None:
-    """Rebuild every figure and table from results/*/ CSVs and the registry."""
-    from geobench.report import build_all
+    """Rebuild every figure and table from results/*/ CSVs and the registry, then results/REPORT.md."""
+    from geobench.report import build_all, write_report
 
     written, skipped = build_all(results, out)
     for path in written:
         console.print(f"wrote {path}")
     for name, why in skipped.items():
         console.print(f"[yellow]skipped {name}[/]: {why}")
+    console.print(f"wrote {write_report(results, out)}")
+
+
+@app.command("reproduce")
+def reproduce_command(
+    profile: str = PROFILE,
+    results: Path = typer.Option(Path("results"), "--results", help="Folder of run folders."),
+    out: Path = typer.Option(Path("figures"), "--figures", help="Where figures and tables go."),
+    quiet: bool = QUIET,
+) -> None:
+    """Run every experiment of a profile (resuming finished cells), draw everything, write REPORT.md."""
+    from geobench.config import PROFILES
+    from geobench.reproduce import reproduce
+
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown profile {profile!r}; valid: {', '.join(PROFILES)}")
+    reproduce(profile, results, out, show_progress=not quiet)
 
 
 def main() -> None:

@@ -270,3 +270,12 @@ def build_all(results: Path, figures: Path) -> tuple[list[Path], dict[str, str]]
         except FileNotFoundError as missing:
             skipped[name] = str(missing)
     return written, skipped
+
+
+def write_report(results: Path, figures: Path) -> Path:
+    """``results/REPORT.md`` from the runs under ``results`` and the figures ``build_all`` drew."""
+    from geobench.report.reproduction import build_report
+
+    path = results / "REPORT.md"
+    atomic_write_text(path, build_report(results, figures, path))
+    return path

@@ -92,7 +92,7 @@ def _basis(run: tuple[pd.DataFrame, dict]) -> str:
     seeds = frame["seed"].nunique() if "seed" in frame.columns else 1
     commit = str(meta.get("git_commit", "unknown"))[:10] + (" (dirty)" if meta.get("git_dirty") else "")
     return (
-        f"Ours: {meta['profile']} profile, {seeds} seed(s), wall time {meta['wall_time_s']:.0f} s, "
+        f"Ours: {meta['profile']} profile, {seeds} seed(s), wall time {meta['wall_time_s']:.1f} s, "
         f"commit {commit}; command `{meta['command']}`."
     )
 
@@ -145,7 +145,7 @@ def all_claims(results: Path) -> pd.DataFrame:
         else:
             parts.append(_labelled(claims_of(*run), artifact))
     columns = ["paper", "artifact", "claim", "paper_value", "ours", "verdict", "rule"]
-    return pd.concat(parts, ignore_index=True).reindex(columns=columns).fillna("-")
+    return pd.concat(parts, ignore_index=True).reindex(columns=columns).astype(object).fillna("-")
 
 
 def build_report(results: Path, figures: Path, out: Path) -> str:

@@ -224,3 +224,35 @@ def test_warm_start_is_cached_and_rebuilt_when_settings_change(tmp_path):
     ensure_warmstart(WarmStartConfig(shape=TINY, max_steps=1, eval_every=1, eval_prompts=4, batch=4), folder, False)
     assert (folder / "warmstart.json").stat().st_mtime_ns != stamp
     assert (folder / "model.safetensors").exists() and (folder / "tokenizer.json").exists()
+
+
+@pytest.mark.parametrize("algo", ["grpo", "gspo", "opo"])
+def test_single_on_policy_pass_equals_the_update_with_precomputed_old_logprobs(tiny_model, algo):
+    """The shortcut that skips pi_old's separate forward pass changes nothing but the work done."""
+    import copy
+
+    from geobench.llm.model import load_policy
+    from geobench.llm.train import RLSettings, _scheduler, _update
+    from geobench.objectives import make_objective
+
+    policy, tokenizer = load_policy(tiny_model)
+    rolled = HFRollout(tokenizer, SamplingSettings(max_new_tokens=4)).generate(policy, ["1+2=", "3*4+5="], 3, 0)
+    rewards = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]])
+    settings = RLSettings(steps=1, lr=1e-2)
+    results = []
+    for precompute in (True, False):
+        model = copy.deepcopy(policy)
+        old = None
+        if precompute:
+            with torch.no_grad():
+                old, _ = completion_logprobs(
+                    model, rolled.prompt_ids, rolled.prompt_mask, rolled.completion_ids, rolled.completion_mask
+                )
+        optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr)
+        metrics = _update(model, optimizer, _scheduler(optimizer, settings), make_objective(algo), rolled, rewards,
+                          old, settings, torch.Generator().manual_seed(0))
+        results.append((metrics, torch.cat([p.detach().flatten() for p in model.parameters()])))
+    (with_old, params_a), (single, params_b) = results
+    assert with_old["loss"] == pytest.approx(single["loss"], abs=1e-6)
+    assert torch.allclose(params_a, params_b, atol=1e-6)
+    assert "entropy" in single and single["entropy"] > 0

@@ -76,14 +76,20 @@ def _rewards(rollouts: Rollouts, answers: list[str], settings: RLSettings, max_c
 
 
 def _update(
-    policy, optimizer, scheduler, loss_fn, rollouts: Rollouts, rewards: Tensor, old: Tensor, settings: RLSettings,
-    gen: torch.Generator,
+    policy, optimizer, scheduler, loss_fn, rollouts: Rollouts, rewards: Tensor, old: Tensor | None,
+    settings: RLSettings, gen: torch.Generator,
 ) -> dict[str, float]:
-    """``epochs`` x ``minibatches`` optimizer steps over the groups; returns averaged metrics."""
+    """``epochs`` x ``minibatches`` optimizer steps over the groups; returns averaged metrics.
+
+    ``old`` (B*G, T) are pi_old's log-probs; None means a single on-policy pass, where pi_old
+    is the policy being differentiated, so its log-probs are the detached training ones (as
+    in TRL) and the token entropy is read off the same forward pass.
+    """
     n_groups, g = rewards.shape
     per_mini = math.ceil(n_groups / settings.minibatches)
     per_micro = settings.micro_batch or per_mini
     sums: dict[str, float] = {}
+    entropy_sum, tokens = 0.0, 0.0
     updates = 0
     for _ in range(settings.epochs):
         order = torch.randperm(n_groups, generator=gen).to(rewards.device)
@@ -92,16 +98,19 @@ def _update(
             totals: dict[str, float] = {}
             for micro in mini.split(per_micro):
                 rows = (micro.unsqueeze(-1) * g + torch.arange(g, device=micro.device)).flatten()
-                logp, _ = completion_logprobs(
+                logp, entropy = completion_logprobs(
                     policy, rollouts.prompt_ids[rows], rollouts.prompt_mask[rows],
-                    rollouts.completion_ids[rows], rollouts.completion_mask[rows],
+                    rollouts.completion_ids[rows], rollouts.completion_mask[rows], with_entropy=old is None,
                 )
+                if entropy is not None:
+                    entropy_sum += float(entropy.detach().sum())
+                    tokens += float(rollouts.completion_mask[rows].sum())
                 shape = (len(micro), g, logp.shape[-1])
                 batch = GroupBatch(
                     logp=logp.view(shape),
                     mask=rollouts.completion_mask[rows].view(shape),
                     rewards=rewards[micro],
-                    old_logp=old[rows].view(shape),
+                    old_logp=None if old is None else old[rows].view(shape),
                 )
                 loss, metrics = loss_fn(batch)
                 weight = len(micro) / len(mini)
@@ -115,7 +124,10 @@ def _update(
             for key, value in totals.items():
                 sums[key] = sums.get(key, 0.0) + value
             updates += 1
-    return {key: value / updates for key, value in sums.items()}
+    means = {key: value / updates for key, value in sums.items()}
+    if tokens:
+        means["entropy"] = entropy_sum / tokens
+    return means
 
 
 def train_cell(
@@ -170,13 +182,14 @@ def train_cell(
             rewards = rewards[groups]
             values["kept_groups"] = float(len(groups))
         if len(rewards):
-            with torch.no_grad():
-                old, entropy = completion_logprobs(
-                    policy, rolled.prompt_ids, rolled.prompt_mask, rolled.completion_ids, rolled.completion_mask,
-                    with_entropy=True,
-                )
-            mask = rolled.completion_mask.to(entropy.dtype)
-            values["entropy"] = float(entropy.sum() / mask.sum().clamp(min=1.0))
+            old = None  # one on-policy pass: pi_old's log-probs come from the training forward itself
+            if settings.epochs * settings.minibatches > 1 or guard is not None:
+                with torch.no_grad():
+                    old, entropy = completion_logprobs(
+                        policy, rolled.prompt_ids, rolled.prompt_mask, rolled.completion_ids, rolled.completion_mask,
+                        with_entropy=True,
+                    )
+                values["entropy"] = float(entropy.sum() / rolled.completion_mask.sum().clamp(min=1))
             if guard is not None:
                 seq = (old.view(*rewards.shape, -1)).sum(-1)
                 hparams["tau"] = guard.step(float(candidate_confidence(seq)), float(rewards.mean()))
@@ -198,4 +211,4 @@ def train_cell(
 
 
 # Objective metrics worth a CSV column; the rest stay in the objective.
-_LOGGED = {"loss", "grad_norm", "clip_frac", "tau", "signal_range", "response_efficiency", "approx_kl", "w_range"}
+_LOGGED = {"entropy", "loss", "grad_norm", "clip_frac", "tau", "signal_range", "response_efficiency", "approx_kl", "w_range"}

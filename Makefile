@@ -38,8 +38,12 @@ figures: $(STAMP)
 	$(BIN)/geobench figures
 
 bench: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[trl]'
 	$(BIN)/python benchmarks/toy_saturation.py
 	$(BIN)/python benchmarks/bandits_batched.py
+	$(BIN)/python benchmarks/llm_update_time.py
+	$(BIN)/python benchmarks/llm_rollout.py
+	$(BIN)/python benchmarks/llm_vs_trl.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -29,6 +29,7 @@ def main() -> None:
     for backend in ("hf", "vllm"):
         try:
             import vllm  # noqa: F401
+
             has_vllm = torch.cuda.is_available()
         except ImportError:
             has_vllm = False
@@ -40,8 +41,13 @@ def main() -> None:
             rollout = make_rollout(backend, folder, tokenizer, SamplingSettings(max_new_tokens=max_new))
             rollout.generate(policy, prompts, GROUP, seed=0)  # warm-up
             speeds = [rollout.generate(policy, prompts, GROUP, seed=i).tokens_per_s for i in range(1, REPEATS + 1)]
-            rows.append({"backend": backend, "max_new_tokens": max_new,
-                         "tokens_per_s_median": round(statistics.median(speeds), 1)})
+            rows.append(
+                {
+                    "backend": backend,
+                    "max_new_tokens": max_new,
+                    "tokens_per_s_median": round(statistics.median(speeds), 1),
+                }
+            )
     write_results(rows, "llm_rollout")
 
 

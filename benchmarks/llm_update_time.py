@@ -29,37 +29,53 @@ def fixed_rollouts(tokenizer, length: int, seed: int = 0) -> Rollouts:
     n = PROMPTS * GROUP
     ids = torch.randint(3, len(tokenizer), (n, length), generator=gen)
     return Rollouts(
-        prompts["input_ids"].repeat_interleave(GROUP, 0), prompts["attention_mask"].repeat_interleave(GROUP, 0),
-        ids, torch.ones_like(ids), [""] * n, torch.zeros(n, dtype=torch.bool), 0.0,
+        prompts["input_ids"].repeat_interleave(GROUP, 0),
+        prompts["attention_mask"].repeat_interleave(GROUP, 0),
+        ids,
+        torch.ones_like(ids),
+        [""] * n,
+        torch.zeros(n, dtype=torch.bool),
+        0.0,
     )
+
+
+def time_update(folder: str, algo: str, length: int) -> float:
+    """Median seconds of one update of ``algo`` on fixed rollouts of ``length`` tokens."""
+    policy, tokenizer = load_policy(folder)
+    rolled = fixed_rollouts(tokenizer, length)
+    rewards = torch.randint(0, 2, (PROMPTS, GROUP), generator=torch.Generator().manual_seed(1)).float()
+    with torch.no_grad():
+        old, _ = completion_logprobs(
+            policy, rolled.prompt_ids, rolled.prompt_mask, rolled.completion_ids, rolled.completion_mask
+        )
+    settings = RLSettings(steps=REPEATS + 1, minibatches=1)
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-5)
+    scheduler = _scheduler(optimizer, settings)
+    loss_fn = make_objective(algo, **({"tau": 0.8} if algo == "adpo" else {}))
+    gen = torch.Generator().manual_seed(0)
+
+    def step(_: int) -> None:
+        _update(policy, optimizer, scheduler, loss_fn, rolled, rewards, old, settings, gen)
+
+    step(0)  # warm-up: allocator and autograd caches
+    return median_time(step, REPEATS)
 
 
 def main() -> None:
     torch.set_num_threads(1)
-    folder = ensure_warmstart(WarmStartConfig(), WARMSTART_DIR)
-    rows = []
-    for length in LENGTHS:
-        for algo in ALGOS:
-            policy, tokenizer = load_policy(str(folder))
-            rolled = fixed_rollouts(tokenizer, length)
-            rewards = torch.randint(0, 2, (PROMPTS, GROUP), generator=torch.Generator().manual_seed(1)).float()
-            with torch.no_grad():
-                old, _ = completion_logprobs(
-                    policy, rolled.prompt_ids, rolled.prompt_mask, rolled.completion_ids, rolled.completion_mask
-                )
-            settings = RLSettings(steps=REPEATS + 1, minibatches=1)
-            optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-5)
-            scheduler = _scheduler(optimizer, settings)
-            loss_fn = make_objective(algo, **({"tau": 0.8} if algo == "adpo" else {}))
-            gen = torch.Generator().manual_seed(0)
-
-            def step(_: int) -> None:
-                _update(policy, optimizer, scheduler, loss_fn, rolled, rewards, old, settings, gen)
-
-            step(0)  # warm-up: allocator and autograd caches
-            seconds = median_time(step, REPEATS)
-            rows.append({"algorithm": algo, "micro_batch_completions": PROMPTS * GROUP, "tokens": length,
-                         "update_s_median": round(seconds, 4), "repeats": REPEATS, "threads": 1})
+    folder = str(ensure_warmstart(WarmStartConfig(), WARMSTART_DIR))
+    rows = [
+        {
+            "algorithm": algo,
+            "micro_batch_completions": PROMPTS * GROUP,
+            "tokens": length,
+            "update_s_median": round(time_update(folder, algo, length), 4),
+            "repeats": REPEATS,
+            "threads": 1,
+        }
+        for length in LENGTHS
+        for algo in ALGOS
+    ]
     write_results(rows, "llm_update_time")
 
 

@@ -4,8 +4,8 @@ Both train the committed warm-start tiny Qwen3 on the arithmetic task: 16 prompt
 completions per step, at most 6 new tokens, temperature 1, clip 0.2, beta 0, token-mean
 loss (TRL's ``loss_type="dapo"`` is geobench's ``agg="token-mean"``), no gradient
 checkpointing, one thread, math-verify's parse cache cleared before each engine. A step is
-rollout + grading + log-probs + update; the median over the steps after the first is reported. Needs ``pip install trl``; writes
-``benchmarks/results/llm_vs_trl.csv``.
+rollout + grading + log-probs + update; the median over the steps after the first is
+reported. Needs ``pip install trl``; writes ``benchmarks/results/llm_vs_trl.csv``.
 """
 
 from __future__ import annotations
@@ -31,11 +31,26 @@ PROMPTS, GROUP, MAX_NEW, STEPS, LR = 16, 6, 6, 12, 3e-4
 def geobench_steps(folder: str) -> list[float]:
     policy, tokenizer = load_policy(folder)
     rollout = make_rollout("hf", folder, tokenizer, SamplingSettings(max_new_tokens=MAX_NEW))
-    settings = RLSettings(steps=STEPS, prompts_per_step=PROMPTS, group=GROUP, lr=LR, eval_every=10**9,
-                          eval_prompts=1, hparams={"grpo": {"agg": "token-mean"}})
+    settings = RLSettings(
+        steps=STEPS,
+        prompts_per_step=PROMPTS,
+        group=GROUP,
+        lr=LR,
+        eval_every=10**9,
+        eval_prompts=1,
+        hparams={"grpo": {"agg": "token-mean"}},
+    )
     stamps = [time.perf_counter()]
-    train_cell(policy, tokenizer, ArithmeticTask(), rollout, "grpo", 0, settings,
-               on_step=lambda: stamps.append(time.perf_counter()))
+    train_cell(
+        policy,
+        tokenizer,
+        ArithmeticTask(),
+        rollout,
+        "grpo",
+        0,
+        settings,
+        on_step=lambda: stamps.append(time.perf_counter()),
+    )
     return [b - a for a, b in zip(stamps[1:-1], stamps[2:], strict=True)]  # the first step is a warm-up
 
 
@@ -61,13 +76,33 @@ def trl_steps(folder: str) -> list[float]:
             self.stamps[-1] = time.perf_counter() - self.stamps[-1]
 
     config = GRPOConfig(
-        output_dir="/tmp/geobench-trl-bench", per_device_train_batch_size=PROMPTS * GROUP, num_generations=GROUP,
-        max_completion_length=MAX_NEW, max_steps=STEPS, learning_rate=LR, beta=0.0, epsilon=0.2,
-        loss_type="dapo", temperature=1.0, use_cpu=True, bf16=False, gradient_checkpointing=False,
-        report_to="none", save_strategy="no", logging_steps=10**9, shuffle_dataset=False, seed=0,
+        output_dir="/tmp/geobench-trl-bench",
+        per_device_train_batch_size=PROMPTS * GROUP,
+        num_generations=GROUP,
+        max_completion_length=MAX_NEW,
+        max_steps=STEPS,
+        learning_rate=LR,
+        beta=0.0,
+        epsilon=0.2,
+        loss_type="dapo",
+        temperature=1.0,
+        use_cpu=True,
+        bf16=False,
+        gradient_checkpointing=False,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=10**9,
+        shuffle_dataset=False,
+        seed=0,
     )
-    trainer = GRPOTrainer(model=policy, reward_funcs=correctness, args=config, train_dataset=data,
-                          processing_class=tokenizer, callbacks=[Clock()])
+    trainer = GRPOTrainer(
+        model=policy,
+        reward_funcs=correctness,
+        args=config,
+        train_dataset=data,
+        processing_class=tokenizer,
+        callbacks=[Clock()],
+    )
     trainer.train()
     return Clock.stamps[1:]
 
@@ -79,8 +114,17 @@ def main() -> None:
     for engine, fn in (("geobench", geobench_steps), ("trl", trl_steps)):
         grading._parsed.cache_clear()  # both engines grade through it: start each cold
         times = fn(folder)
-        rows.append({"engine": engine, "step_s_median": round(statistics.median(times), 4), "steps_timed": len(times),
-                     "prompts": PROMPTS, "group": GROUP, "max_new_tokens": MAX_NEW, "threads": 1})
+        rows.append(
+            {
+                "engine": engine,
+                "step_s_median": round(statistics.median(times), 4),
+                "steps_timed": len(times),
+                "prompts": PROMPTS,
+                "group": GROUP,
+                "max_new_tokens": MAX_NEW,
+                "threads": 1,
+            }
+        )
     write_results(rows, "llm_vs_trl")
 
 

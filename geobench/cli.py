@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import tomllib
 import typer
 from rich.console import Console
 from rich.table import Table

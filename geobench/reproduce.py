@@ -32,8 +32,9 @@ class Stage:
 def _toy(profile: str, out: Path, progress: bool) -> Path:
     from geobench import toy
 
-    return toy.run(load_config(toy.ToyConfig, experiment_file("opo_fig3"), profile), out, profile=profile,
-                   show_progress=progress)
+    return toy.run(
+        load_config(toy.ToyConfig, experiment_file("opo_fig3"), profile), out, profile=profile, show_progress=progress
+    )
 
 
 def _bandits(overrides: dict[str, Any]) -> Callable[[str, Path, bool], Path]:
@@ -95,7 +96,9 @@ def reproduce(profile: str, results: Path, figures: Path, show_progress: bool = 
     start = time.time()
     for i, stage in enumerate(stages, 1):
         left = ", ".join(s.out for s in stages[i:]) or "figures and report"
-        console.rule(f"[bold][{i}/{len(stages)}] {stage.name}[/] | elapsed {_clock(time.time() - start)} | then: {left}")
+        console.rule(
+            f"[bold][{i}/{len(stages)}] {stage.name}[/] | elapsed {_clock(time.time() - start)} | then: {left}"
+        )
         csv = stage.run(profile, results / stage.out, show_progress)
         console.print(f"wrote {csv}")
     console.rule(f"[bold]figures and report[/] | elapsed {_clock(time.time() - start)}")

@@ -71,3 +71,42 @@ def tiny_distill(tiny_teacher):
         collect_envs=2,
         teachers_dir=str(tiny_teacher),
     )
+
+
+def _tiny_shape():
+    from geobench.llm.model import TinyQwen3
+
+    return TinyQwen3(hidden=32, layers=1, heads=2, kv_heads=1, intermediate=64, max_positions=96)
+
+
+TINY = _tiny_shape()
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """A random tiny Qwen3 with the project's tokenizer, saved like a checkpoint."""
+    from geobench.llm.model import char_tokenizer, save_policy, tiny_qwen3
+
+    folder = tmp_path_factory.mktemp("tiny-qwen3")
+    tokenizer = char_tokenizer()
+    save_policy(tiny_qwen3(tokenizer, TINY, seed=0), tokenizer, folder)
+    return str(folder)
+
+
+def tiny_llm_config(model: str, **overrides):
+    """Two RL steps of every algorithm on 2 prompts x 3 samples: seconds on a CPU."""
+    from geobench.llm import LLMConfig
+
+    base = dict(
+        model=model,
+        seeds=1,
+        steps=2,
+        prompts_per_step=2,
+        group=3,
+        max_new_tokens=4,
+        eval_every=1,
+        eval_prompts=4,
+        minibatches=2,
+        threads=1,
+    )
+    return LLMConfig(**{**base, **overrides})

@@ -7,10 +7,12 @@ from geobench.bandits import BanditConfig
 from geobench.bandits import run as run_bandits
 from geobench.config import experiment_file, load_config
 from geobench.distill.sweep import run as run_distill
+from geobench.llm import run as run_llm
 from geobench.report import BUILDERS, build_all
+from tests.conftest import tiny_llm_config
 
 
-def test_every_artifact_builds_from_small_real_runs(tmp_path, tiny_distill):
+def test_every_artifact_builds_from_small_real_runs(tmp_path, tiny_distill, tiny_model):
     results, figures = tmp_path / "results", tmp_path / "figures"
     toy_config = load_config(toy.ToyConfig, experiment_file("opo_fig3"), "quick", {"grid_points": 101})
     toy.run(toy_config, results / "toy-saturation", show_progress=False)
@@ -29,6 +31,9 @@ def test_every_artifact_builds_from_small_real_runs(tmp_path, tiny_distill):
     ablation = dataclasses.replace(bandits, methods=methods, scaling=False, anchors=dict.fromkeys(methods, "old"))
     run_bandits(ablation, results / "bandits-onpolicy-anchor", show_progress=False)
     run_distill(tiny_distill, results / "mujoco", show_progress=False)
+    run_llm(tiny_llm_config(tiny_model, steps=3), results / "llm", show_progress=False)
+    opo = tiny_llm_config(tiny_model, steps=3, algos=("opo",), hparams={"opo": {"escort_ref": False}})
+    run_llm(opo, results / "llm-opo-escort-no-ref", show_progress=False)
 
     written, skipped = build_all(results, figures)
     assert skipped == {}, skipped
@@ -39,4 +44,8 @@ def test_every_artifact_builds_from_small_real_runs(tmp_path, tiny_distill):
     table2 = (figures / "adpo_table2.md").read_text()
     assert "| Hopper-v5 (" in table2 and "The paper's claims beside ours" in table2
     assert "TRPO achieves the highest WinMass" in (figures / "adpo_fig2a.md").read_text()
-    assert len(BUILDERS) == 5
+    for stem in ("opo_fig4", "opo_fig5", "opo_fig6", "opo_fig7", "adpo_fig3"):
+        assert {f"{stem}.png", f"{stem}.pdf"} <= names
+    assert {"opo_table1.md", "adpo_table4.md", "llm_claims.md", "opo_escort_ablation.md"} <= names
+    assert "| OPO |" in (figures / "opo_table1.md").read_text()
+    assert len(BUILDERS) == 7

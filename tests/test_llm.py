@@ -8,31 +8,13 @@ import pytest
 import torch
 
 from geobench.errors import ConfigError
-from geobench.llm import LLMConfig, run
+from geobench.llm import run
 from geobench.llm.grading import extract_answer, is_correct, last_boxed, ngram_repetition, reward
-from geobench.llm.model import TinyQwen3, char_tokenizer, completion_logprobs, save_policy, tiny_qwen3
+from geobench.llm.model import completion_logprobs
 from geobench.llm.rollout import HFRollout, SamplingSettings, completion_mask
 from geobench.llm.tasks import ArithmeticTask, arithmetic_problem, load_math
-from tests.conftest import cli_error
-
-TINY = TinyQwen3(hidden=32, layers=1, heads=2, kv_heads=1, intermediate=64, max_positions=96)
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    """A random tiny Qwen3 with the project's tokenizer, saved like a checkpoint."""
-    folder = tmp_path_factory.mktemp("tiny-qwen3")
-    tokenizer = char_tokenizer()
-    save_policy(tiny_qwen3(tokenizer, TINY, seed=0), tokenizer, folder)
-    return str(folder)
-
-
-def tiny_config(model: str, **overrides) -> LLMConfig:
-    base = dict(
-        model=model, seeds=1, steps=2, prompts_per_step=2, group=3, max_new_tokens=4,
-        eval_every=1, eval_prompts=4, minibatches=2, threads=1,
-    )
-    return LLMConfig(**{**base, **overrides})
+from tests.conftest import TINY, cli_error
+from tests.conftest import tiny_llm_config as tiny_config
 
 
 @pytest.mark.parametrize("level", [1, 2, 3, 4])
@@ -101,7 +83,11 @@ def test_trainer_logprobs_match_unpadded_forward_passes(tiny_model):
     policy, tokenizer = load_policy(tiny_model)
     rolled = HFRollout(tokenizer, SamplingSettings(max_new_tokens=5)).generate(policy, ["1+2=", "(3+4)*5-6="], 2, 0)
     batched, entropy = completion_logprobs(
-        policy, rolled.prompt_ids, rolled.prompt_mask, rolled.completion_ids, rolled.completion_mask,
+        policy,
+        rolled.prompt_ids,
+        rolled.prompt_mask,
+        rolled.completion_ids,
+        rolled.completion_mask,
         with_entropy=True,
     )
     assert entropy.shape == batched.shape and (entropy >= 0).all()
@@ -125,8 +111,15 @@ def test_two_rl_steps_of_every_algorithm_write_the_schema(tiny_model, tmp_path):
     for algo in ("grpo", "gspo", "opo", "adpo"):
         metrics = set(frame[frame["variant"] == algo]["metric"])
         assert {
-            "reward_mean", "accuracy", "grad_norm", "entropy", "completion_length", "adv_range",
-            "response_efficiency", "heldout_accuracy", "signal_range",
+            "reward_mean",
+            "accuracy",
+            "grad_norm",
+            "entropy",
+            "completion_length",
+            "adv_range",
+            "response_efficiency",
+            "heldout_accuracy",
+            "signal_range",
         } <= metrics, algo
     timing = pd.read_csv(tmp_path / "llm" / "timing" / "timing.csv")
     assert set(timing["metric"]) == {"update_time_s", "rollout_tokens_per_s"}
@@ -249,8 +242,17 @@ def test_single_on_policy_pass_equals_the_update_with_precomputed_old_logprobs(t
                     model, rolled.prompt_ids, rolled.prompt_mask, rolled.completion_ids, rolled.completion_mask
                 )
         optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr)
-        metrics = _update(model, optimizer, _scheduler(optimizer, settings), make_objective(algo), rolled, rewards,
-                          old, settings, torch.Generator().manual_seed(0))
+        metrics = _update(
+            model,
+            optimizer,
+            _scheduler(optimizer, settings),
+            make_objective(algo),
+            rolled,
+            rewards,
+            old,
+            settings,
+            torch.Generator().manual_seed(0),
+        )
         results.append((metrics, torch.cat([p.detach().flatten() for p in model.parameters()])))
     (with_old, params_a), (single, params_b) = results
     assert with_old["loss"] == pytest.approx(single["loss"], abs=1e-6)

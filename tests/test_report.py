@@ -91,3 +91,21 @@ def test_claims_table_columns_are_fixed_even_with_no_runs(tmp_path):
     claims = all_claims(tmp_path / "empty")
     assert list(claims.columns) == ["paper", "artifact", "claim", "paper_value", "ours", "verdict", "rule"]
     assert set(claims["verdict"]) == {"inconclusive"} and claims["ours"].str.startswith("not run").all()
+
+
+def test_reproduce_runs_the_profiles_stages_then_writes_the_report(tmp_path, monkeypatch):
+    from geobench import reproduce as rep
+
+    calls = []
+
+    def toy_stage(profile, out, progress):
+        calls.append((profile, out.name))
+        return run_toy(ToyConfig(grid_points=51), out, profile=profile, show_progress=progress)
+
+    stages = (rep.Stage("toy", "toy-saturation", toy_stage), rep.Stage("paper only", "other", toy_stage, ("paper",)))
+    monkeypatch.setattr(rep, "STAGES", stages)
+    report = rep.reproduce("quick", tmp_path / "results", tmp_path / "figures", show_progress=False)
+    assert calls == [("quick", "toy-saturation")]
+    text = report.read_text()
+    assert report == tmp_path / "results" / "REPORT.md" and "Ours: quick profile" in text
+    assert (tmp_path / "figures" / "opo_fig3.png").exists()

@@ -97,8 +97,13 @@ def save_policy(policy, tokenizer, folder: Path) -> None:
 
 
 def completion_logprobs(
-    policy, prompt_ids: Tensor, prompt_mask: Tensor, completion_ids: Tensor, completion_mask: Tensor,
-    *, with_entropy: bool = False,
+    policy,
+    prompt_ids: Tensor,
+    prompt_mask: Tensor,
+    completion_ids: Tensor,
+    completion_mask: Tensor,
+    *,
+    with_entropy: bool = False,
 ) -> tuple[Tensor, Tensor | None]:
     """Per-token log pi(y_t | x, y_<t) of each completion, and optionally the token entropy.
 

@@ -76,8 +76,15 @@ def _rewards(rollouts: Rollouts, answers: list[str], settings: RLSettings, max_c
 
 
 def _update(
-    policy, optimizer, scheduler, loss_fn, rollouts: Rollouts, rewards: Tensor, old: Tensor | None,
-    settings: RLSettings, gen: torch.Generator,
+    policy,
+    optimizer,
+    scheduler,
+    loss_fn,
+    rollouts: Rollouts,
+    rewards: Tensor,
+    old: Tensor | None,
+    settings: RLSettings,
+    gen: torch.Generator,
 ) -> dict[str, float]:
     """``epochs`` x ``minibatches`` optimizer steps over the groups; returns averaged metrics.
 
@@ -99,8 +106,12 @@ def _update(
             for micro in mini.split(per_micro):
                 rows = (micro.unsqueeze(-1) * g + torch.arange(g, device=micro.device)).flatten()
                 logp, entropy = completion_logprobs(
-                    policy, rollouts.prompt_ids[rows], rollouts.prompt_mask[rows],
-                    rollouts.completion_ids[rows], rollouts.completion_mask[rows], with_entropy=old is None,
+                    policy,
+                    rollouts.prompt_ids[rows],
+                    rollouts.prompt_mask[rows],
+                    rollouts.completion_ids[rows],
+                    rollouts.completion_mask[rows],
+                    with_entropy=old is None,
                 )
                 if entropy is not None:
                     entropy_sum += float(entropy.detach().sum())
@@ -131,7 +142,13 @@ def _update(
 
 
 def train_cell(
-    policy, tokenizer, task, rollout, algo: str, seed: int, settings: RLSettings,
+    policy,
+    tokenizer,
+    task,
+    rollout,
+    algo: str,
+    seed: int,
+    settings: RLSettings,
     on_step: Callable[[], None] = lambda: None,
 ) -> list[dict[str, Any]]:
     """Train ``policy`` in place with ``algo``; returns tidy rows (step, metric, value)."""
@@ -186,7 +203,11 @@ def train_cell(
             if settings.epochs * settings.minibatches > 1 or guard is not None:
                 with torch.no_grad():
                     old, entropy = completion_logprobs(
-                        policy, rolled.prompt_ids, rolled.prompt_mask, rolled.completion_ids, rolled.completion_mask,
+                        policy,
+                        rolled.prompt_ids,
+                        rolled.prompt_mask,
+                        rolled.completion_ids,
+                        rolled.completion_mask,
                         with_entropy=True,
                     )
                 values["entropy"] = float(entropy.sum() / rolled.completion_mask.sum().clamp(min=1))
@@ -201,8 +222,7 @@ def train_cell(
             metrics["signal_range"] = signal
             metrics["response_efficiency"] = metrics["grad_norm"] / (0.5 * signal) if signal > 0 else math.nan
             values.update({k: v for k, v in metrics.items() if k in _LOGGED})
-        else:  # DAPO kept no group: no update this step (the scheduler does not advance)
-            values["update_time_s"] = 0.0
+        # else: DAPO kept no group, so no update this step (nothing to time; the scheduler does not advance)
         log(step, values)
         if step % settings.eval_every == 0 or step == settings.steps:
             evaluate(step)
@@ -211,4 +231,14 @@ def train_cell(
 
 
 # Objective metrics worth a CSV column; the rest stay in the objective.
-_LOGGED = {"entropy", "loss", "grad_norm", "clip_frac", "tau", "signal_range", "response_efficiency", "approx_kl", "w_range"}
+_LOGGED = {
+    "entropy",
+    "loss",
+    "grad_norm",
+    "clip_frac",
+    "tau",
+    "signal_range",
+    "response_efficiency",
+    "approx_kl",
+    "w_range",
+}

@@ -59,8 +59,11 @@ def sampled_accuracy(policy, tokenizer, problems, max_new_tokens: int, seed: int
         encoded = tokenizer(prompts, return_tensors="pt", padding=True)
         with torch.no_grad():
             out = policy.generate(
-                **encoded, do_sample=False, max_new_tokens=max_new_tokens,
-                pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                **encoded,
+                do_sample=False,
+                max_new_tokens=max_new_tokens,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id,
             )
         texts = tokenizer.batch_decode(out[:, encoded["input_ids"].shape[1] :], skip_special_tokens=True)
     else:

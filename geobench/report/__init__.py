@@ -183,7 +183,11 @@ def draw_llm(run_folder: Path, figures: Path) -> list[Path]:
         "opo_fig4": (["reward_mean"], llm_report.ORDER, "OPO Fig. 4: training reward"),
         "opo_fig5": (["grad_norm"], llm_report.ORDER, "OPO Fig. 5: gradient norm"),
         "opo_fig7": (["entropy"], llm_report.ORDER, "OPO Fig. 7: policy entropy"),
-        "adpo_fig3": (["reward_mean", "completion_length"], llm_report.ADPO_FIG3, "ADPO Fig. 3: (a) reward, (b) length"),
+        "adpo_fig3": (
+            ["reward_mean", "completion_length"],
+            llm_report.ADPO_FIG3,
+            "ADPO Fig. 3: (a) reward, (b) length",
+        ),
     }
     paths: list[Path] = []
     for stem, (metrics, among, title) in panels.items():

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import ScalarFormatter
 
 from geobench.report.markdown import markdown_table
 from geobench.report.stats import bootstrap_diff_ci, bootstrap_mean_ci, bootstrap_ratio_ci, sign_verdict
@@ -72,6 +73,9 @@ def _values(stats: pd.DataFrame, variant: str) -> np.ndarray:
 
 
 def _ci_text(values: np.ndarray, fmt: str = "{:.3f}") -> str:
+    values = values[~np.isnan(values)]
+    if len(values) == 0:
+        return "-"
     mean, low, high = bootstrap_mean_ci(values)
     return f"{fmt.format(mean)} [{fmt.format(low)}, {fmt.format(high)}]"
 
@@ -121,6 +125,8 @@ def saturation_figure(frame: pd.DataFrame, caption: str) -> Figure:
         mean = wide.rolling(SMOOTH, min_periods=1).mean().mean(axis=1)
         ax_b.plot(mean.index, mean, color=style(variant)["color"], label=label(variant))
     ax_b.set(xlabel="RL step", ylabel=UNITS["response_efficiency"], title="(b)", yscale="log")
+    ax_b.yaxis.set_major_formatter(ScalarFormatter())
+    ax_b.yaxis.set_minor_formatter(ScalarFormatter())
     ax_b.grid(alpha=0.3)
     fig.suptitle(caption, fontsize=9)
     return fig
@@ -139,9 +145,18 @@ def table1(frame: pd.DataFrame, paper: pd.DataFrame) -> str:
                 "mean reward, paper": f"{p['reward'].iloc[0]:.3f}" if len(p) else "-",
                 "grad norm, ours": _ci_text(_values(grad, variant), "{:.2f}"),
                 "grad norm, paper": f"{p['grad_norm'].iloc[0]:.2f}" if len(p) else "-",
+                "held-out accuracy, start -> end (ours)": _heldout_text(frame, variant),
             }
         )
     return markdown_table(pd.DataFrame(rows))
+
+
+def _heldout_text(frame: pd.DataFrame, variant: str) -> str:
+    rows = frame[(frame["variant"] == variant) & (frame["metric"] == "heldout_accuracy")]
+    if rows.empty:
+        return "-"
+    first, last = rows[rows["step"] == rows["step"].min()], rows[rows["step"] == rows["step"].max()]
+    return f"{first['value'].mean():.3f} -> {_ci_text(last['value'].to_numpy(dtype=float))}"
 
 
 def table4(frame: pd.DataFrame, paper: pd.DataFrame, micro_batch: str) -> str:
@@ -195,8 +210,16 @@ def claims(frame: pd.DataFrame, paper: pd.DataFrame, task: str) -> pd.DataFrame:
     rows: list[dict[str, str]] = []
 
     def add(key: str, text: str, artifact: str, ours: str, verdict: str, rule: str) -> None:
-        rows.append({"artifact": artifact, "claim": text, "paper": said.get(key, "-"), "ours": ours,
-                     "verdict": verdict, "rule": rule})
+        rows.append(
+            {
+                "artifact": artifact,
+                "claim": text,
+                "paper": said.get(key, "-"),
+                "ours": ours,
+                "verdict": verdict,
+                "rule": rule,
+            }
+        )
 
     def versus(key, text, artifact, stats, variant, among, pick=max, sign=1, unit="{:+.3f}"):
         other = _best_other(stats, variant, among, pick)
@@ -205,51 +228,114 @@ def claims(frame: pd.DataFrame, paper: pd.DataFrame, task: str) -> pd.DataFrame:
         treated, base = (_values(stats, variant), _values(stats, other))
         mean, low, high = bootstrap_diff_ci(treated, base) if sign > 0 else bootstrap_diff_ci(base, treated)
         ours = f"{unit.format(mean)} [{unit.format(low)}, {unit.format(high)}] vs {label(other)}"
-        add(key, text, artifact, ours, sign_verdict(low, high, 1),
-            f"difference to the {'best' if pick is max else 'lowest'} other algorithm; CI above 0 reproduces")
+        add(
+            key,
+            text,
+            artifact,
+            ours,
+            sign_verdict(low, high, 1),
+            f"difference to the {'best' if pick is max else 'lowest'} other algorithm; CI above 0 reproduces",
+        )
 
     every = tuple(variants(frame))
-    versus("opo_best_reward", "OPO reaches the highest final reward", "OPO Table 1",
-           per_seed(frame, "reward_mean"), "opo", every)
-    versus("opo_largest_grad", "OPO keeps the largest gradient norm at convergence", "OPO Table 1",
-           per_seed(frame, "grad_norm"), "opo", every)
-    versus("dapo_smallest_grad", "DAPO has the smallest gradient norm", "OPO Table 1",
-           per_seed(frame, "grad_norm"), "dapo", every, pick=min, sign=-1)
-    versus("opo_higher_entropy", "OPO keeps a higher entropy than the baselines", "OPO Fig. 7",
-           per_seed(frame, "entropy", "mean"), "opo", every)
+    versus(
+        "opo_best_reward",
+        "OPO reaches the highest final reward",
+        "OPO Table 1",
+        per_seed(frame, "reward_mean"),
+        "opo",
+        every,
+    )
+    versus(
+        "opo_largest_grad",
+        "OPO keeps the largest gradient norm at convergence",
+        "OPO Table 1",
+        per_seed(frame, "grad_norm"),
+        "opo",
+        every,
+    )
+    versus(
+        "dapo_smallest_grad",
+        "DAPO has the smallest gradient norm",
+        "OPO Table 1",
+        per_seed(frame, "grad_norm"),
+        "dapo",
+        every,
+        pick=min,
+        sign=-1,
+    )
+    versus(
+        "opo_higher_entropy",
+        "OPO keeps a higher entropy than the baselines",
+        "OPO Fig. 7",
+        per_seed(frame, "entropy", "mean"),
+        "opo",
+        every,
+    )
     efficiency = per_seed(frame, "response_efficiency", "mean")
     if len(_values(efficiency, "opo")) and len(_values(efficiency, "grpo")):
         ratio, low, high = bootstrap_ratio_ci(_values(efficiency, "opo"), _values(efficiency, "grpo"))
-        add("opo_efficiency_5x", "OPO's gradient-response efficiency is ~5x GRPO's", "OPO Fig. 6b",
-            f"{ratio + 1:.2f}x [{low + 1:.2f}, {high + 1:.2f}]", sign_verdict(low + 1 - 2.5, high + 1 - 2.5, 1),
-            "run-mean efficiency OPO / GRPO; CI above 2.5x (half the claim) reproduces, below does not")
+        add(
+            "opo_efficiency_5x",
+            "OPO's gradient-response efficiency is ~5x GRPO's",
+            "OPO Fig. 6b",
+            f"{ratio + 1:.2f}x [{low + 1:.2f}, {high + 1:.2f}]",
+            sign_verdict(low + 1 - 2.5, high + 1 - 2.5, 1),
+            "run-mean efficiency OPO / GRPO; CI above 2.5x (half the claim) reproduces, below does not",
+        )
     fig3 = tuple(v for v in ADPO_FIG3 if v in every)
-    versus("adpo_peak_reward", "ADPO reaches a higher peak reward than GRPO and GSPO", "ADPO Fig. 3a",
-           per_seed(frame, "reward_mean", "peak"), "adpo", fig3)
+    versus(
+        "adpo_peak_reward",
+        "ADPO reaches a higher peak reward than GRPO and GSPO",
+        "ADPO Fig. 3a",
+        per_seed(frame, "reward_mean", "peak"),
+        "adpo",
+        fig3,
+    )
     peak, final = per_seed(frame, "reward_mean", "peak"), per_seed(frame, "reward_mean")
     if len(_values(peak, "grpo")):
         gap = _values(final, "grpo") - 0.5 * _values(peak, "grpo")
         mean, low, high = bootstrap_mean_ci(gap)
-        add("grpo_collapse", "GRPO collapses (reward falls towards 0)", "ADPO Fig. 3a",
-            f"final - peak/2 = {mean:+.3f} [{low:+.3f}, {high:+.3f}]", sign_verdict(low, high, -1),
-            "GRPO's final-20 reward minus half its peak; CI below 0 (a collapse) reproduces")
+        add(
+            "grpo_collapse",
+            "GRPO collapses (reward falls towards 0)",
+            "ADPO Fig. 3a",
+            f"final - peak/2 = {mean:+.3f} [{low:+.3f}, {high:+.3f}]",
+            sign_verdict(low, high, -1),
+            "GRPO's final-20 reward minus half its peak; CI below 0 (a collapse) reproduces",
+        )
     if "adpo" in every:
         if task == "arithmetic":
-            add("adpo_stable_length", "ADPO keeps a stable completion length", "ADPO Fig. 3b", "-", "inconclusive",
-                "paper profile only: arithmetic answers are at most a few tokens, so length cannot degenerate")
+            add(
+                "adpo_stable_length",
+                "ADPO keeps a stable completion length",
+                "ADPO Fig. 3b",
+                "-",
+                "inconclusive",
+                "paper profile only: arithmetic answers are at most a few tokens, so length cannot degenerate",
+            )
         else:
             start, end = per_seed(frame, "completion_length", "start"), per_seed(frame, "completion_length")
             ratio, low, high = bootstrap_ratio_ci(_values(end, "adpo"), _values(start, "adpo"))
             inside = -0.2 <= low and high <= 0.25
             outside = high < -0.2 or low > 0.25
-            add("adpo_stable_length", "ADPO keeps a stable completion length", "ADPO Fig. 3b",
+            add(
+                "adpo_stable_length",
+                "ADPO keeps a stable completion length",
+                "ADPO Fig. 3b",
                 f"final / first 20 steps {ratio + 1:.2f}x [{low + 1:.2f}, {high + 1:.2f}]",
                 "reproduced" if inside else "not reproduced" if outside else "inconclusive",
-                "ADPO's final / first length; CI inside [0.8, 1.25] reproduces, outside does not")
+                "ADPO's final / first length; CI inside [0.8, 1.25] reproduces, outside does not",
+            )
     times = per_seed(frame, "update_time_s", "mean")
     if len(_values(times, "adpo")) and len(_values(times, "grpo")):
         ratio, low, high = bootstrap_ratio_ci(_values(times, "grpo"), _values(times, "adpo"))
-        add("adpo_faster_update", "ADPO's actor update is faster than GRPO's at the same micro-batch",
-            "ADPO Table 4", f"{ratio + 1:.2f}x [{low + 1:.2f}, {high + 1:.2f}]", sign_verdict(low, high, 1),
-            "update time GRPO / ADPO at equal micro-batch; CI above 1x reproduces, below does not")
+        add(
+            "adpo_faster_update",
+            "ADPO's actor update is faster than GRPO's at the same micro-batch",
+            "ADPO Table 4",
+            f"{ratio + 1:.2f}x [{low + 1:.2f}, {high + 1:.2f}]",
+            sign_verdict(low, high, 1),
+            "update time GRPO / ADPO at equal micro-batch; CI above 1x reproduces, below does not",
+        )
     return pd.DataFrame(rows, columns=["artifact", "claim", "paper", "ours", "verdict", "rule"])

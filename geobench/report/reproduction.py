@@ -36,49 +36,166 @@ class Section:
 
 _LLM = "geobench llm"
 SECTIONS = (
-    Section("OPO", "OPO Fig. 3", "Gradient saturation on a binary logit",
-            "SFT, DPO, GRPO, DAPO and GSPO gradients vanish as the model grows confident; OPO's chi^2 gradient "
-            "stays O(1) and grows linearly.", "toy-saturation", "geobench toy-saturation", ("opo_fig3",)),
-    Section("OPO", "OPO Table 1", "Final reward and gradient norm",
-            "OPO reaches the highest mean reward (0.756) with the largest gradient norm (0.90) over the final 20 "
-            "steps on Qwen3-1.7B + MATH Level 3.", "llm", _LLM, (), ("opo_table1",)),
-    Section("OPO", "OPO Fig. 4", "Training reward", "GRPO starts strong but plateaus; OPO keeps improving and "
-            "ends highest.", "llm", _LLM, ("opo_fig4",)),
-    Section("OPO", "OPO Fig. 5", "Gradient norm", "OPO keeps healthy gradient norms (0.9) while DAPO (0.22) and "
-            "GSPO (0.50) decay.", "llm", _LLM, ("opo_fig5",)),
-    Section("OPO", "OPO Fig. 6", "Gradient saturation analysis", "Baseline gradients decay as reward (confidence) "
-            "grows while OPO's do not; OPO's gradient-response efficiency is ~5x GRPO's.", "llm", _LLM,
-            ("opo_fig6",)),
-    Section("OPO", "OPO Fig. 7", "Entropy", "OPO keeps a higher policy entropy than the baselines.", "llm", _LLM,
-            ("opo_fig7",)),
-    Section("OPO", "OPO Table 2", "Taxonomy: sampling vs optimization geometry",
-            "Existing objectives couple their sampling and optimization geometries; OPO separates them.", None,
-            "geobench figures", (), ("opo_table2",)),
-    Section("ADPO", "ADPO Table 1", "Anchored coordinates and targets",
-            "SFT, KD and ADPO are one listwise objective differing in anchor and target.", None, "geobench figures",
-            (), ("adpo_table1",)),
-    Section("ADPO", "ADPO Fig. 2a", "Noisy contextual bandits", "Trust-region RL wins 8/12 scenarios; ADPO "
-            "Listwise-Raw beats DPO under shift (+13.6%) and adversarial noise (+9.3%).", "bandits",
-            "geobench bandits --scaling", ("adpo_fig2a",), ("adpo_fig2a",)),
-    Section("ADPO", "ADPO Fig. 2b", "Model scaling", "TRPO is best at width 128; ADPO Listwise improves with "
-            "width (0.558 -> 0.791) while PPO degrades (0.772 -> 0.748).", "bandits", "geobench bandits --scaling",
-            ("adpo_fig2b",), ("adpo_fig2b",)),
-    Section("ADPO", "ADPO Table 2", "MuJoCo distillation", "Anchored students beat KD on return and lower the "
-            "student-teacher KL 4-49x.", "mujoco", "geobench mujoco distill", ("adpo_table2",), ("adpo_table2",)),
-    Section("ADPO", "ADPO Table 3", "Trust-region geometries", "TRPO, KD and ADPO differ in the space, centre and "
-            "metric of their trust region.", None, "geobench figures", (), ("adpo_table3",)),
-    Section("ADPO", "ADPO Fig. 3", "LLM reasoning: reward and completion length", "ADPO reaches a peak reward of "
-            "0.89 (GSPO 0.75, GRPO 0.68); GRPO collapses near step 40; ADPO's length stays stable.", "llm", _LLM,
-            ("adpo_fig3",)),
-    Section("ADPO", "ADPO Table 4", "Actor update time", "ADPO's update is 3.5x faster (19.7 s vs 68.5 s), at "
-            "unequal micro-batches (8 vs 6).", "llm", _LLM, (), ("adpo_table4",)),
-    Section("Ablation (ours)", "Anchor ablation", "ADPO on the bandits with a fixed vs an on-policy anchor",
-            "Not a paper artifact: which anchor ADPO's bandit numbers depend on.", "bandits-onpolicy-anchor",
-            "make reproduce (the ablation step)", (), ("adpo_fig2_anchor_ablation",)),
-    Section("Ablation (ours)", "OPO escort ablation", "OPO without the pi_ref^-(1-alpha) escort factor",
-            "Not a paper artifact: OPO Eq. 7's escort as printed vs App. A.3 Step 2's form on the LLM task.",
-            "llm-opo-escort-no-ref", "geobench llm --algo opo --set opo.escort_ref=false --out "
-            "results/llm-opo-escort-no-ref", (), ("opo_escort_ablation",)),
+    Section(
+        "OPO",
+        "OPO Fig. 3",
+        "Gradient saturation on a binary logit",
+        "SFT, DPO, GRPO, DAPO and GSPO gradients vanish as the model grows confident; OPO's chi^2 gradient "
+        "stays O(1) and grows linearly.",
+        "toy-saturation",
+        "geobench toy-saturation",
+        ("opo_fig3",),
+    ),
+    Section(
+        "OPO",
+        "OPO Table 1",
+        "Final reward and gradient norm",
+        "OPO reaches the highest mean reward (0.756) with the largest gradient norm (0.90) over the final 20 "
+        "steps on Qwen3-1.7B + MATH Level 3.",
+        "llm",
+        _LLM,
+        (),
+        ("opo_table1",),
+    ),
+    Section(
+        "OPO",
+        "OPO Fig. 4",
+        "Training reward",
+        "GRPO starts strong but plateaus; OPO keeps improving and ends highest.",
+        "llm",
+        _LLM,
+        ("opo_fig4",),
+    ),
+    Section(
+        "OPO",
+        "OPO Fig. 5",
+        "Gradient norm",
+        "OPO keeps healthy gradient norms (0.9) while DAPO (0.22) and GSPO (0.50) decay.",
+        "llm",
+        _LLM,
+        ("opo_fig5",),
+    ),
+    Section(
+        "OPO",
+        "OPO Fig. 6",
+        "Gradient saturation analysis",
+        "Baseline gradients decay as reward (confidence) "
+        "grows while OPO's do not; OPO's gradient-response efficiency is ~5x GRPO's.",
+        "llm",
+        _LLM,
+        ("opo_fig6",),
+    ),
+    Section(
+        "OPO",
+        "OPO Fig. 7",
+        "Entropy",
+        "OPO keeps a higher policy entropy than the baselines.",
+        "llm",
+        _LLM,
+        ("opo_fig7",),
+    ),
+    Section(
+        "OPO",
+        "OPO Table 2",
+        "Taxonomy: sampling vs optimization geometry",
+        "Existing objectives couple their sampling and optimization geometries; OPO separates them.",
+        None,
+        "geobench figures",
+        (),
+        ("opo_table2",),
+    ),
+    Section(
+        "ADPO",
+        "ADPO Table 1",
+        "Anchored coordinates and targets",
+        "SFT, KD and ADPO are one listwise objective differing in anchor and target.",
+        None,
+        "geobench figures",
+        (),
+        ("adpo_table1",),
+    ),
+    Section(
+        "ADPO",
+        "ADPO Fig. 2a",
+        "Noisy contextual bandits",
+        "Trust-region RL wins 8/12 scenarios; ADPO "
+        "Listwise-Raw beats DPO under shift (+13.6%) and adversarial noise (+9.3%).",
+        "bandits",
+        "geobench bandits --scaling",
+        ("adpo_fig2a",),
+        ("adpo_fig2a",),
+    ),
+    Section(
+        "ADPO",
+        "ADPO Fig. 2b",
+        "Model scaling",
+        "TRPO is best at width 128; ADPO Listwise improves with "
+        "width (0.558 -> 0.791) while PPO degrades (0.772 -> 0.748).",
+        "bandits",
+        "geobench bandits --scaling",
+        ("adpo_fig2b",),
+        ("adpo_fig2b",),
+    ),
+    Section(
+        "ADPO",
+        "ADPO Table 2",
+        "MuJoCo distillation",
+        "Anchored students beat KD on return and lower the student-teacher KL 4-49x.",
+        "mujoco",
+        "geobench mujoco distill",
+        ("adpo_table2",),
+        ("adpo_table2",),
+    ),
+    Section(
+        "ADPO",
+        "ADPO Table 3",
+        "Trust-region geometries",
+        "TRPO, KD and ADPO differ in the space, centre and metric of their trust region.",
+        None,
+        "geobench figures",
+        (),
+        ("adpo_table3",),
+    ),
+    Section(
+        "ADPO",
+        "ADPO Fig. 3",
+        "LLM reasoning: reward and completion length",
+        "ADPO reaches a peak reward of "
+        "0.89 (GSPO 0.75, GRPO 0.68); GRPO collapses near step 40; ADPO's length stays stable.",
+        "llm",
+        _LLM,
+        ("adpo_fig3",),
+    ),
+    Section(
+        "ADPO",
+        "ADPO Table 4",
+        "Actor update time",
+        "ADPO's update is 3.5x faster (19.7 s vs 68.5 s), at unequal micro-batches (8 vs 6).",
+        "llm",
+        _LLM,
+        (),
+        ("adpo_table4",),
+    ),
+    Section(
+        "Ablation (ours)",
+        "Anchor ablation",
+        "ADPO on the bandits with a fixed vs an on-policy anchor",
+        "Not a paper artifact: which anchor ADPO's bandit numbers depend on.",
+        "bandits-onpolicy-anchor",
+        "make reproduce (the ablation step)",
+        (),
+        ("adpo_fig2_anchor_ablation",),
+    ),
+    Section(
+        "Ablation (ours)",
+        "OPO escort ablation",
+        "OPO without the pi_ref^-(1-alpha) escort factor",
+        "Not a paper artifact: OPO Eq. 7's escort as printed vs App. A.3 Step 2's form on the LLM task.",
+        "llm-opo-escort-no-ref",
+        "geobench llm --algo opo --set opo.escort_ref=false --out results/llm-opo-escort-no-ref",
+        (),
+        ("opo_escort_ablation",),
+    ),
 )
 
 
@@ -128,10 +245,19 @@ def all_claims(results: Path) -> pd.DataFrame:
     paper_llm = pd.read_csv(EXPERIMENTS_DIR / "paper" / "llm_claims.csv")
     sources: list[tuple[str, str, str, Callable[[pd.DataFrame, dict], pd.DataFrame]]] = [
         ("toy-saturation", "geobench toy-saturation", "OPO Fig. 3", lambda f, m: toy_figure.claims(f)),
-        ("llm", _LLM, "OPO Table 1, Figs. 4-7; ADPO Fig. 3, Table 4",
-         lambda f, m: llm_report.claims(f, paper_llm, llm_report.task_of(f, m))),
+        (
+            "llm",
+            _LLM,
+            "OPO Table 1, Figs. 4-7; ADPO Fig. 3, Table 4",
+            lambda f, m: llm_report.claims(f, paper_llm, llm_report.task_of(f, m)),
+        ),
         ("bandits", "geobench bandits --scaling", "ADPO Fig. 2", bandit_claims),
-        ("mujoco", "geobench mujoco distill", "ADPO Table 2", lambda f, m: mujoco_report.claims(mujoco_report.final(f))),
+        (
+            "mujoco",
+            "geobench mujoco distill",
+            "ADPO Table 2",
+            lambda f, m: mujoco_report.claims(mujoco_report.final(f)),
+        ),
     ]
     parts = []
     for folder, command, artifact, claims_of in sources:
@@ -139,8 +265,12 @@ def all_claims(results: Path) -> pd.DataFrame:
         if run is not None and folder == "llm":
             run = (with_timing(run[0], results / folder), run[1])
         if run is None:
-            missing = {"claim": f"every claim of {artifact}", "ours": f"not run: `{command}`",
-                       "verdict": "inconclusive", "rule": "needs the run"}
+            missing = {
+                "claim": f"every claim of {artifact}",
+                "ours": f"not run: `{command}`",
+                "verdict": "inconclusive",
+                "rule": "needs the run",
+            }
             parts.append(_labelled(pd.DataFrame([missing]), artifact))
         else:
             parts.append(_labelled(claims_of(*run), artifact))

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import tomllib
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -267,6 +267,38 @@ def llm(
 
         for path in draw_llm(out, figures):
             console.print(f"wrote {path}")
+
+
+verl_app = typer.Typer(no_args_is_help=True, help="Run the papers' LLM experiments on verl with geobench's losses.")
+app.add_typer(verl_app, name="verl")
+DATA_DIR = typer.Option("~/data/geobench", "--data-dir", help="Where verl's parquet files live (one folder per run).")
+
+
+@verl_app.command("command")
+def verl_command(
+    run: str = typer.Option(..., "--run", help="opo_table1 or adpo_fig3 (experiments/verl/<run>.toml)."),
+    algo: str = typer.Option(..., "--algo", help="An algorithm of that run, e.g. opo, adpo, grpo."),
+    data_dir: str = DATA_DIR,
+) -> None:
+    """Print the verl.trainer.main_ppo command (hydra overrides) of one algorithm of a paper run."""
+    from geobench.integrations import verl_config
+
+    print(verl_config.command(run, algo, data_dir))
+
+
+@verl_app.command("data")
+def verl_data(
+    run: str = typer.Option(..., "--run", help="The run the data is for (its folder under --data-dir)."),
+    dataset: str = typer.Option("math-lighteval", "--dataset", help="math-lighteval (hub) or a local path."),
+    levels: str = typer.Option(..., "--levels", help="MATH levels, e.g. 3 or 3,4."),
+    data_dir: str = DATA_DIR,
+) -> None:
+    """Write MATH as verl's RL parquet (train/test) with geobench's prompts and gold answers."""
+    from geobench.integrations import verl_config
+
+    folder = Path(data_dir).expanduser() / run
+    for path in verl_config.export_data(dataset, _int_list(levels) or (), folder):
+        console.print(f"wrote {path}")
 
 
 @app.command("objectives")

@@ -8,11 +8,10 @@ reason. Command-line options override single fields.
 from __future__ import annotations
 
 import dataclasses
+import tomllib
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
-
-import tomllib
 
 from geobench.errors import ConfigError
 

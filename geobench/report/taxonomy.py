@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
-import tomllib
 
 from geobench.objectives import REGISTRY, Objective, get_objective
 from geobench.report.markdown import markdown_table

@@ -1,0 +1,140 @@
+"""geobench's objectives as verl policy losses (verl >= 0.9), registered as ``geobench_<name>``.
+
+verl finds this module through the ``verl.plugins`` entry point in geobench's pyproject
+(or ``VERL_USE_EXTERNAL_MODULES=geobench.integrations.verl``); importing it registers
+every objective of :data:`LOSSES` in ``verl.trainer.ppo.core_algos.POLICY_LOSS_REGISTRY``.
+Select one with ``actor_rollout_ref.actor.policy_loss.loss_mode=geobench_opo``.
+
+How the two things verl's loss signature lacks reach the loss:
+
+- **Group structure.** verl passes (N, T) tensors, N = micro-batch of responses, and the
+  group size as ``config.rollout_n``. Responses arrive prompt-major (verl repeats each prompt
+  ``n`` times, interleaved), so a micro-batch holds whole groups in consecutive rows as long
+  as nothing reorders them: ``trainer.balance_batch=False``, ``actor.shuffle=False``,
+  ``use_dynamic_bsz=False`` and a micro-batch that is a multiple of ``rollout.n``. The loss
+  checks this on every call: N must divide by G, and with GRPO's group-normalised
+  advantages every block of G consecutive advantages must sum to zero; otherwise it raises
+  an error naming these settings.
+- **Hyperparameters.** ``policy_loss`` is instantiated from its ``_target_``; pointing that
+  at :class:`GeobenchPolicyLossConfig` (a ``PolicyLossConfig`` with one more field) lets
+  ``+actor_rollout_ref.actor.policy_loss.hparams.alpha=0.4`` reach the loss. They are
+  validated by geobench's registry, so a bad value fails at the first step with geobench's
+  one-line message. The clip ratios come from verl's own ``clip_ratio_low/high`` and the
+  aggregation from ``loss_agg_mode`` for the objectives that take them.
+
+Advantages are verl's (e.g. ``algorithm.adv_estimator=grpo``), read per response from the
+first token; geobench's objectives use them as given (``GroupBatch.advantages``). ADPO's
+adaptive temperature needs the batch reward, which a verl loss never sees: here tau is
+fixed (``hparams.tau``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from verl.trainer.ppo.core_algos import POLICY_LOSS_REGISTRY, register_policy_loss
+from verl.workers.config import PolicyLossConfig
+
+from geobench.objectives import GroupBatch, get_objective
+
+PREFIX = "geobench_"
+LOSSES = ("opo", "adpo", "grpo", "gspo", "dapo")
+_GROUP_SETTINGS = (
+    "set trainer.balance_batch=False, actor_rollout_ref.actor.shuffle=False, "
+    "actor_rollout_ref.actor.use_dynamic_bsz=False and a ppo_micro_batch_size_per_gpu that is a multiple of rollout.n"
+)
+
+
+@dataclass
+class GeobenchPolicyLossConfig(PolicyLossConfig):
+    """verl's policy-loss config plus the geobench objective's hyperparameters."""
+
+    hparams: dict[str, Any] = field(default_factory=dict)
+
+
+def _hparams(name: str, config: Any, loss_agg_mode: str) -> dict[str, Any]:
+    """The objective's hyperparameters: verl's clip and aggregation where it takes them, then ``hparams``."""
+    accepted = get_objective(name).defaults
+    from_verl = {
+        "clip_low": config.get("clip_ratio_low", None),
+        "clip_high": config.get("clip_ratio_high", None),
+        "agg": loss_agg_mode,
+    }
+    chosen = {k: v for k, v in from_verl.items() if k in accepted and v is not None}
+    policy_loss = config.get("policy_loss", None)
+    extra = dict(policy_loss.get("hparams", {}) or {}) if policy_loss is not None else {}
+    return {**chosen, **extra}
+
+
+def group_batch(
+    old_log_prob: torch.Tensor,
+    log_prob: torch.Tensor,
+    advantages: torch.Tensor,
+    response_mask: torch.Tensor,
+    group: int,
+) -> GroupBatch:
+    """verl's (N, T) tensors as a (N / G, G, T) group batch; raises if rows are not whole groups."""
+    n, t = log_prob.shape
+    if group < 2 or n % group:
+        raise ValueError(
+            f"geobench loss: micro-batch of {n} responses is not whole groups of {group}; {_GROUP_SETTINGS}"
+        )
+    mask = response_mask.to(log_prob.dtype)
+    seq_adv = (advantages * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)  # (N,) one value per response
+    blocks = seq_adv.view(-1, group)
+    if (blocks.sum(-1).abs() > 1e-3 * group * (1.0 + blocks.abs().amax(-1))).any():
+        raise ValueError(
+            "geobench loss: consecutive rows do not form groups (advantages do not sum to 0 per group); "
+            + _GROUP_SETTINGS
+        )
+    shape = (n // group, group, t)
+    return GroupBatch(
+        logp=log_prob.view(shape),
+        mask=response_mask.view(shape),
+        rewards=blocks,
+        old_logp=old_log_prob.view(shape),
+        advantages=blocks,
+    )
+
+
+def make_verl_loss(name: str):
+    """A verl policy loss calling geobench's objective ``name`` (the signature verl calls)."""
+
+    def loss(
+        old_log_prob: torch.Tensor,
+        log_prob: torch.Tensor,
+        advantages: torch.Tensor,
+        response_mask: torch.Tensor,
+        loss_agg_mode: str = "token-mean",
+        config: Any = None,
+        rollout_is_weights: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
+        if config is None:
+            raise ValueError(f"{PREFIX}{name}: verl passes the actor config; got None")
+        if rollout_is_weights is not None:
+            raise ValueError(
+                f"{PREFIX}{name}: rollout correction weights are not supported; disable rollout_correction"
+            )
+        batch = group_batch(old_log_prob, log_prob, advantages, response_mask, int(config.get("rollout_n")))
+        value, metrics = get_objective(name).bind(**_hparams(name, config, loss_agg_mode))(batch)
+        return value, {f"actor/geobench/{key}": float(v) for key, v in metrics.items()}
+
+    loss.__name__ = f"{PREFIX}{name}"
+    loss.__doc__ = f"geobench's ``{name}`` objective as a verl policy loss (see geobench.integrations.verl)."
+    return loss
+
+
+def register() -> list[str]:
+    """Register every objective of :data:`LOSSES` with verl (idempotent); returns the names."""
+    names = []
+    for name in LOSSES:
+        key = f"{PREFIX}{name}"
+        if key not in POLICY_LOSS_REGISTRY:
+            register_policy_loss(key)(make_verl_loss(name))
+        names.append(key)
+    return names
+
+
+register()  # the plugin contract: verl imports this module and expects its losses registered

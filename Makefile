@@ -19,11 +19,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# The tests also check parity with verl's reference losses: verl without its CUDA-bound
-# dependencies, plus the few packages its import needs (the `verl` extra).
+# The tests also check parity with verl's reference losses and the verl plugin: verl without its
+# CUDA-bound dependencies, plus the few packages its import needs (the `verl` extra); and the
+# TRL engine (the `trl` extra).
 $(TEST_STAMP): $(STAMP)
 	$(BIN)/pip install --quiet --no-deps verl==$(VERL_VERSION)
-	$(BIN)/pip install --quiet -e '.[dev,verl]'
+	$(BIN)/pip install --quiet -e '.[dev,verl,trl]'
 	touch $(TEST_STAMP)
 
 # Every experiment of the profile (see geobench/reproduce.py for the stages), every figure

@@ -228,6 +228,9 @@ def llm(
         None, "--model", help="Causal-LM checkpoint (hub id or folder); default: the warm-started tiny Qwen3."
     ),
     rollout: str | None = typer.Option(None, "--rollout", help="hf (transformers generate) or vllm (GPU extra)."),
+    engine: str | None = typer.Option(
+        None, "--engine", help="geobench (its own loop) or trl (TRL's GRPOTrainer with geobench's losses)."
+    ),
     reward: str | None = typer.Option(None, "--reward", help="correct (1/0) or shaped (length/repetition)."),
     seeds: int | None = typer.Option(None, "--seeds", help="Number of seeds."),
     seed: int | None = typer.Option(None, "--seed", help="First seed."),
@@ -253,6 +256,7 @@ def llm(
         "levels": _int_list(levels),
         "model": model,
         "rollout": rollout,
+        "engine": engine,
         "reward": reward,
         "seeds": seeds,
         "seed": seed,

@@ -258,3 +258,32 @@ def test_single_on_policy_pass_equals_the_update_with_precomputed_old_logprobs(t
     assert with_old["loss"] == pytest.approx(single["loss"], abs=1e-6)
     assert torch.allclose(params_a, params_b, atol=1e-6)
     assert "entropy" in single and single["entropy"] > 0
+
+
+def test_trl_engine_runs_two_steps_of_every_algorithm_in_geobenchs_schema(tiny_model, tmp_path):
+    pytest.importorskip("trl")
+    config = tiny_config(tiny_model, engine="trl")
+    frame = pd.read_csv(run(config, tmp_path / "trl", show_progress=False))
+    assert set(frame["variant"]) == {"grpo", "gspo", "dapo", "opo", "adpo"}
+    for algo in ("grpo", "gspo", "opo", "adpo"):
+        part = frame[frame["variant"] == algo]
+        assert {"reward_mean", "grad_norm", "entropy", "completion_length", "loss", "heldout_accuracy"} <= set(
+            part["metric"]
+        ), algo
+        assert set(part[part["metric"] == "reward_mean"]["step"]) == {1, 2}
+    assert set(frame[(frame["variant"] == "adpo")]["metric"]) >= {"tau"}
+
+
+def test_trl_groups_stay_whole_when_a_generation_batch_is_split():
+    from geobench.llm.trl_engine import group_chunks
+
+    batch = {"ids": torch.arange(12), "text": [str(i) for i in range(12)], "scalar": torch.tensor(1.0)}
+    chunks = group_chunks(batch, group=3, chunks=2, gen=torch.Generator().manual_seed(0))
+    assert len(chunks) == 2
+    for chunk in chunks:
+        ids = chunk["ids"].view(-1, 3)
+        assert (ids[:, 0] % 3 == 0).all() and (ids - ids[:, :1] == torch.arange(3)).all()  # whole, in order
+        assert chunk["text"] == [str(i) for i in chunk["ids"].tolist()] and chunk["scalar"] == 1.0
+    assert sorted(torch.cat([c["ids"] for c in chunks]).tolist()) == list(range(12))
+    with pytest.raises(ValueError, match="whole groups"):
+        group_chunks(batch, group=5, chunks=1, gen=torch.Generator())

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +27,8 @@ from geobench.results import RunDir
 EXPERIMENT = "llm"
 # Wall-clock measurements go to their own CSV (``DIR/timing/timing.csv``) so that
 # ``metrics.csv`` is a deterministic function of the config and seed (tested).
-TIMING_METRICS = ("update_time_s", "rollout_tokens_per_s")
+TIMING_METRICS = ("update_time_s", "rollout_tokens_per_s", "step_time_s")
+ENGINES = ("geobench", "trl")
 ALGOS = ("grpo", "gspo", "dapo", "opo", "adpo")
 
 
@@ -41,6 +44,7 @@ class LLMConfig:
     model: str = ""  # empty: the project's warm-started tiny Qwen3
     dtype: str = "float32"
     rollout: str = "hf"
+    engine: str = "geobench"  # geobench's own loop, or TRL's GRPOTrainer with geobench's loss
     temperature: float = 1.0
     top_p: float = 1.0
     max_new_tokens: int = 6
@@ -70,6 +74,8 @@ class LLMConfig:
             if algo not in ALGOS:
                 raise ConfigError(f"unknown algorithm {algo!r} for geobench llm; valid: {', '.join(ALGOS)}")
             get_objective(algo).validate(dict(self.hparams.get(algo, {})))
+        if self.engine not in ENGINES:
+            raise ConfigError(f"unknown engine {self.engine!r}; valid: {', '.join(ENGINES)}")
         if self.rollout not in BACKENDS:
             raise ConfigError(f"unknown rollout backend {self.rollout!r}; valid: {', '.join(BACKENDS)}")
         if self.reward not in REWARDS:
@@ -94,12 +100,37 @@ def _model_path(config: LLMConfig, show_progress: bool) -> str:
     return str(ensure_warmstart(WarmStartConfig(levels=config.levels), WARMSTART_DIR, show_progress))
 
 
+def _train(config: LLMConfig, model_path: str, policy, tokenizer, task, algo: str, seed: int, on_step) -> list[dict]:
+    """One cell through the chosen engine; both return the same tidy rows."""
+    settings = config.settings()
+    if config.engine == "trl":
+        from geobench.llm import trl_engine
+
+        with tempfile.TemporaryDirectory(prefix="geobench-trl-") as scratch:
+            return trl_engine.train_cell(
+                policy,
+                tokenizer,
+                task,
+                config.sampling(),
+                algo,
+                seed,
+                settings,
+                scratch,
+                vllm=config.rollout == "vllm",
+                on_step=on_step,
+            )
+    rollout = make_rollout(config.rollout, model_path, tokenizer, config.sampling())
+    return train_cell(policy, tokenizer, task, rollout, algo, seed, settings, on_step=on_step)
+
+
 def run(config: LLMConfig, out: Path | str, *, profile: str = "custom", show_progress: bool = True) -> Path:
     """Train every (algorithm, seed) cell not already on disk; returns ``DIR/metrics.csv``."""
     if config.threads:
         torch.set_num_threads(config.threads)
     if config.rollout == "vllm":
         require_vllm()  # fail before any work, not after the first model load
+    if config.engine == "trl" and importlib.util.find_spec("trl") is None:
+        raise ConfigError("--engine trl needs TRL: pip install -e '.[trl]'")
     run_dir = RunDir(out, EXPERIMENT, config)
     timing_dir = RunDir(Path(out) / "timing", EXPERIMENT, config)
     task = make_task(config.dataset, config.levels)
@@ -117,10 +148,7 @@ def run(config: LLMConfig, out: Path | str, *, profile: str = "custom", show_pro
                 bar.reset(steps)
                 policy, tokenizer = load_policy(model_path, config.dtype)
                 policy.to(device)
-                rollout = make_rollout(config.rollout, model_path, tokenizer, config.sampling())
-                rows = train_cell(
-                    policy, tokenizer, task, rollout, algo, seed, settings, on_step=lambda: bar.advance(steps)
-                )
+                rows = _train(config, model_path, policy, tokenizer, task, algo, seed, lambda: bar.advance(steps))
                 frame = pd.DataFrame(rows).assign(variant=algo, task=task.name)
                 timed = frame["metric"].isin(TIMING_METRICS)
                 timing_dir.write_cell(key, frame[timed])  # first: a cell counts as done once metrics exist

@@ -1,0 +1,240 @@
+"""``geobench llm --engine trl``: the same algorithms through TRL's ``GRPOTrainer``.
+
+TRL does the rollouts (transformers or its vLLM server/colocate modes), rewards, group
+advantages, accelerate/DeepSpeed distribution and optimisation; the loss is geobench's
+objective, called on a :class:`GroupBatch` built from TRL's inputs. Two things TRL does not
+do for a group loss are added here:
+
+- **Whole groups per micro-batch.** TRL shuffles the rows of a generation batch before
+  splitting it into micro-batches, which scatters a prompt's completions; listwise
+  objectives (ADPO) need the whole group. ``_prepare_inputs`` shuffles whole groups instead.
+- **Geobench's metrics.** Per step, TRL's logs are mapped onto geobench's CSV schema
+  (reward_mean, entropy, grad_norm, completion_length, ...) plus the objective's metrics,
+  and held-out accuracy is measured before and after training.
+
+ADPO's guarded temperature (Eq. 12) runs as in geobench's own loop, on TRL's batch reward.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Any
+
+import torch
+
+from geobench.llm.grading import is_correct
+from geobench.llm.train import RLSettings
+from geobench.llm.warmstart import sampled_accuracy
+from geobench.objectives import GroupBatch, GuardedTemperature, candidate_confidence, informative_groups, make_objective
+
+# TRL's log keys -> geobench's metric names (the rest of TRL's logs are dropped).
+_TRL_METRICS = {
+    "reward": "reward_mean",
+    "entropy": "entropy",
+    "grad_norm": "grad_norm",
+    "completions/mean_length": "completion_length",
+    "step_time": "step_time_s",
+}
+
+
+def group_chunks(batch: dict[str, Any], group: int, chunks: int, gen: torch.Generator) -> list[dict[str, Any]]:
+    """Shuffle whole groups of ``group`` consecutive rows, then split into ``chunks`` of whole groups."""
+    n = next(len(v) for v in batch.values() if v is not None and not (isinstance(v, torch.Tensor) and v.ndim == 0))
+    groups = n // group
+    if n % group or groups % chunks:
+        raise ValueError(f"a generation batch of {n} rows is not {chunks} chunks of whole groups of {group}")
+    order = torch.randperm(groups, generator=gen)
+    per = groups // chunks
+    out = []
+    for c in range(chunks):
+        rows = (order[c * per : (c + 1) * per, None] * group + torch.arange(group)).flatten()
+        out.append({k: _take(v, rows) for k, v in batch.items()})
+    return out
+
+
+def _take(value: Any, rows: torch.Tensor) -> Any:
+    if value is None or (isinstance(value, torch.Tensor) and value.ndim == 0):
+        return value
+    if isinstance(value, torch.Tensor):
+        return value[rows.to(value.device)]
+    return [value[i] for i in rows.tolist()]
+
+
+def trainer_class():
+    """``GRPOTrainer`` with geobench's loss (built lazily: TRL is an optional dependency)."""
+    from trl import GRPOTrainer
+
+    class GeobenchGRPOTrainer(GRPOTrainer):
+        def __init__(self, *args: Any, algo: str, hparams: dict[str, Any], settings: RLSettings, **kwargs: Any):
+            super().__init__(*args, **kwargs)
+            self.algo, self.hparams, self.settings = algo, dict(hparams), settings
+            adaptive = algo == "adpo" and settings.adaptive_tau
+            self.guard = GuardedTemperature(settings.tau_min, settings.tau_max) if adaptive else None
+            self._tau_generation = -1
+            self._group_gen = torch.Generator().manual_seed(self.args.seed)
+
+        def _prepare_inputs(self, generation_batch):
+            if not self.model.training:
+                return super()._prepare_inputs(generation_batch)
+            every = self.args.steps_per_generation * self.num_iterations
+            if self._step % every == 0 or self._buffered_inputs is None:
+                scored = self._generate_and_score_completions(generation_batch)
+                self._buffered_inputs = group_chunks(
+                    scored, self.num_generations, self.args.steps_per_generation, self._group_gen
+                )
+            return self._buffered_inputs[self._step % self.args.steps_per_generation]
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            prompt_ids, completion_ids = inputs["prompt_ids"], inputs["completion_ids"]
+            mask = inputs["completion_mask"]
+            logps, entropy, _ = self._get_per_token_logps_and_entropies(
+                model,
+                torch.cat([prompt_ids, completion_ids], 1),
+                torch.cat([inputs["prompt_mask"], mask], 1),
+                completion_ids.size(1),
+                compute_entropy=True,
+            )
+            g = self.num_generations
+            shape = (-1, g, logps.shape[-1])
+            adv = inputs["advantages"].view(-1, g)
+            old = inputs.get("old_per_token_logps")
+            old = logps.detach() if old is None else old
+            keep = informative_groups(adv) if self.algo == "dapo" and self.settings.dynamic_sampling else None
+            batch = GroupBatch(logps.view(shape), mask.view(shape), adv, old.view(shape), advantages=adv)
+            if keep is not None and not bool(keep.all()):
+                idx = keep.nonzero().squeeze(-1)
+                batch = GroupBatch(batch.logp[idx], batch.mask[idx], adv[idx], batch.old_logp[idx], advantages=adv[idx])
+            self._set_tau(batch)
+            if batch.logp.shape[0] == 0:  # DAPO dropped every group: a zero loss that keeps the graph
+                return logps.sum() * 0.0
+            loss, metrics = make_objective(self.algo, **self.hparams)(batch)
+            train = self._metrics["train"]
+            for key, value in {"loss": loss.detach(), **metrics}.items():
+                train[f"geobench/{key}"].append(float(value))
+            train["geobench/entropy"].append(float((entropy * mask).sum() / mask.sum().clamp(min=1)))
+            return loss
+
+        def _set_tau(self, batch: GroupBatch) -> None:
+            """Eq. 12 once per generation batch, from the batch reward TRL logged and the policy's confidence."""
+            generation = self._step // (self.args.steps_per_generation * self.num_iterations)
+            if self.guard is None or generation == self._tau_generation or batch.logp.shape[0] == 0:
+                return
+            self._tau_generation = generation
+            reward = self._metrics["train"]["reward"][-1]
+            self.hparams["tau"] = self.guard.step(float(candidate_confidence(batch.seq_logp("old"))), reward)
+
+    return GeobenchGRPOTrainer
+
+
+def _grpo_config(settings: RLSettings, sampling, seed: int, out: str, use_cpu: bool, use_vllm: bool):
+    from trl import GRPOConfig
+
+    return GRPOConfig(
+        output_dir=out,
+        per_device_train_batch_size=settings.prompts_per_step * settings.group // settings.minibatches,
+        steps_per_generation=settings.minibatches,
+        gradient_accumulation_steps=1,
+        num_generations=settings.group,
+        num_iterations=settings.epochs,
+        max_completion_length=sampling.max_new_tokens,
+        temperature=sampling.temperature,
+        top_p=sampling.top_p,
+        top_k=0,
+        max_steps=settings.steps * settings.minibatches * settings.epochs,
+        learning_rate=settings.lr,
+        weight_decay=settings.weight_decay,
+        warmup_steps=int(settings.warmup_ratio * settings.steps * settings.minibatches * settings.epochs),
+        lr_scheduler_type="cosine",
+        max_grad_norm=settings.max_grad_norm,
+        beta=0.0,
+        scale_rewards="group",
+        gradient_checkpointing=False,
+        use_cpu=use_cpu,
+        bf16=False,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=1,
+        disable_tqdm=True,
+        shuffle_dataset=False,
+        seed=seed,
+        use_vllm=use_vllm,
+        vllm_mode="colocate",
+    )
+
+
+def train_cell(
+    policy,
+    tokenizer,
+    task,
+    sampling,
+    algo: str,
+    seed: int,
+    settings: RLSettings,
+    out: str,
+    *,
+    vllm: bool = False,
+    on_step=None,
+):
+    """Train ``policy`` with TRL and geobench's ``algo``; tidy rows as :func:`geobench.llm.train.train_cell`."""
+    import datasets
+    from transformers import PrinterCallback, TrainerCallback
+
+    problems = task.sample(settings.prompts_per_step * settings.steps, random.Random(seed))
+    data = datasets.Dataset.from_dict({"prompt": [p.prompt for p in problems], "answer": [p.answer for p in problems]})
+    held_out = task.sample(settings.eval_prompts, random.Random(10_000 + seed))
+    rows: list[dict[str, Any]] = []
+
+    def correctness(completions, answer, **_):
+        return [float(is_correct(c, a)) for c, a in zip(completions, answer, strict=True)]
+
+    def heldout(step: int) -> None:
+        policy.eval()
+        acc = sampled_accuracy(policy, tokenizer, held_out, sampling.max_new_tokens, seed, temperature=0.0)
+        rows.append({"seed": seed, "step": step, "metric": "heldout_accuracy", "value": acc})
+
+    updates_per_step = settings.minibatches * settings.epochs
+    pending: dict[str, list[float]] = {}
+
+    class ToRows(TrainerCallback):
+        """TRL logs once per optimizer update; geobench's CSV has one row per metric and RL step."""
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            for key, value in (logs or {}).items():
+                name = _TRL_METRICS.get(key, key.removeprefix("geobench/") if key.startswith("geobench/") else None)
+                if name is not None:
+                    pending.setdefault(name, []).append(float(value))
+            if state.global_step % updates_per_step == 0 and pending:
+                self.flush(state.global_step // updates_per_step)
+
+        def flush(self, step: int) -> None:
+            values = {name: sum(v) / len(v) for name, v in pending.items()}
+            pending.clear()
+            if "reward_mean" in values:
+                values["accuracy"] = values["reward_mean"]  # the reward is 1/0 correctness
+            signal = values.get("w_range", values.get("adv_range", math.nan))
+            values["signal_range"] = signal
+            if "grad_norm" in values and signal > 0:
+                values["response_efficiency"] = values["grad_norm"] / (0.5 * signal)
+            rows.extend({"seed": seed, "step": step, "metric": k, "value": v} for k, v in values.items())
+            if on_step:
+                on_step()
+
+    torch.manual_seed(seed)
+    heldout(0)
+    config = _grpo_config(settings, sampling, seed, out, use_cpu=not torch.cuda.is_available(), use_vllm=vllm)
+    trainer = trainer_class()(
+        model=policy,
+        reward_funcs=correctness,
+        args=config,
+        train_dataset=data,
+        processing_class=tokenizer,
+        callbacks=[ToRows()],
+        algo=algo,
+        hparams=settings.hparams.get(algo, {}),
+        settings=settings,
+    )
+    trainer.remove_callback(PrinterCallback)  # geobench shows its own progress bar
+    trainer.train()
+    heldout(settings.steps)
+    return rows

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from _bench import median_time, write_results  # benchmarks/ is on sys.path when run as a script
 
-from geobench.llm.model import completion_logprobs, load_policy
+from geobench.llm.model import load_policy
 from geobench.llm.rollout import Rollouts
 from geobench.llm.sweep import ALGOS
 from geobench.llm.train import RLSettings, _scheduler, _update
@@ -45,9 +45,7 @@ def time_update(folder: str, algo: str, length: int) -> float:
     rolled = fixed_rollouts(tokenizer, length)
     rewards = torch.randint(0, 2, (PROMPTS, GROUP), generator=torch.Generator().manual_seed(1)).float()
     with torch.no_grad():
-        old, _ = completion_logprobs(
-            policy, rolled.prompt_ids, rolled.prompt_mask, rolled.completion_ids, rolled.completion_mask
-        )
+        old, _ = rolled.logprobs(policy)
     settings = RLSettings(steps=REPEATS + 1, minibatches=1)
     optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-5)
     scheduler = _scheduler(optimizer, settings)

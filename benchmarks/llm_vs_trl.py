@@ -18,11 +18,11 @@ import torch
 from _bench import write_results  # benchmarks/ is on sys.path when run as a script
 
 from geobench.llm import grading
-from geobench.llm.grading import is_correct
 from geobench.llm.model import load_policy
 from geobench.llm.rollout import SamplingSettings, make_rollout
 from geobench.llm.tasks import ArithmeticTask
 from geobench.llm.train import RLSettings, train_cell
+from geobench.llm.trl_engine import correctness, prompt_dataset
 from geobench.llm.warmstart import WARMSTART_DIR, WarmStartConfig, ensure_warmstart
 
 PROMPTS, GROUP, MAX_NEW, STEPS, LR = 16, 6, 6, 12, 3e-4
@@ -55,16 +55,11 @@ def geobench_steps(folder: str) -> list[float]:
 
 
 def trl_steps(folder: str) -> list[float]:
-    import datasets
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
     policy, tokenizer = load_policy(folder)
-    problems = ArithmeticTask().sample(PROMPTS * STEPS, random.Random(0))
-    data = datasets.Dataset.from_dict({"prompt": [p.prompt for p in problems], "answer": [p.answer for p in problems]})
-
-    def correctness(completions, answer, **_):
-        return [float(is_correct(c, a)) for c, a in zip(completions, answer, strict=True)]
+    data = prompt_dataset(ArithmeticTask().sample(PROMPTS * STEPS, random.Random(0)))
 
     class Clock(TrainerCallback):
         stamps: list[float] = []

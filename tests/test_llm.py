@@ -10,7 +10,6 @@ import torch
 from geobench.errors import ConfigError
 from geobench.llm import run
 from geobench.llm.grading import extract_answer, is_correct, last_boxed, ngram_repetition, reward
-from geobench.llm.model import completion_logprobs
 from geobench.llm.rollout import HFRollout, SamplingSettings, completion_mask
 from geobench.llm.tasks import ArithmeticTask, arithmetic_problem, load_math
 from tests.conftest import TINY, cli_error
@@ -82,14 +81,7 @@ def test_trainer_logprobs_match_unpadded_forward_passes(tiny_model):
 
     policy, tokenizer = load_policy(tiny_model)
     rolled = HFRollout(tokenizer, SamplingSettings(max_new_tokens=5)).generate(policy, ["1+2=", "(3+4)*5-6="], 2, 0)
-    batched, entropy = completion_logprobs(
-        policy,
-        rolled.prompt_ids,
-        rolled.prompt_mask,
-        rolled.completion_ids,
-        rolled.completion_mask,
-        with_entropy=True,
-    )
+    batched, entropy = rolled.logprobs(policy, with_entropy=True)
     assert entropy.shape == batched.shape and (entropy >= 0).all()
     for row in range(len(rolled.texts)):
         prompt = rolled.prompt_ids[row][rolled.prompt_mask[row] == 1]
@@ -238,9 +230,7 @@ def test_single_on_policy_pass_equals_the_update_with_precomputed_old_logprobs(t
         old = None
         if precompute:
             with torch.no_grad():
-                old, _ = completion_logprobs(
-                    model, rolled.prompt_ids, rolled.prompt_mask, rolled.completion_ids, rolled.completion_mask
-                )
+                old, _ = rolled.logprobs(model)
         optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr)
         metrics = _update(
             model,

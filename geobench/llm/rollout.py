@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from geobench.errors import ConfigError
+from geobench.llm.model import completion_logprobs
 
 BACKENDS = ("hf", "vllm")
 
@@ -65,6 +66,19 @@ class Rollouts:
             self.texts,
             self.truncated,
             self.seconds,
+        )
+
+    def logprobs(self, policy, rows: Tensor | None = None, with_entropy: bool = False) -> tuple[Tensor, Tensor | None]:
+        """(M, T) per-token log-probs (and entropies) of the completions at ``rows`` (all by default)
+        under ``policy``: :func:`geobench.llm.model.completion_logprobs` on this batch."""
+        pick = slice(None) if rows is None else rows
+        return completion_logprobs(
+            policy,
+            self.prompt_ids[pick],
+            self.prompt_mask[pick],
+            self.completion_ids[pick],
+            self.completion_mask[pick],
+            with_entropy=with_entropy,
         )
 
     def select(self, rows: Tensor) -> Rollouts:

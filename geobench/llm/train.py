@@ -20,7 +20,6 @@ import torch
 from torch import Tensor
 
 from geobench.llm.grading import is_correct, reward
-from geobench.llm.model import completion_logprobs
 from geobench.llm.rollout import Rollouts
 from geobench.llm.warmstart import sampled_accuracy
 from geobench.objectives import (
@@ -105,14 +104,7 @@ def _update(
             totals: dict[str, float] = {}
             for micro in mini.split(per_micro):
                 rows = (micro.unsqueeze(-1) * g + torch.arange(g, device=micro.device)).flatten()
-                logp, entropy = completion_logprobs(
-                    policy,
-                    rollouts.prompt_ids[rows],
-                    rollouts.prompt_mask[rows],
-                    rollouts.completion_ids[rows],
-                    rollouts.completion_mask[rows],
-                    with_entropy=old is None,
-                )
+                logp, entropy = rollouts.logprobs(policy, rows, with_entropy=old is None)
                 if entropy is not None:
                     entropy_sum += float(entropy.detach().sum())
                     tokens += float(rollouts.completion_mask[rows].sum())
@@ -202,14 +194,7 @@ def train_cell(
             old = None  # one on-policy pass: pi_old's log-probs come from the training forward itself
             if settings.epochs * settings.minibatches > 1 or guard is not None:
                 with torch.no_grad():
-                    old, entropy = completion_logprobs(
-                        policy,
-                        rolled.prompt_ids,
-                        rolled.prompt_mask,
-                        rolled.completion_ids,
-                        rolled.completion_mask,
-                        with_entropy=True,
-                    )
+                    old, entropy = rolled.logprobs(policy, with_entropy=True)
                 values["entropy"] = float(entropy.sum() / rolled.completion_mask.sum().clamp(min=1))
             if guard is not None:
                 seq = (old.view(*rewards.shape, -1)).sum(-1)

@@ -38,6 +38,18 @@ _TRL_METRICS = {
 }
 
 
+def correctness(completions: list[str], answer: list[str], **_: Any) -> list[float]:
+    """TRL reward function: 1/0 correctness by geobench's grader (``answer`` is a dataset column)."""
+    return [float(is_correct(c, a)) for c, a in zip(completions, answer, strict=True)]
+
+
+def prompt_dataset(problems):
+    """Problems as the ``datasets.Dataset`` TRL trains on: a ``prompt`` and an ``answer`` column."""
+    import datasets
+
+    return datasets.Dataset.from_dict({"prompt": [p.prompt for p in problems], "answer": [p.answer for p in problems]})
+
+
 def group_chunks(batch: dict[str, Any], group: int, chunks: int, gen: torch.Generator) -> list[dict[str, Any]]:
     """Shuffle whole groups of ``group`` consecutive rows, then split into ``chunks`` of whole groups."""
     n = next(len(v) for v in batch.values() if v is not None and not (isinstance(v, torch.Tensor) and v.ndim == 0))
@@ -177,16 +189,11 @@ def train_cell(
     on_step=None,
 ):
     """Train ``policy`` with TRL and geobench's ``algo``; tidy rows as :func:`geobench.llm.train.train_cell`."""
-    import datasets
     from transformers import PrinterCallback, TrainerCallback
 
-    problems = task.sample(settings.prompts_per_step * settings.steps, random.Random(seed))
-    data = datasets.Dataset.from_dict({"prompt": [p.prompt for p in problems], "answer": [p.answer for p in problems]})
+    data = prompt_dataset(task.sample(settings.prompts_per_step * settings.steps, random.Random(seed)))
     held_out = task.sample(settings.eval_prompts, random.Random(10_000 + seed))
     rows: list[dict[str, Any]] = []
-
-    def correctness(completions, answer, **_):
-        return [float(is_correct(c, a)) for c, a in zip(completions, answer, strict=True)]
 
     def heldout(step: int) -> None:
         policy.eval()

@@ -14,16 +14,16 @@ from geobench.toy import run as run_toy
 ALGOS = ("grpo", "gspo", "dapo", "opo", "adpo")
 
 
-def llm_fixture(folder, opo_reward: float, steps: int = 30, seeds: int = 4) -> None:
+def llm_fixture(folder, opo_reward: float, steps: int = 30, seeds: int = 4, algos=ALGOS, adpo_reward=0.5) -> None:
     """A fake LLM run: every algorithm at reward 0.5 except OPO, noise 0.01, GRPO collapsing late."""
     rng = np.random.default_rng(0)
-    config = LLMConfig(steps=steps, seeds=seeds)
+    config = LLMConfig(steps=steps, seeds=seeds, algos=algos)
     metrics_dir, timing_dir = RunDir(folder, "llm", config), RunDir(folder / "timing", "llm", config)
-    for algo in ALGOS:
+    for algo in algos:
         for seed in range(seeds):
             rows, timing = [], []
             for step in range(1, steps + 1):
-                reward = opo_reward if algo == "opo" else 0.5
+                reward = {"opo": opo_reward, "adpo": adpo_reward}.get(algo, 0.5)
                 if algo == "grpo" and step > steps - 20:
                     reward = 0.05  # a collapse after the peak
                 values = {
@@ -109,3 +109,18 @@ def test_reproduce_runs_the_profiles_stages_then_writes_the_report(tmp_path, mon
     text = report.read_text()
     assert report == tmp_path / "results" / "REPORT.md" and "Ours: quick profile" in text
     assert (tmp_path / "figures" / "opo_fig3.png").exists()
+
+
+def test_paper_profile_takes_adpo_llm_claims_from_its_own_run(tmp_path):
+    root = tmp_path / "results"
+    llm_fixture(root / "llm", opo_reward=0.8, algos=("grpo", "gspo", "dapo", "opo"))
+    llm_fixture(root / "llm-adpo", opo_reward=0.0, algos=("adpo", "grpo", "gspo"), adpo_reward=0.9)
+    claims = all_claims(root)
+    assert verdict(claims, "ADPO reaches a higher peak reward") == "reproduced"  # from llm-adpo
+    assert verdict(claims, "OPO reaches the highest final reward") == "reproduced"  # from llm
+    assert (claims["claim"] == "GRPO collapses (reward falls towards 0)").sum() == 1
+    figures = tmp_path / "figures"
+    build_all(root, figures)
+    text = write_report(root, figures).read_text()
+    adpo_section = text[text.index("### ADPO Fig. 3:") : text.index("### ADPO Table 4:")]
+    assert "| ADPO |" not in (figures / "opo_table1.md").read_text() and "![ADPO Fig. 3]" in adpo_section

@@ -169,8 +169,12 @@ def with_timing(frame: pd.DataFrame, run_folder: Path) -> pd.DataFrame:
     return frame if timing is None else pd.concat([frame, timing[0]], ignore_index=True)
 
 
-def draw_llm(run_folder: Path, figures: Path) -> list[Path]:
-    """OPO Table 1, Figs. 4-7 and ADPO Fig. 3, Table 4 (figures, tables, claims) from an LLM run folder."""
+ADPO_LLM_STEMS = frozenset({"adpo_fig3", "adpo_table4"})
+
+
+def draw_llm(run_folder: Path, figures: Path, only: frozenset[str] | None = None) -> list[Path]:
+    """OPO Table 1, Figs. 4-7 and ADPO Fig. 3, Table 4 (figures, tables, claims) from an LLM run folder;
+    ``only`` restricts it to some of those artifacts (by file stem)."""
     frame, meta = require_run(run_folder, "geobench llm")
     frame = with_timing(frame, run_folder)
     config = meta["config"]
@@ -191,11 +195,13 @@ def draw_llm(run_folder: Path, figures: Path) -> list[Path]:
     }
     paths: list[Path] = []
     for stem, (metrics, among, title) in panels.items():
+        if only is not None and stem not in only:
+            continue
         fig = llm_report.curve_figure(frame, metrics, among, f"{title} ({basis})")
         paths += save_figure(fig, figures, stem)
-    paths += save_figure(
-        llm_report.saturation_figure(frame, f"OPO Fig. 6: gradient saturation ({basis})"), figures, "opo_fig6"
-    )
+    if only is None or "opo_fig6" in only:
+        fig = llm_report.saturation_figure(frame, f"OPO Fig. 6: gradient saturation ({basis})")
+        paths += save_figure(fig, figures, "opo_fig6")
     paper_t1 = pd.read_csv(EXPERIMENTS_DIR / "paper" / "opo_table1.csv")
     paper_t4 = pd.read_csv(EXPERIMENTS_DIR / "paper" / "adpo_table4.csv")
     paper_claims = pd.read_csv(EXPERIMENTS_DIR / "paper" / "llm_claims.csv")
@@ -213,6 +219,8 @@ def draw_llm(run_folder: Path, figures: Path) -> list[Path]:
         + markdown_table(llm_report.claims(frame, paper_claims, task)),
     }
     for stem, text in texts.items():
+        if only is not None and stem not in only:
+            continue
         path = figures / f"{stem}.md"
         atomic_write_text(path, text)
         paths.append(path)
@@ -220,7 +228,11 @@ def draw_llm(run_folder: Path, figures: Path) -> list[Path]:
 
 
 def build_llm(results: Path, figures: Path) -> list[Path]:
-    return draw_llm(results / "llm", figures)
+    """The LLM artifacts from results/llm; ADPO's from results/llm-adpo where the paper profile made it."""
+    paths = draw_llm(results / "llm", figures)
+    if (results / "llm-adpo" / "run.json").exists():
+        paths += draw_llm(results / "llm-adpo", figures, only=ADPO_LLM_STEMS)
+    return paths
 
 
 def build_opo_escort_ablation(results: Path, figures: Path) -> list[Path]:

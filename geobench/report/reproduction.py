@@ -28,7 +28,7 @@ class Section:
     artifact: str
     title: str
     claim: str
-    run: str | None  # run folder under results/ (None: generated from the registry)
+    run: str | tuple[str, ...] | None  # run folder(s) under results/, first present wins; None: from the registry
     command: str
     figures: tuple[str, ...] = ()
     tables: tuple[str, ...] = ()
@@ -162,7 +162,7 @@ SECTIONS = (
         "LLM reasoning: reward and completion length",
         "ADPO reaches a peak reward of "
         "0.89 (GSPO 0.75, GRPO 0.68); GRPO collapses near step 40; ADPO's length stays stable.",
-        "llm",
+        ("llm-adpo", "llm"),
         _LLM,
         ("adpo_fig3",),
     ),
@@ -171,7 +171,7 @@ SECTIONS = (
         "ADPO Table 4",
         "Actor update time",
         "ADPO's update is 3.5x faster (19.7 s vs 68.5 s), at unequal micro-batches (8 vs 6).",
-        "llm",
+        ("llm-adpo", "llm"),
         _LLM,
         (),
         ("adpo_table4",),
@@ -216,9 +216,10 @@ def _basis(run: tuple[pd.DataFrame, dict]) -> str:
 
 def section(spec: Section, results: Path, figures: Path, link_prefix: str) -> str:
     lines = [f"### {spec.artifact}: {spec.title}", "", f"**The paper's claim.** {spec.claim}", ""]
-    run = read_run(results / spec.run) if spec.run else None
-    if spec.run and run is None:
-        lines += [f"**Not run.** `results/{spec.run}/` has no run.json: run `{spec.command}`.", ""]
+    folders = (spec.run,) if isinstance(spec.run, str) else spec.run or ()
+    run = next((r for r in (read_run(results / f) for f in folders) if r is not None), None)
+    if folders and run is None:
+        lines += [f"**Not run.** `results/{folders[-1]}/` has no run.json: run `{spec.command}`.", ""]
         return "\n".join(lines) + "\n"
     if run is not None:
         lines += [_basis(run), ""]
@@ -274,6 +275,15 @@ def all_claims(results: Path) -> pd.DataFrame:
             parts.append(_labelled(pd.DataFrame([missing]), artifact))
         else:
             parts.append(_labelled(claims_of(*run), artifact))
+    adpo_run = read_run(results / "llm-adpo")  # the paper profile runs ADPO's LLM study on its own
+    if adpo_run is not None:
+        frame = with_timing(adpo_run[0], results / "llm-adpo")
+        adpo = _labelled(llm_report.claims(frame, paper_llm, llm_report.task_of(frame, adpo_run[1])), "")
+        parts = [
+            p[~p["artifact"].str.startswith("ADPO Fig. 3") & ~p["artifact"].str.startswith("ADPO Table 4")]
+            for p in parts
+        ]
+        parts.append(adpo[adpo["paper"] == "ADPO"])
     columns = ["paper", "artifact", "claim", "paper_value", "ours", "verdict", "rule"]
     return pd.concat(parts, ignore_index=True).reindex(columns=columns).astype(object).fillna("-")
 

@@ -76,7 +76,7 @@ def test_verdicts_follow_the_numbers(results, tmp_path):
     assert verdict(claims, "OPO keeps the largest gradient norm") == "reproduced"
     assert verdict(claims, "efficiency is ~5x GRPO's") == "reproduced"
     assert verdict(claims, "GRPO collapses") == "reproduced"
-    assert verdict(claims, "faster than GRPO's") == "reproduced"
+    assert verdict(claims, "faster than GRPO's") == "reproduced"  # 3x in the fixture, above half the claimed 3.5x
     assert verdict(claims, "stable completion length") == "inconclusive"  # arithmetic: paper profile only
     assert verdict(claims, "OPO's gradient stays O(1) and grows as p -> 1 (anchored-logit)") == "reproduced"
     assert verdict(claims, "OPO's gradient stays O(1) and grows as p -> 1 (exact)") == "not reproduced"

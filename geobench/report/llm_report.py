@@ -332,10 +332,10 @@ def claims(frame: pd.DataFrame, paper: pd.DataFrame, task: str) -> pd.DataFrame:
         ratio, low, high = bootstrap_ratio_ci(_values(times, "grpo"), _values(times, "adpo"))
         add(
             "adpo_faster_update",
-            "ADPO's actor update is faster than GRPO's at the same micro-batch",
+            "ADPO's actor update is ~3.5x faster than GRPO's (here at the same micro-batch)",
             "ADPO Table 4",
             f"{ratio + 1:.2f}x [{low + 1:.2f}, {high + 1:.2f}]",
-            sign_verdict(low, high, 1),
-            "update time GRPO / ADPO at equal micro-batch; CI above 1x reproduces, below does not",
+            sign_verdict(low + 1 - 1.75, high + 1 - 1.75, 1),
+            "update time GRPO / ADPO at equal micro-batch; CI above 1.75x (half the claim) reproduces, below does not",
         )
     return pd.DataFrame(rows, columns=["artifact", "claim", "paper", "ours", "verdict", "rule"])

@@ -124,7 +124,7 @@ def trainer_class():
             train = self._metrics["train"]
             for key, value in {"loss": loss.detach(), **metrics}.items():
                 train[f"geobench/{key}"].append(float(value))
-            train["geobench/entropy"].append(float((entropy * mask).sum() / mask.sum().clamp(min=1)))
+            train["geobench/entropy"].append(float((entropy.detach() * mask).sum() / mask.sum().clamp(min=1)))
             return loss
 
         def _set_tau(self, batch: GroupBatch) -> None:

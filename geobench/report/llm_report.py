@@ -166,7 +166,8 @@ def table4(frame: pd.DataFrame, paper: pd.DataFrame, micro_batch: str) -> str:
     rows = []
     for variant in variants(frame):
         p = paper[paper["variant"] == variant]
-        speed = bootstrap_ratio_ci(adpo, _values(times, variant)) if len(adpo) else None
+        other = _values(times, variant)
+        speed = bootstrap_ratio_ci(adpo, other) if len(adpo) and len(other) else None
         rows.append(
             {
                 "algorithm": label(variant),

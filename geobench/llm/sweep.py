@@ -54,7 +54,7 @@ class LLMConfig:
     epochs: int = 1
     minibatches: int = 1
     micro_batch: int = 0
-    lr: float = 1e-3
+    lr: float = 3e-4
     weight_decay: float = 0.0
     warmup_ratio: float = 0.1
     max_grad_norm: float = 1.0

@@ -1,7 +1,8 @@
 """The on-policy RL loop for language models: one (algorithm, seed) cell.
 
 Per step: sample B prompts, G completions each (pi_old = the current weights), grade them,
-recompute old log-probs and token entropy, then ``epochs`` passes of mini-batch updates
+score them under pi_old (a separate no-grad pass only when more than one update follows, or
+ADPO's temperature needs it first), then ``epochs`` passes of mini-batch updates
 with gradient accumulation over micro-batches, AdamW, cosine schedule with warm-up and
 gradient clipping. The anchor of every objective is pi_old (both papers' on-policy
 anchor; GRPO/GSPO/DAPO run with beta = 0, i.e. no reference-model KL).
@@ -43,7 +44,7 @@ class RLSettings:
     epochs: int = 1
     minibatches: int = 1
     micro_batch: int = 0  # prompts (groups) per micro-batch; 0 = the whole mini-batch
-    lr: float = 1e-3
+    lr: float = 3e-4
     weight_decay: float = 0.0
     warmup_ratio: float = 0.1
     max_grad_norm: float = 1.0
@@ -181,8 +182,9 @@ def train_cell(
             "accuracy": float(correct.mean()),
             "completion_length": float(rolled.lengths.float().mean()),
             "rollout_tokens_per_s": rolled.tokens_per_s,
-            "adv_range": float(group_advantages(rewards).max() - group_advantages(rewards).min()),
         }
+        zscored = group_advantages(rewards)
+        values["adv_range"] = float(zscored.max() - zscored.min())
         keep = informative_groups(rewards) if algo == "dapo" and settings.dynamic_sampling else None
         if keep is not None:
             groups = keep.nonzero().squeeze(-1)

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from geobench.llm.grading import is_correct
+from geobench.llm.grading import reward
 from geobench.llm.train import RLSettings
 from geobench.llm.warmstart import sampled_accuracy
 from geobench.objectives import GroupBatch, GuardedTemperature, candidate_confidence, informative_groups, make_objective
@@ -38,9 +38,17 @@ _TRL_METRICS = {
 }
 
 
-def correctness(completions: list[str], answer: list[str], **_: Any) -> list[float]:
-    """TRL reward function: 1/0 correctness by geobench's grader (``answer`` is a dataset column)."""
-    return [float(is_correct(c, a)) for c, a in zip(completions, answer, strict=True)]
+def reward_function(kind: str = "correct", max_chars: int = 0):
+    """A TRL reward function scoring by geobench's :func:`~geobench.llm.grading.reward` (``answer`` is a column)."""
+
+    def score(completions: list[str], answer: list[str], **_: Any) -> list[float]:
+        return [reward(c, a, kind, max_chars) for c, a in zip(completions, answer, strict=True)]
+
+    score.__name__ = kind  # TRL names the logged reward after the function
+    return score
+
+
+correctness = reward_function("correct")
 
 
 def prompt_dataset(problems):
@@ -217,7 +225,7 @@ def train_cell(
         def flush(self, step: int) -> None:
             values = {name: sum(v) / len(v) for name, v in pending.items()}
             pending.clear()
-            if "reward_mean" in values:
+            if "reward_mean" in values and settings.reward == "correct":
                 values["accuracy"] = values["reward_mean"]  # the reward is 1/0 correctness
             signal = values.get("w_range", values.get("adv_range", math.nan))
             values["signal_range"] = signal
@@ -232,7 +240,7 @@ def train_cell(
     config = _grpo_config(settings, sampling, seed, out, use_cpu=not torch.cuda.is_available(), use_vllm=vllm)
     trainer = trainer_class()(
         model=policy,
-        reward_funcs=correctness,
+        reward_funcs=reward_function(settings.reward, sampling.max_new_tokens),
         args=config,
         train_dataset=data,
         processing_class=tokenizer,

@@ -44,6 +44,9 @@ _PACKAGES = (
     "transformers",
 )
 _FLOAT_FORMAT = "%.10g"
+# What "dirty" means in run.json: uncommitted changes to tracked files other than the outputs
+# of runs and figures (rerunning into a committed results/ folder must not mark itself dirty).
+_CODE_PATHS = (":(top)", ":(top,exclude)results", ":(top,exclude)figures")
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -132,7 +135,7 @@ class RunDir:
             "config_hash": config_hash(self.config),
             "command": shlex.join(sys.argv),
             "git_commit": _git("rev-parse", "HEAD"),
-            "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+            "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no", "--", *_CODE_PATHS)),
             "python": platform.python_version(),
             "platform": platform.platform(),
             "packages": package_versions(),

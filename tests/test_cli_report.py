@@ -51,3 +51,35 @@ def test_figures_with_no_runs_skip_artifacts_but_write_taxonomy(tmp_path):
     assert "| grpo | implicit KL | KL curvature (ratio clip) |" in opo_table
     table3 = (tmp_path / "figures" / "adpo_table3.md").read_text()
     assert "| trpo | Parameter space | Old policy | Param Fisher | Explicit KL constraint |" in table3
+
+
+def test_figures_are_byte_stable_for_the_same_csv(tmp_path):
+    from geobench.report import draw_toy
+    from geobench.toy import ToyConfig
+    from geobench.toy import run as run_toy
+
+    run_toy(ToyConfig(grid_points=51), tmp_path / "toy", show_progress=False)
+    first = [p.read_bytes() for p in draw_toy(tmp_path / "toy", tmp_path / "a")]
+    second = [p.read_bytes() for p in draw_toy(tmp_path / "toy", tmp_path / "b")]
+    assert first == second  # PNG and PDF (no creation timestamp)
+
+
+def test_run_json_dirty_flag_ignores_results_and_figures(tmp_path, monkeypatch):
+    """Rerunning into a committed results/ folder must not mark the run as made from dirty code."""
+    import json
+    from dataclasses import dataclass
+
+    from geobench import results
+
+    @dataclass(frozen=True)
+    class Config:
+        size: int = 1
+
+    calls = []
+    monkeypatch.setattr(results, "_git", lambda *args: calls.append(args) or "")
+    run_dir = results.RunDir(tmp_path / "run", "toy-saturation", Config())
+    run_dir.write_cell({"variant": "x"}, [{"variant": "x", "seed": 0, "step": 0, "metric": "m", "value": 1.0}])
+    run_dir.finish("out", "quick")
+    status = next(c for c in calls if c[0] == "status")
+    assert ":(top,exclude)results" in status and ":(top,exclude)figures" in status
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["git_dirty"] is False

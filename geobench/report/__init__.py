@@ -26,7 +26,7 @@ def save_figure(fig: Figure, figures: Path, stem: str) -> list[Path]:
     figures.mkdir(parents=True, exist_ok=True)
     paths = [figures / f"{stem}.png", figures / f"{stem}.pdf"]
     fig.savefig(paths[0], dpi=150)
-    fig.savefig(paths[1])
+    fig.savefig(paths[1], metadata={"CreationDate": None})  # no timestamp: same CSVs, same bytes
     return paths
 
 

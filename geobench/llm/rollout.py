@@ -22,6 +22,8 @@ BACKENDS = ("hf", "vllm")
 
 @dataclass(frozen=True)
 class SamplingSettings:
+    """Decoding settings; ``temperature`` 0 means greedy."""
+
     temperature: float = 1.0
     top_p: float = 1.0
     max_new_tokens: int = 8
@@ -137,12 +139,15 @@ class HFRollout:
         start = time.perf_counter()
         was_training = policy.training
         policy.eval()
+        # temperature 0 means greedy decoding (held-out evaluation); otherwise plain sampling
+        decoding = (
+            {"do_sample": True, "temperature": s.temperature, "top_p": s.top_p, "top_k": 0}
+            if s.temperature > 0
+            else {"do_sample": False}
+        )
         out = policy.generate(
             **encoded,
-            do_sample=True,
-            temperature=s.temperature,
-            top_p=s.top_p,
-            top_k=0,
+            **decoding,
             max_new_tokens=s.max_new_tokens,
             num_return_sequences=group,
             pad_token_id=tok.pad_token_id,

@@ -100,9 +100,10 @@ def _model_path(config: LLMConfig, show_progress: bool) -> str:
     return str(ensure_warmstart(WarmStartConfig(levels=config.levels), WARMSTART_DIR, show_progress))
 
 
-def _train(config: LLMConfig, model_path: str, policy, tokenizer, task, algo: str, seed: int, on_step) -> list[dict]:
+def _train(
+    config: LLMConfig, settings: RLSettings, model_path: str, policy, tokenizer, task, algo: str, seed: int, on_step
+) -> list[dict]:
     """One cell through the chosen engine; both return the same tidy rows."""
-    settings = config.settings()
     if config.engine == "trl":
         from geobench.llm import trl_engine
 
@@ -148,7 +149,9 @@ def run(config: LLMConfig, out: Path | str, *, profile: str = "custom", show_pro
                 bar.reset(steps)
                 policy, tokenizer = load_policy(model_path, config.dtype)
                 policy.to(device)
-                rows = _train(config, model_path, policy, tokenizer, task, algo, seed, lambda: bar.advance(steps))
+                rows = _train(
+                    config, settings, model_path, policy, tokenizer, task, algo, seed, lambda: bar.advance(steps)
+                )
                 frame = pd.DataFrame(rows).assign(variant=algo, task=task.name)
                 timed = frame["metric"].isin(TIMING_METRICS)
                 timing_dir.write_cell(key, frame[timed])  # first: a cell counts as done once metrics exist

@@ -54,21 +54,8 @@ def _supervised_batch(tokenizer, task: ArithmeticTask, rng: random.Random, n: in
 
 def sampled_accuracy(policy, tokenizer, problems, max_new_tokens: int, seed: int, temperature: float = 1.0) -> float:
     """Fraction of problems answered correctly by one sample each (temperature 0: greedy)."""
-    prompts = [p.prompt for p in problems]
-    if temperature == 0.0:
-        encoded = tokenizer(prompts, return_tensors="pt", padding=True)
-        with torch.no_grad():
-            out = policy.generate(
-                **encoded,
-                do_sample=False,
-                max_new_tokens=max_new_tokens,
-                pad_token_id=tokenizer.pad_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-            )
-        texts = tokenizer.batch_decode(out[:, encoded["input_ids"].shape[1] :], skip_special_tokens=True)
-    else:
-        sampler = HFRollout(tokenizer, SamplingSettings(temperature, 1.0, max_new_tokens))
-        texts = sampler.generate(policy, prompts, 1, seed).texts
+    sampler = HFRollout(tokenizer, SamplingSettings(temperature, 1.0, max_new_tokens))
+    texts = sampler.generate(policy, [p.prompt for p in problems], 1, seed).texts
     return sum(is_correct(t, p.answer) for t, p in zip(texts, problems, strict=True)) / len(problems)
 
 

@@ -14,7 +14,7 @@ from _bench import write_results  # benchmarks/ is on sys.path when run as a scr
 from geobench.llm.model import load_policy
 from geobench.llm.rollout import SamplingSettings, make_rollout
 from geobench.llm.tasks import ArithmeticTask
-from geobench.llm.warmstart import WARMSTART_DIR, WarmStartConfig, ensure_warmstart
+from geobench.llm.warmstart import WarmStartConfig, ensure_warmstart
 
 PROMPTS, GROUP, REPEATS = 16, 6, 5
 
@@ -23,7 +23,7 @@ def main() -> None:
     import random
 
     torch.set_num_threads(1)
-    folder = str(ensure_warmstart(WarmStartConfig(), WARMSTART_DIR))
+    folder = str(ensure_warmstart(WarmStartConfig()))
     prompts = [p.prompt for p in ArithmeticTask().sample(PROMPTS, random.Random(0))]
     rows = []
     for backend in ("hf", "vllm"):

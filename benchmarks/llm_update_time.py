@@ -15,7 +15,7 @@ from geobench.llm.model import load_policy
 from geobench.llm.rollout import Rollouts
 from geobench.llm.sweep import ALGOS
 from geobench.llm.train import RLSettings, _scheduler, _update
-from geobench.llm.warmstart import WARMSTART_DIR, WarmStartConfig, ensure_warmstart
+from geobench.llm.warmstart import WarmStartConfig, ensure_warmstart
 from geobench.objectives import make_objective
 
 PROMPTS, GROUP, REPEATS = 16, 6, 5
@@ -61,7 +61,7 @@ def time_update(folder: str, algo: str, length: int) -> float:
 
 def main() -> None:
     torch.set_num_threads(1)
-    folder = str(ensure_warmstart(WarmStartConfig(), WARMSTART_DIR))
+    folder = str(ensure_warmstart(WarmStartConfig()))
     rows = [
         {
             "algorithm": algo,

@@ -23,7 +23,7 @@ from geobench.llm.rollout import SamplingSettings, make_rollout
 from geobench.llm.tasks import ArithmeticTask
 from geobench.llm.train import RLSettings, train_cell
 from geobench.llm.trl_engine import correctness, prompt_dataset
-from geobench.llm.warmstart import WARMSTART_DIR, WarmStartConfig, ensure_warmstart
+from geobench.llm.warmstart import WarmStartConfig, ensure_warmstart
 
 PROMPTS, GROUP, MAX_NEW, STEPS, LR = 16, 6, 6, 12, 3e-4
 
@@ -104,7 +104,7 @@ def trl_steps(folder: str) -> list[float]:
 
 def main() -> None:
     torch.set_num_threads(1)
-    folder = str(ensure_warmstart(WarmStartConfig(), WARMSTART_DIR))
+    folder = str(ensure_warmstart(WarmStartConfig()))
     rows = []
     for engine, fn in (("geobench", geobench_steps), ("trl", trl_steps)):
         grading._parsed.cache_clear()  # both engines grade through it: start each cold

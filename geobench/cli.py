@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from geobench.config import experiment_file, load_config, parse_list
-from geobench.errors import ConfigError
+from geobench.errors import CellsFailed, ConfigError
 
 app = typer.Typer(
     add_completion=False,
@@ -26,6 +26,16 @@ console = Console(stderr=True)
 
 PROFILE = typer.Option("quick", "--profile", help="quick (2-core CPU, minutes) or paper (the papers' settings).")
 QUIET = typer.Option(False, "--quiet", help="No progress bars.")
+EXECUTOR = typer.Option("serial", "--executor", help="serial, processes (local cores) or ray (a Ray cluster).")
+WORKERS = typer.Option(0, "--workers", help="Parallel cells for processes / CPUs of a local Ray (0: one per core).")
+THREADS = typer.Option(1, "--threads", help="torch threads per cell (1 keeps a shared machine from thrashing).")
+RAY_ADDRESS = typer.Option(None, "--ray-address", help="Ray cluster address (default: $RAY_ADDRESS, else local).")
+
+
+def _executor(kind: str, workers: int, threads: int, ray_address: str | None) -> Any:
+    from geobench.executor import ExecutorConfig
+
+    return ExecutorConfig(kind=kind, workers=workers, threads=threads, ray_address=ray_address)
 
 
 @app.command("toy-saturation")
@@ -74,9 +84,15 @@ def bandits(
     figures: Path = typer.Option(Path("figures"), "--figures", help="Where to draw adpo_fig2a/b and their tables."),
     draw: bool = typer.Option(True, "--draw/--no-draw", help="Draw figures and tables after the run."),
     quiet: bool = QUIET,
+    executor: str = EXECUTOR,
+    workers: int = WORKERS,
+    threads: int = THREADS,
+    ray_address: str | None = RAY_ADDRESS,
 ) -> None:
     """ADPO Fig. 2: WinMass of every method on 12 noisy bandit scenarios (and --scaling)."""
     from geobench import bandits as bandit_study
+
+    pool = _executor(executor, workers, threads, ray_address)
 
     overrides = {
         "noises": _all_or_list(noise),
@@ -90,7 +106,7 @@ def bandits(
         "anchors": _pairs(anchors),
     }
     cfg = load_config(bandit_study.BanditConfig, config or experiment_file("adpo_fig2"), profile, overrides)
-    console.print(f"wrote {bandit_study.run(cfg, out, profile=profile, show_progress=not quiet)}")
+    console.print(f"wrote {bandit_study.run(cfg, out, profile=profile, show_progress=not quiet, executor=pool)}")
     if draw:
         from geobench.report import draw_bandits
 
@@ -196,9 +212,15 @@ def distill(
     figures: Path = typer.Option(Path("figures"), "--figures", help="Where to draw adpo_table2."),
     draw: bool = typer.Option(True, "--draw/--no-draw", help="Draw the figure and table after the run."),
     quiet: bool = QUIET,
+    executor: str = EXECUTOR,
+    workers: int = WORKERS,
+    threads: int = THREADS,
+    ray_address: str | None = RAY_ADDRESS,
 ) -> None:
     """ADPO Table 2: distil the committed teachers into students with KD and anchored ADPO."""
     from geobench.distill import sweep as distill_study
+
+    pool = _executor(executor, workers, threads, ray_address)
 
     overrides = {
         "envs": _all_or_list(env),
@@ -209,7 +231,7 @@ def distill(
         "teachers_dir": str(teachers) if teachers else None,
     }
     cfg = load_config(distill_study.DistillConfig, config or experiment_file("adpo_table2"), profile, overrides)
-    console.print(f"wrote {distill_study.run(cfg, out, profile=profile, show_progress=not quiet)}")
+    console.print(f"wrote {distill_study.run(cfg, out, profile=profile, show_progress=not quiet, executor=pool)}")
     if draw:
         from geobench.report import draw_mujoco
 
@@ -246,9 +268,15 @@ def llm(
     figures: Path = typer.Option(Path("figures"), "--figures", help="Where to draw the LLM figures and tables."),
     draw: bool = typer.Option(True, "--draw/--no-draw", help="Draw figures and tables after the run."),
     quiet: bool = QUIET,
+    executor: str = EXECUTOR,
+    workers: int = WORKERS,
+    threads: int = THREADS,
+    ray_address: str | None = RAY_ADDRESS,
 ) -> None:
     """OPO Table 1 / Figs. 4-7 and ADPO Fig. 3 / Table 4: RL on verifiable math with each algorithm."""
     from geobench import llm as llm_study
+
+    pool = _executor(executor, workers, threads, ray_address)
 
     overrides = {
         "algos": _all_or_list(algo),
@@ -265,7 +293,7 @@ def llm(
     cfg = load_config(llm_study.LLMConfig, config or experiment_file("opo_table1"), profile, overrides)
     if hparam:
         cfg = dataclasses.replace(cfg, hparams=_merge_hparams(cfg.hparams, hparam))
-    console.print(f"wrote {llm_study.run(cfg, out, profile=profile, show_progress=not quiet)}")
+    console.print(f"wrote {llm_study.run(cfg, out, profile=profile, show_progress=not quiet, executor=pool)}")
     if draw:
         from geobench.report import draw_llm
 
@@ -343,6 +371,10 @@ def reproduce_command(
     results: Path = typer.Option(Path("results"), "--results", help="Folder of run folders."),
     out: Path = typer.Option(Path("figures"), "--figures", help="Where figures and tables go."),
     quiet: bool = QUIET,
+    executor: str = typer.Option("processes", "--executor", help="serial, processes (local cores) or ray."),
+    workers: int = WORKERS,
+    threads: int = THREADS,
+    ray_address: str | None = RAY_ADDRESS,
 ) -> None:
     """Run every experiment of a profile (resuming finished cells), draw everything, write REPORT.md."""
     from geobench.config import PROFILES
@@ -350,7 +382,9 @@ def reproduce_command(
 
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r}; valid: {', '.join(PROFILES)}")
-    reproduce(profile, results, out, show_progress=not quiet)
+    reproduce(
+        profile, results, out, show_progress=not quiet, executor=_executor(executor, workers, threads, ray_address)
+    )
 
 
 def main() -> None:
@@ -360,3 +394,6 @@ def main() -> None:
     except ConfigError as error:
         print(f"geobench: error: {error}", file=sys.stderr)
         sys.exit(2)
+    except CellsFailed as error:
+        print(f"geobench: error: {error}", file=sys.stderr)
+        sys.exit(1)

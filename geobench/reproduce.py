@@ -16,6 +16,7 @@ from typing import Any
 from rich.console import Console
 
 from geobench.config import experiment_file, load_config
+from geobench.executor import ExecutorConfig
 
 # The ADPO bandit ablation: these methods rerun with pi_old as their anchor.
 ADPO_BANDIT = ("adpo-listwise-raw", "adpo-listwise-rank", "adpo-pairwise")
@@ -25,11 +26,11 @@ ADPO_BANDIT = ("adpo-listwise-raw", "adpo-listwise-rank", "adpo-pairwise")
 class Stage:
     name: str
     out: str  # run folder under results/
-    run: Callable[[str, Path, bool], Path]  # (profile, out, show_progress) -> CSV path
+    run: Callable[[str, Path, bool, ExecutorConfig], Path]  # (profile, out, show_progress, executor) -> CSV
     profiles: tuple[str, ...] = ("quick", "paper")
 
 
-def _toy(profile: str, out: Path, progress: bool) -> Path:
+def _toy(profile: str, out: Path, progress: bool, executor: ExecutorConfig) -> Path:
     from geobench import toy
 
     return toy.run(
@@ -37,32 +38,32 @@ def _toy(profile: str, out: Path, progress: bool) -> Path:
     )
 
 
-def _bandits(overrides: dict[str, Any]) -> Callable[[str, Path, bool], Path]:
-    def go(profile: str, out: Path, progress: bool) -> Path:
+def _bandits(overrides: dict[str, Any]) -> Callable[[str, Path, bool, ExecutorConfig], Path]:
+    def go(profile: str, out: Path, progress: bool, executor: ExecutorConfig) -> Path:
         from geobench import bandits
 
         config = load_config(bandits.BanditConfig, experiment_file("adpo_fig2"), profile, overrides)
-        return bandits.run(config, out, profile=profile, show_progress=progress)
+        return bandits.run(config, out, profile=profile, show_progress=progress, executor=executor)
 
     return go
 
 
-def _mujoco(profile: str, out: Path, progress: bool) -> Path:
+def _mujoco(profile: str, out: Path, progress: bool, executor: ExecutorConfig) -> Path:
     from geobench.distill import sweep
 
     config = load_config(sweep.DistillConfig, experiment_file("adpo_table2"), profile)
-    return sweep.run(config, out, profile=profile, show_progress=progress)
+    return sweep.run(config, out, profile=profile, show_progress=progress, executor=executor)
 
 
 def _llm(name: str, algos: tuple[str, ...] | None = None, hparams: dict | None = None):
-    def go(profile: str, out: Path, progress: bool) -> Path:
+    def go(profile: str, out: Path, progress: bool, executor: ExecutorConfig) -> Path:
         from geobench import llm
 
         config = load_config(llm.LLMConfig, experiment_file(name), profile, {"algos": algos})
         if hparams:
             merged = {a: {**config.hparams.get(a, {}), **hparams.get(a, {})} for a in {*config.hparams, *hparams}}
             config = replace(config, hparams=merged)
-        return llm.run(config, out, profile=profile, show_progress=progress)
+        return llm.run(config, out, profile=profile, show_progress=progress, executor=executor)
 
     return go
 
@@ -87,7 +88,13 @@ STAGES = (
 )
 
 
-def reproduce(profile: str, results: Path, figures: Path, show_progress: bool = True) -> Path:
+def reproduce(
+    profile: str,
+    results: Path,
+    figures: Path,
+    show_progress: bool = True,
+    executor: ExecutorConfig = ExecutorConfig(),
+) -> Path:
     """Run every stage of ``profile``, then draw everything and write ``results/REPORT.md``."""
     from geobench.report import build_all, write_report
 
@@ -99,7 +106,7 @@ def reproduce(profile: str, results: Path, figures: Path, show_progress: bool = 
         console.rule(
             f"[bold][{i}/{len(stages)}] {stage.name}[/] | elapsed {_clock(time.time() - start)} | then: {left}"
         )
-        csv = stage.run(profile, results / stage.out, show_progress)
+        csv = stage.run(profile, results / stage.out, show_progress, executor)
         console.print(f"wrote {csv}")
     console.rule(f"[bold]figures and report[/] | elapsed {_clock(time.time() - start)}")
     written, skipped = build_all(results, figures)

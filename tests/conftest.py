@@ -107,6 +107,5 @@ def tiny_llm_config(model: str, **overrides):
         eval_every=1,
         eval_prompts=4,
         minibatches=2,
-        threads=1,
     )
     return LLMConfig(**{**base, **overrides})

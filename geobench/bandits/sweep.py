@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from geobench.bandits.env import LEVELS, NOISES, BanditEnv, NoiseLevel
 from geobench.bandits.train import (
     ANCHORS,
@@ -19,8 +21,8 @@ from geobench.bandits.train import (
     train_cell,
 )
 from geobench.errors import ConfigError
+from geobench.executor import Cell, ExecutorConfig, pending_cells, run_cells
 from geobench.objectives import get_objective
-from geobench.progress import progress_bar
 from geobench.results import RunDir
 
 EXPERIMENT = "bandits"
@@ -108,50 +110,61 @@ def _check_names(kind: str, given: tuple[str, ...], valid: tuple[str, ...]) -> N
             raise ConfigError(f"unknown {kind} {name!r}; valid: {', '.join(valid)}, all")
 
 
-def run(config: BanditConfig, out: Path | str, *, profile: str = "custom", show_progress: bool = True) -> Path:
+def run(
+    config: BanditConfig,
+    out: Path | str,
+    *,
+    profile: str = "custom",
+    show_progress: bool = True,
+    executor: ExecutorConfig = ExecutorConfig(),
+) -> Path:
     """Run every cell not already on disk; returns the merged CSV ``DIR/winmass.csv``."""
     run_dir = RunDir(out, EXPERIMENT, config)
-    env, settings = config.env(), config.settings()
+    keys = [_reference_key(h) for h in dict.fromkeys(h for _, _, h, _ in config.cells())]
+    cells = [Cell(key, _reference_cell, (config, key["hidden"])) for key in keys]
+    for noise, level, hidden, method in config.cells():
+        key = {"scenario": noise, "level": level, "hidden": hidden, "variant": method}
+        cells.append(Cell(key, _method_cell, (config, noise, level, hidden, method)))
+    run_cells(
+        pending_cells(cells, run_dir.done),
+        run_dir.write_cell,
+        executor,
+        description="bandit cells",
+        show_progress=show_progress,
+    )
+    return run_dir.finish("winmass", profile, extra={"torch_threads": executor.threads})
+
+
+def _reference_key(hidden: int) -> dict[str, Any]:
+    return {"scenario": "clean", "level": "none", "hidden": hidden, "variant": "reference"}
+
+
+def _reference(config: BanditConfig, hidden: int) -> dict[str, Any]:
+    """The reference policy of one hidden size: 30 cheap steps, so every cell pretrains its own
+    (the same tensors in any process) rather than waiting on a shared one."""
     seeds = list(range(config.seed, config.seed + config.seeds))
-    cells = config.cells()
-    references: dict[int, Any] = {}
-    with progress_bar(show_progress) as bar:
-        task = bar.add_task("bandit cells", total=len(cells))
-        steps = bar.add_task("  steps", total=settings.steps)
-        for noise, level, hidden, method in cells:
-            key = {"scenario": noise, "level": level, "hidden": hidden, "variant": method}
-            bar.update(task, description=f"{noise}/{level} h={hidden} {method}")
-            if not run_dir.done(key):
-                if hidden not in references:
-                    references[hidden] = pretrain_reference(env, hidden, seeds, settings)
-                    _write_reference(run_dir, config, env, hidden, seeds, references[hidden], settings)
-                bar.reset(steps)
-                rows = train_cell(
-                    env,
-                    config.noise_level(noise, level),
-                    (noise, level, config.env_seed),
-                    method,
-                    config.hparams.get(method, {}),
-                    references[hidden],
-                    seeds,
-                    settings,
-                    on_step=lambda: bar.advance(steps),
-                    anchor=config.anchors.get(method),
-                )
-                run_dir.write_cell(key, rows.assign(**{k: v for k, v in key.items()}))
-            bar.advance(task)
-    return run_dir.finish("winmass", profile)
+    return pretrain_reference(config.env(), hidden, seeds, config.settings())
 
 
-def _write_reference(
-    run_dir: RunDir,
-    config: BanditConfig,
-    env: BanditEnv,
-    hidden: int,
-    seeds: list[int],
-    reference: Any,
-    settings: TrainSettings,
-) -> None:
+def _reference_cell(config: BanditConfig, hidden: int) -> pd.DataFrame:
     """The reference policy's WinMass, once per hidden size (it sees no noise)."""
-    key = {"scenario": "clean", "level": "none", "hidden": hidden, "variant": "reference"}
-    run_dir.write_cell(key, metric_rows(evaluate(env, reference, settings.eval_contexts), seeds, 0).assign(**key))
+    seeds = list(range(config.seed, config.seed + config.seeds))
+    rows = metric_rows(evaluate(config.env(), _reference(config, hidden), config.eval_contexts), seeds, 0)
+    return rows.assign(**_reference_key(hidden))
+
+
+def _method_cell(config: BanditConfig, noise: str, level: str, hidden: int, method: str) -> pd.DataFrame:
+    """All seeds of one (scenario, level, hidden, method) cell."""
+    seeds = list(range(config.seed, config.seed + config.seeds))
+    rows = train_cell(
+        config.env(),
+        config.noise_level(noise, level),
+        (noise, level, config.env_seed),
+        method,
+        config.hparams.get(method, {}),
+        _reference(config, hidden),
+        seeds,
+        config.settings(),
+        anchor=config.anchors.get(method),
+    )
+    return rows.assign(scenario=noise, level=level, hidden=hidden, variant=method)

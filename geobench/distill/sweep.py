@@ -30,9 +30,9 @@ from geobench.distill.data import StateSet, collect_states, sample_candidates
 from geobench.distill.gaussian import gaussian_kl, log_density, ndcg
 from geobench.distill.teachers import ENVS, TEACHERS_DIR, Teacher, evaluate_policy, load_teacher
 from geobench.errors import ConfigError
+from geobench.executor import Cell, ExecutorConfig, run_cells, set_threads
 from geobench.nn import generator, init_mlp, mlp
 from geobench.objectives import per_seed_objective
-from geobench.progress import progress_bar
 from geobench.results import RunDir
 
 EXPERIMENT = "mujoco"
@@ -213,29 +213,38 @@ def _returns(student: Student, teacher: Teacher, config: DistillConfig, seeds: l
     return totals.reshape(s, e).mean(-1).tolist()
 
 
-def run(config: DistillConfig, out: Path | str, *, profile: str = "custom", show_progress: bool = True) -> Path:
-    """Every (env, method) cell not already on disk; returns the merged CSV ``DIR/distill.csv``."""
+def run(
+    config: DistillConfig,
+    out: Path | str,
+    *,
+    profile: str = "custom",
+    show_progress: bool = True,
+    executor: ExecutorConfig = ExecutorConfig(),
+) -> Path:
+    """Every (env, method) cell not already on disk; returns the merged CSV ``DIR/distill.csv``.
+
+    The states of an env are collected once, here, and shipped to its cells (a few MB).
+    """
+    set_threads(executor.threads)
     run_dir = RunDir(out, EXPERIMENT, config)
+    teacher_returns, cells = {}, []
+    for env in config.envs:
+        teacher = load_teacher(env, config.teachers)
+        teacher_returns[env] = teacher.info["eval_return_mean"]
+        keys = [{"env": env, "variant": m} for m in config.methods if not run_dir.done({"env": env, "variant": m})]
+        if keys:
+            data = (
+                collect_states(teacher, config.train_states, config.collect_envs, seed=1),
+                collect_states(teacher, config.eval_states, config.collect_envs, seed=50_000),
+            )
+            cells += [Cell(key, _cell, (config, env, key["variant"], *data)) for key in keys]
+    run_cells(cells, run_dir.write_cell, executor, description="distillation cells", show_progress=show_progress)
+    extra = {"teacher_returns": teacher_returns, "torch_threads": executor.threads}
+    return run_dir.finish("distill", profile, extra=extra)
+
+
+def _cell(config: DistillConfig, env: str, method: str, train: StateSet, held_out: StateSet) -> pd.DataFrame:
+    """All seeds of one (env, method) cell; the teacher is loaded where the cell runs."""
     seeds = list(range(config.seed, config.seed + config.seeds))
-    teacher_returns = {}
-    with progress_bar(show_progress) as bar:
-        cells = bar.add_task("distillation cells", total=len(config.envs) * len(config.methods))
-        steps = bar.add_task("  steps", total=config.steps)
-        for env in config.envs:
-            teacher = load_teacher(env, config.teachers)
-            teacher_returns[env] = teacher.info["eval_return_mean"]
-            data = None
-            for method in config.methods:
-                key = {"env": env, "variant": method}
-                bar.update(cells, description=f"{env} {method}")
-                if not run_dir.done(key):
-                    if data is None:
-                        data = (
-                            collect_states(teacher, config.train_states, config.collect_envs, seed=1),
-                            collect_states(teacher, config.eval_states, config.collect_envs, seed=50_000),
-                        )
-                    bar.reset(steps)
-                    rows = train_students(config, teacher, *data, method, seeds, on_step=lambda: bar.advance(steps))
-                    run_dir.write_cell(key, rows.assign(**key))
-                bar.advance(cells)
-    return run_dir.finish("distill", profile, extra={"teacher_returns": teacher_returns})
+    teacher = load_teacher(env, config.teachers)
+    return train_students(config, teacher, train, held_out, method, seeds).assign(env=env, variant=method)

@@ -14,14 +14,14 @@ import pandas as pd
 import torch
 
 from geobench.errors import ConfigError
+from geobench.executor import Cell, ExecutorConfig, Resources, pending_cells, run_cells, set_threads
 from geobench.llm.grading import REWARDS
-from geobench.llm.model import load_policy
+from geobench.llm.model import TinyQwen3, load_policy
 from geobench.llm.rollout import BACKENDS, SamplingSettings, make_rollout, require_vllm
 from geobench.llm.tasks import make_task
 from geobench.llm.train import RLSettings, train_cell
-from geobench.llm.warmstart import WARMSTART_DIR, WarmStartConfig, ensure_warmstart
+from geobench.llm.warmstart import WarmStartConfig, ensure_warmstart
 from geobench.objectives import get_objective
-from geobench.progress import progress_bar
 from geobench.results import RunDir
 
 EXPERIMENT = "llm"
@@ -66,7 +66,8 @@ class LLMConfig:
     tau_max: float = 0.8
     eval_every: int = 10
     eval_prompts: int = 200
-    threads: int = 0  # torch intra-op threads; 0 = torch's default
+    warmstart: Mapping[str, Any] = field(default_factory=dict)  # WarmStartConfig overrides (built-in tasks)
+    cell_gpus: float = 0.0  # GPUs each (algorithm, seed) cell asks of Ray; 1 in the paper profile
     hparams: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -90,6 +91,17 @@ class LLMConfig:
         values = {k: v for k, v in dataclasses.asdict(self).items() if k in names}
         return RLSettings(**{**values, "hparams": {k: dict(v) for k, v in self.hparams.items()}})
 
+    def warmstart_config(self) -> WarmStartConfig:
+        """The warm start of a built-in task: its levels, plus the ``warmstart`` table's settings."""
+        values = dict(self.warmstart)
+        if "shape" in values:
+            values["shape"] = TinyQwen3(**values["shape"])
+        try:
+            return WarmStartConfig(task=self.dataset, levels=self.levels, **values)
+        except TypeError as error:
+            valid = ", ".join(WarmStartConfig.__dataclass_fields__)
+            raise ConfigError(f"bad warmstart setting ({error}); valid: {valid}") from None
+
     def sampling(self) -> SamplingSettings:
         return SamplingSettings(self.temperature, self.top_p, self.max_new_tokens)
 
@@ -97,7 +109,7 @@ class LLMConfig:
 def _model_path(config: LLMConfig, show_progress: bool) -> str:
     if config.model:
         return config.model
-    return str(ensure_warmstart(WarmStartConfig(levels=config.levels), WARMSTART_DIR, show_progress))
+    return str(ensure_warmstart(config.warmstart_config(), show_progress=show_progress))
 
 
 def _train(
@@ -124,39 +136,62 @@ def _train(
     return train_cell(policy, tokenizer, task, rollout, algo, seed, settings, on_step=on_step)
 
 
-def run(config: LLMConfig, out: Path | str, *, profile: str = "custom", show_progress: bool = True) -> Path:
+def run(
+    config: LLMConfig,
+    out: Path | str,
+    *,
+    profile: str = "custom",
+    show_progress: bool = True,
+    executor: ExecutorConfig = ExecutorConfig(),
+) -> Path:
     """Train every (algorithm, seed) cell not already on disk; returns ``DIR/metrics.csv``."""
-    if config.threads:
-        torch.set_num_threads(config.threads)
+    set_threads(executor.threads)
     if config.rollout == "vllm":
         require_vllm()  # fail before any work, not after the first model load
     if config.engine == "trl" and importlib.util.find_spec("trl") is None:
         raise ConfigError("--engine trl needs TRL: pip install -e '.[trl]'")
     run_dir = RunDir(out, EXPERIMENT, config)
     timing_dir = RunDir(Path(out) / "timing", EXPERIMENT, config)
-    task = make_task(config.dataset, config.levels)
+    make_task(config.dataset, config.levels)  # a missing dataset or model fails here, once, not in every cell
     model_path = _model_path(config, show_progress)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    cells = [(algo, seed) for algo in config.algos for seed in range(config.seed, config.seed + config.seeds)]
-    settings = config.settings()
-    with progress_bar(show_progress) as bar:
-        job = bar.add_task("llm cells", total=len(cells))
-        steps = bar.add_task("  RL steps", total=settings.steps)
-        for algo, seed in cells:
-            key = {"variant": algo, "seed": seed}
-            bar.update(job, description=f"llm {algo} seed {seed}")
-            if not run_dir.done(key):
-                bar.reset(steps)
-                policy, tokenizer = load_policy(model_path, config.dtype)
-                policy.to(device)
-                rows = _train(
-                    config, settings, model_path, policy, tokenizer, task, algo, seed, lambda: bar.advance(steps)
-                )
-                frame = pd.DataFrame(rows).assign(variant=algo, task=task.name)
-                timed = frame["metric"].isin(TIMING_METRICS)
-                timing_dir.write_cell(key, frame[timed])  # first: a cell counts as done once metrics exist
-                run_dir.write_cell(key, frame[~timed])
-            bar.advance(job)
-    extra = {"model": model_path, "device": device, "torch_threads": torch.get_num_threads()}
+    _check_model(model_path)
+    resources = Resources(cpus=executor.threads, gpus=config.cell_gpus)
+    cells = [
+        Cell({"variant": algo, "seed": seed}, _cell, (config, model_path, algo, seed), resources)
+        for algo in config.algos
+        for seed in range(config.seed, config.seed + config.seeds)
+    ]
+
+    def write(key: Mapping[str, Any], frame: pd.DataFrame) -> None:
+        timed = frame["metric"].isin(TIMING_METRICS)
+        timing_dir.write_cell(key, frame[timed])  # first: a cell counts as done once metrics exist
+        run_dir.write_cell(key, frame[~timed])
+
+    run_cells(pending_cells(cells, run_dir.done), write, executor, description="llm cells", show_progress=show_progress)
+    extra = {"model": model_path, "device": _device(), "torch_threads": executor.threads}
     timing_dir.finish("timing", profile, extra)
     return run_dir.finish("metrics", profile, extra)
+
+
+def _check_model(model: str) -> None:
+    """The model's config and tokenizer load (cheap even for a large checkpoint), or one line."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    try:
+        AutoConfig.from_pretrained(model)
+        AutoTokenizer.from_pretrained(model)
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"cannot load model {model!r} ({type(error).__name__}); check --model") from None
+
+
+def _device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _cell(config: LLMConfig, model_path: str, algo: str, seed: int) -> pd.DataFrame:
+    """One (algorithm, seed) run from the warm start; metrics and timing rows together."""
+    task = make_task(config.dataset, config.levels)
+    policy, tokenizer = load_policy(model_path, config.dtype)
+    policy.to(_device())
+    rows = _train(config, config.settings(), model_path, policy, tokenizer, task, algo, seed, lambda: None)
+    return pd.DataFrame(rows).assign(variant=algo, task=task.name)

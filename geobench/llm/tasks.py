@@ -65,9 +65,65 @@ class ArithmeticTask:
     def sample(self, n: int, rng: random.Random) -> list[Problem]:
         return [arithmetic_problem(rng, rng.choice(self.levels)) for _ in range(n)]
 
-    def completion(self, problem: Problem) -> str:
+    def completion(self, problem: Problem, rng: random.Random | None = None) -> str:
         """The supervised completion for the warm start: the bare answer."""
         return problem.answer
+
+
+def column_addition(rng: random.Random, level: int) -> Problem:
+    """One seeded addition of two ``level``-digit numbers (level 1: 0-9); prompt ``"457+386="``."""
+    if level not in COLUMN_LEVELS:
+        raise ConfigError(f"column-addition levels are digits per operand, 1-{COLUMN_LEVELS[-1]}; got {level}")
+    low = 0 if level == 1 else 10 ** (level - 1)
+    a, b = rng.randint(low, 10**level - 1), rng.randint(low, 10**level - 1)
+    return Problem(prompt=f"{a}+{b}=", answer=str(a + b), level=level)
+
+
+def column_trace(problem: Problem) -> str:
+    """The step-by-step solution: one column per step, right to left, carry added explicitly.
+
+    ``457+386=`` -> ``7+6=13;5+8+1=14;4+3+1=8;\\boxed{843}``. Each step needs one digit of
+    each operand (found by position), one single-digit sum and the previous carry, so a
+    small transformer can learn it; the terse form must add whole numbers in one go.
+    """
+    left, right = problem.prompt.rstrip("=").split("+")
+    steps, carry = [], 0
+    for x, y in zip(reversed(left), reversed(right), strict=True):
+        total = int(x) + int(y) + carry
+        steps.append(f"{x}+{y}" + (f"+{carry}" if carry else "") + f"={total}")
+        carry = total // 10
+    return ";".join(steps) + f";\\boxed{{{problem.answer}}}"
+
+
+COLUMN_LEVELS = (1, 2, 3, 4)
+
+
+class ColumnAdditionTask:
+    """Multi-digit addition whose solutions are reasoning traces of variable length.
+
+    The difficulty knob is ``levels`` (digits per operand). Warm-start completions mix two
+    styles: the terse ``\\boxed{843}`` (11 tokens at 3 digits) and the column-by-column trace
+    (36 tokens at 3 digits), chosen with probability ``trace_fraction``, so RL starts from a
+    policy with two behaviours of different length and accuracy to choose between.
+    """
+
+    name = "column-addition"
+
+    def __init__(self, levels: tuple[int, ...] = COLUMN_LEVELS, trace_fraction: float = 0.5):
+        for level in levels:
+            if level not in COLUMN_LEVELS:
+                raise ConfigError(f"column-addition levels must be among 1,2,3,4; got {level}")
+        if not 0.0 <= trace_fraction <= 1.0:
+            raise ConfigError(f"trace_fraction must be in [0, 1]; got {trace_fraction}")
+        self.levels, self.trace_fraction = levels, trace_fraction
+
+    def sample(self, n: int, rng: random.Random) -> list[Problem]:
+        return [column_addition(rng, rng.choice(self.levels)) for _ in range(n)]
+
+    def completion(self, problem: Problem, rng: random.Random | None = None) -> str:
+        """A supervised completion: the trace with probability ``trace_fraction``, else terse."""
+        trace = (rng or random.Random(0)).random() < self.trace_fraction
+        return column_trace(problem) if trace else f"\\boxed{{{problem.answer}}}"
 
 
 class MathTask:
@@ -83,7 +139,7 @@ class MathTask:
     def sample(self, n: int, rng: random.Random) -> list[Problem]:
         return [rng.choice(self.problems) for _ in range(n)]
 
-    def completion(self, problem: Problem) -> str:
+    def completion(self, problem: Problem, rng: random.Random | None = None) -> str:
         return f"\\boxed{{{problem.answer}}}"
 
 
@@ -125,8 +181,13 @@ def load_math(source: str, levels: tuple[int, ...], split: str = "train") -> Mat
     return MathTask(problems)
 
 
-def make_task(dataset: str, levels: tuple[int, ...]) -> ArithmeticTask | MathTask:
-    """``arithmetic`` (built in) or MATH (``math-lighteval`` or a local path)."""
+BUILT_IN = ("arithmetic", "column-addition")
+
+
+def make_task(dataset: str, levels: tuple[int, ...]) -> ArithmeticTask | ColumnAdditionTask | MathTask:
+    """A built-in task (``arithmetic``, ``column-addition``) or MATH (``math-lighteval`` or a path)."""
     if dataset == "arithmetic":
         return ArithmeticTask(levels)
+    if dataset == "column-addition":
+        return ColumnAdditionTask(levels)
     return load_math(dataset, levels)

@@ -1,8 +1,8 @@
-"""The quick profile's base model: a tiny Qwen3 supervised on the arithmetic task until its
-sampled accuracy first reaches a target (20-60%), so RL starts with room to improve.
+"""The quick profile's base model: a tiny Qwen3 supervised on a built-in task until its
+sampled accuracy first reaches a target, so RL starts with room to improve.
 
-It is built once and cached (committed under ``experiments/llm/warmstart``); a cache made
-with other settings is rebuilt rather than silently reused.
+It is built once per task and cached (committed under ``experiments/llm/warmstart/<task>``);
+a cache made with other settings is rebuilt rather than silently reused.
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ from pathlib import Path
 import torch
 
 from geobench.config import EXPERIMENTS_DIR
+from geobench.errors import ConfigError
 from geobench.llm.grading import is_correct
 from geobench.llm.model import TinyQwen3, char_tokenizer, completion_logprobs, save_policy, tiny_qwen3
 from geobench.llm.rollout import HFRollout, SamplingSettings
-from geobench.llm.tasks import ArithmeticTask
+from geobench.llm.tasks import BUILT_IN, make_task
 from geobench.progress import progress_bar
 from geobench.results import atomic_write_text, package_versions
 
@@ -30,6 +31,7 @@ WARMSTART_DIR = EXPERIMENTS_DIR / "llm" / "warmstart"
 class WarmStartConfig:
     """Supervised warm start; stops at the first evaluation with accuracy >= ``target``."""
 
+    task: str = "arithmetic"
     levels: tuple[int, ...] = (1, 2, 3, 4)
     shape: TinyQwen3 = TinyQwen3()
     seed: int = 0
@@ -41,11 +43,20 @@ class WarmStartConfig:
     target: float = 0.35
     max_new_tokens: int = 6
 
+    def __post_init__(self) -> None:
+        if self.task not in BUILT_IN:
+            valid = ", ".join(BUILT_IN)
+            raise ConfigError(f"a warm start is built for the built-in tasks ({valid}); got {self.task!r}")
 
-def _supervised_batch(tokenizer, task: ArithmeticTask, rng: random.Random, n: int):
+
+def warmstart_dir(task: str) -> Path:
+    return WARMSTART_DIR / task
+
+
+def _supervised_batch(tokenizer, task, rng: random.Random, n: int):
     problems = task.sample(n, rng)
     prompts = tokenizer([p.prompt for p in problems], return_tensors="pt", padding=True)
-    targets = [tokenizer(task.completion(p))["input_ids"] + [tokenizer.eos_token_id] for p in problems]
+    targets = [tokenizer(task.completion(p, rng))["input_ids"] + [tokenizer.eos_token_id] for p in problems]
     width = max(len(t) for t in targets)
     ids = torch.tensor([t + [tokenizer.pad_token_id] * (width - len(t)) for t in targets])
     mask = torch.tensor([[1] * len(t) + [0] * (width - len(t)) for t in targets])
@@ -59,12 +70,13 @@ def sampled_accuracy(policy, tokenizer, problems, max_new_tokens: int, seed: int
     return sum(is_correct(t, p.answer) for t, p in zip(texts, problems, strict=True)) / len(problems)
 
 
-def build_warmstart(config: WarmStartConfig, folder: Path = WARMSTART_DIR, show_progress: bool = True) -> dict:
-    """Train, save model + tokenizer + ``warmstart.json`` into ``folder``; returns the record."""
+def build_warmstart(config: WarmStartConfig, folder: Path | None = None, show_progress: bool = True) -> dict:
+    """Train, save model + tokenizer + ``warmstart.json`` into ``folder`` (default: the task's); returns the record."""
+    folder = folder or warmstart_dir(config.task)
     start = time.time()
     tokenizer = char_tokenizer()
     policy = tiny_qwen3(tokenizer, config.shape, config.seed)
-    task = ArithmeticTask(config.levels)
+    task = make_task(config.task, config.levels)
     rng = random.Random(config.seed)
     held_out = task.sample(config.eval_prompts, random.Random(config.seed + 10_000))
     optimizer = torch.optim.AdamW(policy.parameters(), lr=config.lr)
@@ -100,8 +112,9 @@ def build_warmstart(config: WarmStartConfig, folder: Path = WARMSTART_DIR, show_
     return record
 
 
-def ensure_warmstart(config: WarmStartConfig, folder: Path = WARMSTART_DIR, show_progress: bool = True) -> Path:
+def ensure_warmstart(config: WarmStartConfig, folder: Path | None = None, show_progress: bool = True) -> Path:
     """The cached warm start for ``config``, built first if missing or made with other settings."""
+    folder = folder or warmstart_dir(config.task)
     record = folder / "warmstart.json"
     wanted = json.loads(json.dumps(asdict(config)))
     if not record.exists() or json.loads(record.read_text()).get("config") != wanted:

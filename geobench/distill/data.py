@@ -32,6 +32,11 @@ def teacher_gaussian(teacher: Teacher, obs: np.ndarray) -> tuple[Tensor, Tensor]
     """The teacher's Gaussian (mean, std), each (N, A), at normalised observations (N, d)."""
     x = torch.as_tensor(obs, dtype=torch.float32)
     with torch.no_grad():
+        if teacher.deterministic:
+            # TD3 acts with mu(s) + N(0, sigma^2) during training; that behaviour policy is the
+            # teacher's Gaussian (sigma from teacher.json), clipped to the action box when stepped.
+            mean = teacher.model.actor(x)
+            return mean, torch.full_like(mean, float(teacher.info["action_noise_std"]))
         if teacher.squashed:
             mean, log_std, _ = teacher.model.actor.get_action_dist_params(x)
             return mean, log_std.exp()

@@ -25,7 +25,7 @@ from geobench.results import atomic_write_text, package_versions
 
 TEACHERS_DIR = EXPERIMENTS_DIR / "teachers"
 ENVS = ("HalfCheetah-v5", "Hopper-v5")
-ALGOS = ("ppo", "sac")
+ALGOS = ("ppo", "sac", "td3")
 _ACTIVATIONS = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh}
 
 
@@ -39,6 +39,10 @@ class TeacherConfig:
     normalize: bool = False
     seed: int = 0
     eval_episodes: int = 10
+    action_noise_std: float = 0.0
+    """Gaussian exploration noise for TD3 (rl-zoo3: ``noise_type: normal``); 0 for PPO/SAC."""
+    checkpoint_every: int = 0
+    """Evaluate every this many steps and keep the best policy (rl-zoo3's EvalCallback); 0: the last."""
     hyperparams: Mapping[str, Any] = field(default_factory=dict)
     policy_kwargs: Mapping[str, Any] = field(default_factory=dict)
 
@@ -65,6 +69,11 @@ class Teacher:
     def squashed(self) -> bool:
         """SAC acts through tanh: its Gaussian lives in pre-tanh space."""
         return self.algo == "sac"
+
+    @property
+    def deterministic(self) -> bool:
+        """TD3's actor is a deterministic map: it has no action distribution to distil."""
+        return self.algo == "td3"
 
     def normalize(self, obs: np.ndarray) -> np.ndarray:
         """Observations as the teacher's policy sees them (VecNormalize statistics, frozen)."""
@@ -102,14 +111,32 @@ def teacher_dir(env: str, root: Path = TEACHERS_DIR) -> Path:
     return root / env
 
 
-def _make_model(config: TeacherConfig, venv: Any) -> Any:
-    from stable_baselines3 import PPO, SAC
+def _algo_class(algo: str) -> Any:
+    from stable_baselines3 import PPO, SAC, TD3
 
+    return {"ppo": PPO, "sac": SAC, "td3": TD3}[algo]
+
+
+def _make_model(config: TeacherConfig, venv: Any) -> Any:
     kwargs = dict(config.policy_kwargs)
     if "activation_fn" in kwargs:
         kwargs["activation_fn"] = _ACTIVATIONS[kwargs["activation_fn"]]
-    cls = {"ppo": PPO, "sac": SAC}[config.algo]
-    return cls("MlpPolicy", venv, seed=config.seed, policy_kwargs=kwargs, device="cpu", verbose=0, **config.hyperparams)
+    extra: dict[str, Any] = {}
+    if config.action_noise_std > 0:
+        from stable_baselines3.common.noise import NormalActionNoise
+
+        dim = venv.action_space.shape[0]
+        extra["action_noise"] = NormalActionNoise(np.zeros(dim), config.action_noise_std * np.ones(dim))
+    return _algo_class(config.algo)(
+        "MlpPolicy",
+        venv,
+        seed=config.seed,
+        policy_kwargs=kwargs,
+        device="cpu",
+        verbose=0,
+        **extra,
+        **config.hyperparams,
+    )
 
 
 def train_teacher(config: TeacherConfig, root: Path = TEACHERS_DIR, show_progress: bool = True) -> dict[str, Any]:
@@ -126,13 +153,19 @@ def train_teacher(config: TeacherConfig, root: Path = TEACHERS_DIR, show_progres
         venv = VecNormalize(venv, gamma=config.hyperparams.get("gamma", 0.99))
     model = _make_model(config, venv)
     start = time.time()
-    model.learn(total_timesteps=config.steps, callback=_progress_callback(config, show_progress))
+    best = _BestCheckpoint(config, out / "model.zip")
+    model.learn(total_timesteps=config.steps, callback=[_progress_callback(config, show_progress), best.callback()])
     wall = time.time() - start
-    model.save(out / "model.zip")
-    if config.normalize:
-        venv.save(str(out / "vecnormalize.pkl"))
+    if best.return_mean is None:
+        model.save(out / "model.zip")
+        if config.normalize:
+            venv.save(str(out / "vecnormalize.pkl"))
+    else:  # deterministic evaluation picks the checkpoint; the final one may have dipped
+        model = _algo_class(config.algo).load(out / "model.zip", device="cpu")
     _convert_monitor_log(Path(f"{log_path}.monitor.csv"), out / "training_log.csv")
-    teacher = Teacher(config.env, config.algo, model, *_normaliser(venv if config.normalize else None), {})
+    teacher = Teacher(
+        config.env, config.algo, model, *_normaliser(_load_stats(out)), {"action_noise_std": config.action_noise_std}
+    )
     info = {
         "env": config.env,
         "algo": config.algo,
@@ -141,6 +174,9 @@ def train_teacher(config: TeacherConfig, root: Path = TEACHERS_DIR, show_progres
         "normalize": config.normalize,
         "hyperparams": dict(config.hyperparams),
         "policy_kwargs": dict(config.policy_kwargs),
+        "action_noise_std": config.action_noise_std,
+        "checkpoint_every": config.checkpoint_every,
+        "checkpoint_step": best.step if best.return_mean is not None else config.steps,
         **evaluate_teacher(teacher, config.eval_episodes),
         "train_wall_time_s": round(wall, 1),
         "versions": package_versions(),
@@ -155,20 +191,22 @@ def load_teacher(env: str, root: Path = TEACHERS_DIR) -> Teacher:
     fix = f"run `geobench mujoco train-teacher --env {env}`"
     if not (folder / "model.zip").exists() or not (folder / "teacher.json").exists():
         raise ConfigError(f"no teacher checkpoint in {folder}; {fix}")
-    from stable_baselines3 import PPO, SAC
-
     try:
         info = json.loads((folder / "teacher.json").read_text())
-        model = {"ppo": PPO, "sac": SAC}[info["algo"]].load(folder / "model.zip", device="cpu")
+        model = _algo_class(info["algo"]).load(folder / "model.zip", device="cpu")
     except Exception as error:  # a truncated or foreign zip: say which file and how to remake it
         raise ConfigError(f"cannot read teacher checkpoint {folder / 'model.zip'} ({error}); {fix}") from None
-    stats = None
-    if (folder / "vecnormalize.pkl").exists():
-        import pickle
+    return Teacher(env, info["algo"], model, *_normaliser(_load_stats(folder)), info)
 
-        with (folder / "vecnormalize.pkl").open("rb") as handle:
-            stats = pickle.load(handle)
-    return Teacher(env, info["algo"], model, *_normaliser(stats), info)
+
+def _load_stats(folder: Path) -> Any:
+    """The saved VecNormalize of a teacher folder, or None when the teacher used none."""
+    if not (folder / "vecnormalize.pkl").exists():
+        return None
+    import pickle
+
+    with (folder / "vecnormalize.pkl").open("rb") as handle:
+        return pickle.load(handle)
 
 
 def _normaliser(stats: Any) -> tuple[np.ndarray | None, np.ndarray | None, float]:
@@ -219,6 +257,43 @@ def reevaluate_teacher(env: str, episodes: int = 10, root: Path = TEACHERS_DIR) 
     info = {**teacher.info, **evaluate_teacher(teacher, episodes)}
     atomic_write_text(teacher_dir(env, root) / "teacher.json", json.dumps(info, indent=2) + "\n")
     return info
+
+
+class _BestCheckpoint:
+    """Every ``checkpoint_every`` steps, evaluate the deterministic policy over 5 episodes
+    (seeds disjoint from the final evaluation's) and save it to ``path`` when it beats the best
+    so far -- rl-zoo3's EvalCallback with ``save_best``. Off-policy learners on Hopper oscillate
+    by hundreds of return between checkpoints, so the last iterate is a poor teacher."""
+
+    def __init__(self, config: TeacherConfig, path: Path) -> None:
+        self.config, self.path = config, path
+        self.return_mean: float | None = None
+        self.step = 0
+
+    def callback(self) -> Any:
+        from stable_baselines3.common.callbacks import BaseCallback
+
+        outer = self
+
+        class Evaluate(BaseCallback):
+            def _on_step(self) -> bool:
+                every = outer.config.checkpoint_every
+                if every > 0 and self.num_timesteps % every == 0:
+                    outer.consider(self.model, self.num_timesteps)
+                return True
+
+        return Evaluate()
+
+    def consider(self, model: Any, step: int) -> None:
+        venv = model.get_env()
+        stats = venv if self.config.normalize else None
+        teacher = Teacher(self.config.env, self.config.algo, model, *_normaliser(stats), {})
+        score = float(np.mean(evaluate_policy(teacher.act, self.config.env, 5, seed=30_000)["return"]))
+        if self.return_mean is None or score > self.return_mean:
+            self.return_mean, self.step = score, step
+            model.save(self.path)
+            if stats is not None:
+                stats.save(str(self.path.with_name("vecnormalize.pkl")))
 
 
 def _progress_callback(config: TeacherConfig, show: bool) -> Any:

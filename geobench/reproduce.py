@@ -55,11 +55,17 @@ def _mujoco(profile: str, out: Path, progress: bool, executor: ExecutorConfig) -
     return sweep.run(config, out, profile=profile, show_progress=progress, executor=executor)
 
 
-def _llm(name: str, algos: tuple[str, ...] | None = None, hparams: dict | None = None):
+# The stress ablation (ours): where collapse can happen, to test "GRPO collapses near step 40"
+# (ADPO Fig. 3a) and "OPO's gradients stay large but non-exploding" (OPO Sec. 9) off the main run.
+STRESS_ALGOS = ("grpo", "opo", "adpo")
+STRESS = {"lr": 1e-3, "steps": 60, "seeds": 3}  # 3.3x the main run's lr; shorter and fewer seeds to fit the budget
+
+
+def _llm(name: str, algos: tuple[str, ...] | None = None, hparams: dict | None = None, overrides: dict | None = None):
     def go(profile: str, out: Path, progress: bool, executor: ExecutorConfig) -> Path:
         from geobench import llm
 
-        config = load_config(llm.LLMConfig, experiment_file(name), profile, {"algos": algos})
+        config = load_config(llm.LLMConfig, experiment_file(name), profile, {"algos": algos, **(overrides or {})})
         if hparams:
             merged = {a: {**config.hparams.get(a, {}), **hparams.get(a, {})} for a in {*config.hparams, *hparams}}
             config = replace(config, hparams=merged)
@@ -79,9 +85,21 @@ STAGES = (
     Stage("ADPO Table 2: MuJoCo distillation", "mujoco", _mujoco),
     Stage("OPO Table 1 / Figs. 4-7 (+ ADPO Fig. 3 quick): LLM RL", "llm", _llm("opo_table1")),
     Stage(
-        "OPO escort ablation: LLM RL without pi_ref factor",
+        "OPO in App. A.3's form: LLM RL without the pi_ref escort factor",
         "llm-opo-escort-no-ref",
         _llm("opo_table1", ("opo",), {"opo": {"escort_ref": False}}),
+        ("quick",),
+    ),
+    Stage(
+        "OPO in the authors' code form: LLM RL with w = q^alpha p^(1-alpha)",
+        "llm-opo-code",
+        _llm("opo_table1", ("opo",), {"opo": {"drive": "code"}}),
+        ("quick",),
+    ),
+    Stage(
+        "LLM stress ablation: 3.3x learning rate",
+        "llm-stress",
+        _llm("opo_table1", STRESS_ALGOS, overrides=STRESS),
         ("quick",),
     ),
     Stage("ADPO Fig. 3 / Table 4: LLM RL (paper settings)", "llm-adpo", _llm("adpo_fig3"), ("paper",)),

@@ -60,7 +60,7 @@ def test_short_distillation_on_a_real_environment_writes_the_schema(tiny_distill
     frame = pd.read_csv(run(config, tmp_path, show_progress=False))
     assert list(frame.columns) == ["experiment", "variant", "env", "seed", "step", "metric", "value"]
     assert set(frame["variant"]) == set(config.methods)
-    assert set(frame["metric"]) == {"return", "ndcg", "kl"}
+    assert set(frame["metric"]) == {"return", "forward_return", "ndcg", "kl"}
     final = frame[frame["step"] == 6]
     assert final["value"].notna().all() and (final[final["metric"] == "kl"]["value"] >= 0).all()
     assert final[final["metric"] == "ndcg"]["value"].between(0, 1).all()

@@ -32,8 +32,17 @@ def test_every_artifact_builds_from_small_real_runs(tmp_path, tiny_distill, tiny
     run_bandits(ablation, results / "bandits-onpolicy-anchor", show_progress=False)
     run_distill(tiny_distill, results / "mujoco", show_progress=False)
     run_llm(tiny_llm_config(tiny_model, steps=3), results / "llm", show_progress=False)
-    opo = tiny_llm_config(tiny_model, steps=3, algos=("opo",), hparams={"opo": {"escort_ref": False}})
-    run_llm(opo, results / "llm-opo-escort-no-ref", show_progress=False)
+    for folder, form in (("llm-opo-escort-no-ref", {"escort_ref": False}), ("llm-opo-code", {"drive": "code"})):
+        run_llm(
+            tiny_llm_config(tiny_model, steps=3, algos=("opo",), hparams={"opo": form}),
+            results / folder,
+            show_progress=False,
+        )
+    run_llm(
+        tiny_llm_config(tiny_model, steps=3, algos=("grpo", "opo"), seeds=2),
+        results / "llm-stress",
+        show_progress=False,
+    )
 
     written, skipped = build_all(results, figures)
     assert skipped == {}, skipped
@@ -46,6 +55,10 @@ def test_every_artifact_builds_from_small_real_runs(tmp_path, tiny_distill, tiny
     assert "TRPO achieves the highest WinMass" in (figures / "adpo_fig2a.md").read_text()
     for stem in ("opo_fig4", "opo_fig5", "opo_fig6", "opo_fig7", "adpo_fig3"):
         assert {f"{stem}.png", f"{stem}.pdf"} <= names
-    assert {"opo_table1.md", "adpo_table4.md", "llm_claims.md", "opo_escort_ablation.md"} <= names
+    assert {"opo_table1.md", "adpo_table4.md", "llm_claims.md", "llm_regime.md", "llm_pairwise.md"} <= names
+    assert {"opo_forms.md", "llm_stress.md", "llm_stress.png"} <= names
     assert "| OPO |" in (figures / "opo_table1.md").read_text()
-    assert len(BUILDERS) == 7
+    forms = (figures / "opo_forms.md").read_text()
+    assert all(name in forms for name in ("Eq. 7 as printed", "App. A.3", "authors' code"))
+    assert "GRPO collapses" in (figures / "llm_stress.md").read_text()
+    assert len(BUILDERS) == 8

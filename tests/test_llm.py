@@ -112,6 +112,10 @@ def test_two_rl_steps_of_every_algorithm_write_the_schema(tiny_model, tmp_path):
             "response_efficiency",
             "heldout_accuracy",
             "signal_range",
+            "completion_length_std",
+            "ratio_one_frac",
+            "reward_levels",
+            "truncated_frac",
         } <= metrics, algo
     timing = pd.read_csv(tmp_path / "llm" / "timing" / "timing.csv")
     assert set(timing["metric"]) == {"update_time_s", "rollout_tokens_per_s"}
@@ -120,6 +124,8 @@ def test_two_rl_steps_of_every_algorithm_write_the_schema(tiny_model, tmp_path):
     assert set(clip["variant"]) >= {"grpo", "gspo"}
     tau = frame[(frame["variant"] == "adpo") & (frame["metric"] == "tau")]["value"]
     assert len(tau) == 2 and tau.between(0.1 - 1e-6, 0.8 + 1e-6).all()  # Eq. 12 stays in [tau_min, tau_max]
+    opo_tau = frame[(frame["variant"] == "opo") & (frame["metric"] == "tau")]["value"]
+    assert len(opo_tau) == 2 and opo_tau.between(0.2, 1.5).all()  # OPO Sec. 9.1: adaptive tau in [0.2, 1.5]
     assert set(frame[frame["metric"] == "heldout_accuracy"]["step"]) == {0, 1, 2}
 
 

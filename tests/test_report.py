@@ -32,6 +32,10 @@ def llm_fixture(folder, opo_reward: float, steps: int = 30, seeds: int = 4, algo
                     "entropy": 0.5 + 0.01 * rng.standard_normal(),
                     "response_efficiency": (6.0 if algo == "opo" else 1.0) + 0.01 * rng.standard_normal(),
                     "completion_length": 3.0,
+                    # a regime in which the objectives can differ (see test_llm_regime.py for one where they cannot)
+                    "completion_length_std": 5.0,
+                    "ratio_one_frac": 0.5,
+                    **({"clip_frac": 0.01} if algo in ("grpo", "gspo", "dapo") else {}),
                 }
                 rows += [{"seed": seed, "step": step, "metric": k, "value": v} for k, v in values.items()]
                 speed = 0.01 if algo == "adpo" else 0.03
@@ -98,7 +102,7 @@ def test_reproduce_runs_the_profiles_stages_then_writes_the_report(tmp_path, mon
 
     calls = []
 
-    def toy_stage(profile, out, progress):
+    def toy_stage(profile, out, progress, executor):
         calls.append((profile, out.name))
         return run_toy(ToyConfig(grid_points=51), out, profile=profile, show_progress=progress)
 

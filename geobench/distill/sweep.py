@@ -161,8 +161,8 @@ def train_students(
             rows.append(_metrics(student, held_out, eval_index, eval_cands, config, seeds, step))
         if on_step is not None:
             on_step()
-    returns = _returns(student, teacher, config, seeds)
-    rows.append(pd.DataFrame({"seed": seeds, "step": config.steps, "metric": "return", "value": returns}))
+    for metric, values in _returns(student, teacher, config, seeds).items():
+        rows.append(pd.DataFrame({"seed": seeds, "step": config.steps, "metric": metric, "value": values}))
     return pd.concat(rows, ignore_index=True)
 
 
@@ -198,8 +198,10 @@ def _metrics(
     )
 
 
-def _returns(student: Student, teacher: Teacher, config: DistillConfig, seeds: list[int]) -> list[float]:
-    """Mean return of each student's deterministic policy; all S x E episodes step together."""
+def _returns(student: Student, teacher: Teacher, config: DistillConfig, seeds: list[int]) -> dict[str, list[float]]:
+    """Mean ``return`` of each student's deterministic policy, and its ``forward_return`` part (the
+    reward for moving forward; the rest is alive bonus minus control cost, which a student that
+    merely stands still also collects). All S x E episodes step together."""
     s, e = len(seeds), config.eval_episodes
 
     def act(raw: np.ndarray) -> np.ndarray:
@@ -209,8 +211,11 @@ def _returns(student: Student, teacher: Teacher, config: DistillConfig, seeds: l
         action = torch.tanh(mean) if teacher.squashed else mean
         return action.reshape(s * e, -1).numpy()
 
-    totals = evaluate_policy(act, teacher.env, s * e, seed=20_000)["return"]
-    return totals.reshape(s, e).mean(-1).tolist()
+    totals = evaluate_policy(act, teacher.env, s * e, seed=20_000)
+    return {
+        "return": totals["return"].reshape(s, e).mean(-1).tolist(),
+        "forward_return": totals["forward_reward"].reshape(s, e).mean(-1).tolist(),
+    }
 
 
 def run(
@@ -227,10 +232,11 @@ def run(
     """
     set_threads(executor.threads)
     run_dir = RunDir(out, EXPERIMENT, config)
-    teacher_returns, cells = {}, []
+    teacher_returns, teacher_forward, cells = {}, {}, []
     for env in config.envs:
         teacher = load_teacher(env, config.teachers)
         teacher_returns[env] = teacher.info["eval_return_mean"]
+        teacher_forward[env] = teacher.info.get("eval_forward_reward_mean")
         keys = [{"env": env, "variant": m} for m in config.methods if not run_dir.done({"env": env, "variant": m})]
         if keys:
             data = (
@@ -239,7 +245,7 @@ def run(
             )
             cells += [Cell(key, _cell, (config, env, key["variant"], *data)) for key in keys]
     run_cells(cells, run_dir.write_cell, executor, description="distillation cells", show_progress=show_progress)
-    extra = {"teacher_returns": teacher_returns, "torch_threads": executor.threads}
+    extra = {"teacher_returns": teacher_returns, "teacher_forward": teacher_forward, "torch_threads": executor.threads}
     return run_dir.finish("distill", profile, extra=extra)
 
 

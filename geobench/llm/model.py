@@ -4,6 +4,7 @@ causal-LM checkpoint, and the one function that scores completions under a polic
 
 from __future__ import annotations
 
+import math
 import string
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,9 +71,15 @@ def tiny_qwen3(tokenizer, shape: TinyQwen3, seed: int):
 
 
 def load_policy(model: str, dtype: str = "float32"):
-    """(model, tokenizer) from a local folder or a hub id; a one-line error if neither loads."""
+    """(model, tokenizer) from a local folder, a hub id, or ``random:NAME`` (a paper architecture
+    with random weights, no download: :mod:`geobench.llm.paper_shapes`); a one-line error if none loads."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
+
+    from geobench.llm import paper_shapes
+
+    if paper_shapes.is_random(model):
+        return paper_shapes.random_policy(model, dtype)
 
     hf_logging.disable_progress_bar()  # one rich bar per loop is ours; no per-load bars
     try:
@@ -96,6 +103,20 @@ def save_policy(policy, tokenizer, folder: Path) -> None:
     tokenizer.save_pretrained(folder)
 
 
+def nucleus(logits: Tensor, top_p: float) -> Tensor:
+    """(..., V) bool: the tokens HF's ``TopPLogitsWarper`` keeps (min_tokens_to_keep = 1).
+
+    Sort ascending, drop the tokens whose cumulative probability is <= 1 - top_p, always keep
+    the most likely one: the same rule and the same comparisons as transformers', so a token
+    the sampler could draw is exactly a token kept here.
+    """
+    sorted_logits, order = torch.sort(logits, dim=-1, descending=False)
+    cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+    drop_sorted = cumulative <= (1.0 - top_p)
+    drop_sorted[..., -1:] = False
+    return ~drop_sorted.scatter(-1, order, drop_sorted)
+
+
 def completion_logprobs(
     policy,
     prompt_ids: Tensor,
@@ -104,8 +125,19 @@ def completion_logprobs(
     completion_mask: Tensor,
     *,
     with_entropy: bool = False,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
 ) -> tuple[Tensor, Tensor | None]:
-    """Per-token log pi(y_t | x, y_<t) of each completion, and optionally the token entropy.
+    """Per-token log pi(y_t | x, y_<t) of each completion under the sampler's distribution.
+
+    The sampler draws from softmax(logits / T) restricted to the top-p nucleus and
+    renormalised (HF's temperature then top-p warpers; vLLM's sampler likewise), so that is
+    the distribution pi_old must be scored under, and pi with it, or the ratio pi / pi_old
+    and every anchored log-ratio is off from the first update. ``temperature`` <= 0 (greedy)
+    scores the raw distribution. Tokens outside the nucleus get probability 0, except the
+    completion's own token, which is always kept: it is inside pi_old's nucleus by
+    construction (so pi_old's scores are exactly the sampler's), and keeping it inside the
+    updated policy's support keeps log pi finite when an update pushes it out.
 
     Prompts are left-padded, completions right-padded; position ids count real tokens only,
     so a sequence scores the same alone as in a padded batch (tested).
@@ -116,18 +148,28 @@ def completion_logprobs(
 
     Returns:
         (N, T) log-probs (0 at padding) and, with ``with_entropy``, (N, T) entropies of the
-        full next-token distribution.
+        (processed) next-token distribution.
     """
     ids = torch.cat([prompt_ids, completion_ids], dim=1)
     mask = torch.cat([prompt_mask, completion_mask], dim=1)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     logits = policy(input_ids=ids, attention_mask=mask, position_ids=positions).logits
     p_len = prompt_ids.shape[1]
-    logits = logits[:, p_len - 1 : -1].float()  # the logits that predict each completion token
+    logits = logits[:, p_len - 1 : -1].float()  # (N, T, V): the logits that predict each completion token
+    if temperature > 0 and temperature != 1.0:
+        logits = logits / temperature
+    keep = None
+    if top_p < 1.0:
+        keep = nucleus(logits.detach(), top_p)
+        keep.scatter_(-1, completion_ids.unsqueeze(-1), True)
+        logits = logits.masked_fill(~keep, -math.inf)
     log_probs = torch.log_softmax(logits, dim=-1)
     token = log_probs.gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)
     fmask = completion_mask.to(token.dtype)
     entropy = None
     if with_entropy:
-        entropy = -(log_probs.exp() * log_probs).sum(-1) * fmask
+        plogp = log_probs.exp() * log_probs
+        if keep is not None:
+            plogp = plogp.masked_fill(~keep, 0.0)  # 0 log 0 = 0 outside the nucleus
+        entropy = -plogp.sum(-1) * fmask
     return token * fmask, entropy

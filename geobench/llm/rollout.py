@@ -2,11 +2,14 @@
 
 Both return the same :class:`Rollouts`; neither returns log-probs the loss uses, since the
 trainer recomputes every per-token log-prob itself (sampler and trainer numerics differ,
-and the on-policy ratio must be exactly 1 at the first update).
+and the on-policy ratio must be exactly 1 at the first update). The rollouts carry their
+:class:`SamplingSettings`, so that recomputation uses the sampler's distribution
+(logits / T, top-p nucleus renormalised).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from dataclasses import dataclass
@@ -40,6 +43,8 @@ class Rollouts:
         texts: B*G decoded completions (special tokens dropped).
         truncated: (B*G,) bool, no EOS within ``max_new_tokens``.
         seconds: wall time of generation.
+        sampling: the decoding settings the completions were drawn with; :meth:`logprobs`
+            scores under the same temperature and top-p (None: the raw distribution).
     """
 
     prompt_ids: Tensor
@@ -49,6 +54,7 @@ class Rollouts:
     texts: list[str]
     truncated: Tensor
     seconds: float
+    sampling: SamplingSettings | None = None
 
     @property
     def lengths(self) -> Tensor:
@@ -68,12 +74,15 @@ class Rollouts:
             self.texts,
             self.truncated,
             self.seconds,
+            self.sampling,
         )
 
     def logprobs(self, policy, rows: Tensor | None = None, with_entropy: bool = False) -> tuple[Tensor, Tensor | None]:
         """(M, T) per-token log-probs (and entropies) of the completions at ``rows`` (all by default)
-        under ``policy``: :func:`geobench.llm.model.completion_logprobs` on this batch."""
+        under ``policy``: :func:`geobench.llm.model.completion_logprobs` on this batch, with the
+        temperature and top-p they were sampled with (pi_old is the sampler's distribution)."""
         pick = slice(None) if rows is None else rows
+        sampling = self.sampling or SamplingSettings()
         return completion_logprobs(
             policy,
             self.prompt_ids[pick],
@@ -81,6 +90,8 @@ class Rollouts:
             self.completion_ids[pick],
             self.completion_mask[pick],
             with_entropy=with_entropy,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
         )
 
     def select(self, rows: Tensor) -> Rollouts:
@@ -93,7 +104,18 @@ class Rollouts:
             [self.texts[i] for i in rows.tolist()],
             self.truncated[rows.cpu()],
             self.seconds,
+            self.sampling,
         )
+
+    def mask_truncated(self) -> Rollouts:
+        """The same rollouts with the truncated completions' masks zeroed: they leave the loss.
+
+        DAPO's Overlong Filtering (Yu et al. 2025, Sec. 3.4): "we first apply an overlong
+        filtering strategy which masks the loss of truncated samples." Their rewards still
+        count in their group's advantage; only their tokens carry no loss and no gradient.
+        """
+        keep = (~self.truncated).to(self.completion_mask.device, self.completion_mask.dtype).unsqueeze(-1)
+        return dataclasses.replace(self, completion_mask=self.completion_mask * keep)
 
 
 def completion_mask(completion_ids: Tensor, eos_id: int) -> tuple[Tensor, Tensor]:
@@ -108,7 +130,9 @@ def _pad_right(rows: list[list[int]], pad_id: int) -> Tensor:
     return torch.tensor([r + [pad_id] * (width - len(r)) for r in rows], dtype=torch.long)
 
 
-def _assemble(tokenizer, prompts: list[str], group: int, completions: list[list[int]], seconds: float) -> Rollouts:
+def _assemble(
+    tokenizer, prompts: list[str], group: int, completions: list[list[int]], seconds: float, sampling: SamplingSettings
+) -> Rollouts:
     encoded = tokenizer(prompts, return_tensors="pt", padding=True)
     ids = encoded["input_ids"].repeat_interleave(group, dim=0)
     mask = encoded["attention_mask"].repeat_interleave(group, dim=0)
@@ -116,7 +140,7 @@ def _assemble(tokenizer, prompts: list[str], group: int, completions: list[list[
     c_mask, truncated = completion_mask(completion_ids, tokenizer.eos_token_id)
     completion_ids = completion_ids.masked_fill(c_mask == 0, tokenizer.pad_token_id)
     texts = tokenizer.batch_decode(completion_ids * c_mask, skip_special_tokens=True)
-    return Rollouts(ids, mask, completion_ids, c_mask, texts, truncated, seconds)
+    return Rollouts(ids, mask, completion_ids, c_mask, texts, truncated, seconds, sampling)
 
 
 class HFRollout:
@@ -156,7 +180,7 @@ class HFRollout:
         policy.train(was_training)
         seconds = time.perf_counter() - start
         new = out[:, encoded["input_ids"].shape[1] :].cpu().tolist()
-        return _assemble(tok, prompts, group, new, seconds)
+        return _assemble(tok, prompts, group, new, seconds, s)
 
 
 def require_vllm():
@@ -213,7 +237,7 @@ class VLLMRollout:
             for out in outputs
             for c in out.outputs
         ]
-        return _assemble(self.tokenizer, prompts, group, completions, seconds)
+        return _assemble(self.tokenizer, prompts, group, completions, seconds, s)
 
 
 def make_rollout(backend: str, model_path: str, tokenizer, sampling: SamplingSettings):

@@ -64,6 +64,12 @@ class LLMConfig:
     adaptive_tau: bool = True
     tau_min: float = 0.1
     tau_max: float = 0.8
+    tau_confidence: str = "token-mean"  # ADPO Eq. 12's c over length-normalised sequence log-probs
+    adpo_tau_rule: str = "guard"  # "guard" (ADPO Eq. 12) or "entropy-reward" (the authors' recipe)
+    overlong_filter: bool = True  # DAPO only: mask truncated completions out of the loss
+    opo_adaptive_tau: bool = True  # OPO Sec. 9.1's "adaptive tau", read as Eq. 12's guard on the escort T
+    opo_tau_min: float = 0.2
+    opo_tau_max: float = 1.5
     eval_every: int = 10
     eval_prompts: int = 200
     warmstart: Mapping[str, Any] = field(default_factory=dict)  # WarmStartConfig overrides (built-in tasks)
@@ -177,6 +183,11 @@ def _check_model(model: str) -> None:
     """The model's config and tokenizer load (cheap even for a large checkpoint), or one line."""
     from transformers import AutoConfig, AutoTokenizer
 
+    from geobench.llm import paper_shapes
+
+    if paper_shapes.is_random(model):
+        paper_shapes.random_config(model)  # an unknown name or scale is one line
+        return
     try:
         AutoConfig.from_pretrained(model)
         AutoTokenizer.from_pretrained(model)

@@ -1,11 +1,13 @@
 """The on-policy RL loop for language models: one (algorithm, seed) cell.
 
 Per step: sample B prompts, G completions each (pi_old = the current weights), grade them,
-score them under pi_old (a separate no-grad pass only when more than one update follows, or
-ADPO's temperature needs it first), then ``epochs`` passes of mini-batch updates
-with gradient accumulation over micro-batches, AdamW, cosine schedule with warm-up and
-gradient clipping. The anchor of every objective is pi_old (both papers' on-policy
-anchor; GRPO/GSPO/DAPO run with beta = 0, i.e. no reference-model KL).
+score them under pi_old with the sampler's temperature and top-p (a separate no-grad pass
+only when more than one update follows, an adaptive temperature needs it first, or OPO's
+mini-batch escort normalisation must see a mini-batch split into micro-batches), then
+``epochs`` passes of mini-batch updates with gradient accumulation over micro-batches
+(exactly the whole-mini-batch gradient: :func:`accumulate_gradients`), AdamW, cosine
+schedule with warm-up and gradient clipping. The anchor of every objective is pi_old (both
+papers' on-policy anchor; GRPO/GSPO/DAPO run with beta = 0, i.e. no reference-model KL).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from geobench.errors import ConfigError
 from geobench.llm.grading import is_correct, reward
 from geobench.llm.rollout import Rollouts
 from geobench.llm.warmstart import sampled_accuracy
@@ -27,11 +30,16 @@ from geobench.objectives import (
     GroupBatch,
     GuardedTemperature,
     candidate_confidence,
+    entropy_reward_temperature,
+    get_objective,
     group_advantages,
     informative_groups,
     make_objective,
     overlong_penalty,
 )
+from geobench.objectives.aggregation import Totals
+from geobench.objectives.registry import BoundObjective
+from geobench.objectives.temperature import CONFIDENCE_FORMS
 
 
 @dataclass(frozen=True)
@@ -51,12 +59,44 @@ class RLSettings:
     reward: str = "correct"
     dynamic_sampling: bool = True  # DAPO only
     overlong_cache: int = 0  # DAPO only; 0 = off
-    adaptive_tau: bool = True  # ADPO only: Eq. 12
+    # DAPO only. DAPO (Yu et al. 2025) Sec. 3.4: "we first apply an overlong filtering
+    # strategy which masks the loss of truncated samples" (the authors' OPO-paper DAPO
+    # baseline config turns it off: "overlong and filtering off"; set False to match that).
+    overlong_filter: bool = True
+    # ADPO only: Eq. 12, from tau_max towards tau_min while confident and improving. Which way
+    # is "loose" is ambiguous (Sec. 5.1 calls small tau loose, Eq. 10 makes it steep); we
+    # follow Eq. 12 as printed (see GuardedTemperature).
+    adaptive_tau: bool = True
     tau_min: float = 0.1
     tau_max: float = 0.8
+    # ADPO's tau rule: "guard" is the paper's Eq. 12; "entropy-reward" the per-prompt rule of
+    # the authors' public recipe (SETTINGS.md), :func:`entropy_reward_temperature`.
+    adpo_tau_rule: str = "guard"
+    # Eq. 12's confidence c over the G candidates: "token-mean" length-normalises the
+    # sequence log-probs (informative for LLM sequences, see candidate_confidence);
+    # "sequence" is ADPO Sec. 5.1 read literally (saturates at c ~ 1 for long sequences).
+    tau_confidence: str = "token-mean"
+    # OPO only. OPO Sec. 9.1: "adaptive tau with range [0.2, 1.5]", defined nowhere in the
+    # paper; read as ADPO Eq. 12's guard on the escort temperature T of P* ~ exp(A / T) (Sec. 4.1).
+    opo_adaptive_tau: bool = True
+    opo_tau_min: float = 0.2
+    opo_tau_max: float = 1.5
     eval_every: int = 10
     eval_prompts: int = 200
     hparams: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.adpo_tau_rule not in TAU_RULES:
+            raise ConfigError(f"adpo_tau_rule must be one of {', '.join(TAU_RULES)}; got {self.adpo_tau_rule!r}")
+        if self.tau_confidence not in CONFIDENCE_FORMS:
+            raise ConfigError(
+                f"tau_confidence must be one of {', '.join(CONFIDENCE_FORMS)}; got {self.tau_confidence!r}"
+            )
+
+
+TAU_RULES = ("guard", "entropy-reward")
+# A token ratio pi / pi_old within this of 1 counts as on-policy (``ratio_one_frac``).
+_ON_POLICY_TOL = 1e-6
 
 
 def _scheduler(optimizer, settings: RLSettings):
@@ -75,11 +115,128 @@ def _rewards(rollouts: Rollouts, answers: list[str], settings: RLSettings, max_c
     return torch.tensor(shaped), correct
 
 
+def temperature_guard(algo: str, settings: RLSettings) -> tuple[GuardedTemperature | None, str]:
+    """The guarded temperature (ADPO Eq. 12) ``algo`` runs with, and the hyperparameter it sets.
+
+    ADPO: its anchoring tau in [tau_min, tau_max]. OPO: the escort temperature T in
+    [opo_tau_min, opo_tau_max] (OPO Sec. 9.1's "adaptive tau with range [0.2, 1.5]"): it
+    starts at 1.5, a flat P* ~ exp(A / 1.5), and sharpens towards 0.2 only while the policy
+    is confident and the reward improves, the same "relax only when confident and improving"
+    logic as ADPO Sec. 5.1.
+    """
+    if algo == "adpo" and settings.adaptive_tau and settings.adpo_tau_rule == "guard":
+        return GuardedTemperature(settings.tau_min, settings.tau_max), "tau"
+    if algo == "opo" and settings.opo_adaptive_tau:
+        return GuardedTemperature(settings.opo_tau_min, settings.opo_tau_max), "temperature"
+    return None, ""
+
+
+def guard_confidence(token_logp: Tensor, mask: Tensor, form: str) -> float:
+    """Eq. 12's c_t from pi_old's (B, G, T) token log-probs: over lengths-normalised sequences or sums."""
+    fmask = mask.to(token_logp.dtype)
+    seq = (token_logp * fmask).sum(-1)
+    return float(candidate_confidence(seq, fmask.sum(-1) if form == "token-mean" else None))
+
+
+def per_prompt_tau(tau_base: float, entropy: Tensor, mask: Tensor, rewards: Tensor, vocab: int) -> Tensor:
+    """ADPO's per-prompt tau of the authors' recipe (SETTINGS.md), (B,).
+
+    H is each prompt's mean token entropy over its G completions, divided by log |vocab|;
+    R its group-mean reward. The range is the recipe's [0.1, 5.0] (the function's
+    defaults), not [tau_min, tau_max]: Eq. 12's tau_max = tau_base would pin this rule,
+    which only raises tau above tau_base, to tau_base.
+
+    Shapes: entropy and mask (B, G, T); rewards (B, G).
+    """
+    fmask = mask.to(entropy.dtype)
+    mean_entropy = (entropy * fmask).sum((-1, -2)) / fmask.sum((-1, -2)).clamp(min=1.0)
+    return entropy_reward_temperature(tau_base, mean_entropy / math.log(vocab), rewards.mean(-1))
+
+
+@dataclass
+class Accumulated:
+    """What one mini-batch's gradient accumulation measured."""
+
+    metrics: dict[str, float]
+    ratio_deviation: float  # max |pi / pi_old - 1| over the mini-batch's real tokens
+    entropy_sum: float = 0.0
+    entropy_tokens: float = 0.0
+
+
+def _group_rows(groups: Tensor, g: int) -> Tensor:
+    """(len(groups) * G,) rollout rows of whole groups (row = b * G + g)."""
+    return (groups.unsqueeze(-1) * g + torch.arange(g, device=groups.device)).flatten()
+
+
+def accumulate_gradients(
+    policy,
+    loss_fn: BoundObjective,
+    rollouts: Rollouts,
+    rewards: Tensor,
+    old: Tensor | None,
+    mini: Tensor,
+    per_micro: int,
+) -> Accumulated:
+    """Backward of one mini-batch's loss into ``.grad``, in micro-batches of ``per_micro`` whole groups.
+
+    Each micro-batch's loss is its share of the mini-batch loss (``GroupBatch.totals``: the
+    mini-batch's token / sequence / candidate / context counts), so the micro-batch losses
+    add up to the mini-batch loss for every aggregation mode and ragged lengths; the
+    objective's whole-mini-batch statistics (OPO's escort normalisation) are computed once
+    by ``loss_fn.prepare`` from pi_old's log-probs and the rewards, fixed during the update.
+    The accumulated gradient is that of one whole-mini-batch pass for any ``per_micro``.
+
+    Args:
+        rewards: (B, G); old: (B*G, T) pi_old log-probs or None (one on-policy pass: pi_old
+            is the detached training forward); mini: (M,) the mini-batch's group indices.
+    """
+    g = rewards.shape[-1]
+    rows = _group_rows(mini, g)
+    mask = rollouts.completion_mask[rows].view(len(mini), g, -1)
+    totals = Totals.of(mask)
+    drive = None
+    if loss_fn.prepares and per_micro < len(mini):
+        if old is None:
+            raise ValueError("splitting a mini-batch for an objective with a prepare step needs pi_old's log-probs")
+        whole_old = old[rows].view(mask.shape)
+        whole = GroupBatch(whole_old, mask, rewards[mini], old_logp=whole_old, totals=totals)
+        drive = loss_fn.for_contexts(mini).prepare(whole).drive
+    out = Accumulated({}, 0.0)
+    for start in range(0, len(mini), per_micro):
+        micro = mini[start : start + per_micro]
+        micro_rows = _group_rows(micro, g)
+        logp, entropy = rollouts.logprobs(policy, micro_rows, with_entropy=old is None)
+        fmask = rollouts.completion_mask[micro_rows].to(logp.dtype)
+        if entropy is not None:
+            out.entropy_sum += float(entropy.detach().sum())
+            out.entropy_tokens += float(fmask.sum())
+        micro_old = None if old is None else old[micro_rows]
+        if micro_old is not None:
+            deviation = ((logp.detach() - micro_old).exp() - 1.0).abs() * fmask
+            out.ratio_deviation = max(out.ratio_deviation, float(deviation.max()))
+        shape = (len(micro), g, logp.shape[-1])
+        batch = GroupBatch(
+            logp=logp.view(shape),
+            mask=fmask.view(shape),
+            rewards=rewards[micro],
+            old_logp=None if micro_old is None else micro_old.view(shape),
+            drive=None if drive is None else drive[start : start + len(micro)],
+            totals=totals,
+        )
+        loss, metrics = loss_fn.for_contexts(micro)(batch)
+        loss.backward()
+        out.metrics["loss"] = out.metrics.get("loss", 0.0) + float(loss.detach())  # shares add up exactly
+        weight = len(micro) / len(mini)  # diagnostics: averaged by prompt share
+        for key, value in metrics.items():
+            out.metrics[key] = out.metrics.get(key, 0.0) + weight * float(value)
+    return out
+
+
 def _update(
     policy,
     optimizer,
     scheduler,
-    loss_fn,
+    loss_fn: BoundObjective,
     rollouts: Rollouts,
     rewards: Tensor,
     old: Tensor | None,
@@ -92,43 +249,28 @@ def _update(
     is the policy being differentiated, so its log-probs are the detached training ones (as
     in TRL) and the token entropy is read off the same forward pass.
     """
-    n_groups, g = rewards.shape
+    n_groups = rewards.shape[0]
     per_mini = math.ceil(n_groups / settings.minibatches)
     per_micro = settings.micro_batch or per_mini
     sums: dict[str, float] = {}
     entropy_sum, tokens = 0.0, 0.0
-    updates = 0
+    updates, on_policy = 0, 0
     for _ in range(settings.epochs):
         order = torch.randperm(n_groups, generator=gen).to(rewards.device)
         for mini in order.split(per_mini):
             optimizer.zero_grad(set_to_none=True)
-            totals: dict[str, float] = {}
-            for micro in mini.split(per_micro):
-                rows = (micro.unsqueeze(-1) * g + torch.arange(g, device=micro.device)).flatten()
-                logp, entropy = rollouts.logprobs(policy, rows, with_entropy=old is None)
-                if entropy is not None:
-                    entropy_sum += float(entropy.detach().sum())
-                    tokens += float(rollouts.completion_mask[rows].sum())
-                shape = (len(micro), g, logp.shape[-1])
-                batch = GroupBatch(
-                    logp=logp.view(shape),
-                    mask=rollouts.completion_mask[rows].view(shape),
-                    rewards=rewards[micro],
-                    old_logp=None if old is None else old[rows].view(shape),
-                )
-                loss, metrics = loss_fn(batch)
-                weight = len(micro) / len(mini)
-                (loss * weight).backward()
-                for key, value in {"loss": loss.detach(), **metrics}.items():
-                    totals[key] = totals.get(key, 0.0) + weight * float(value)
+            acc = accumulate_gradients(policy, loss_fn, rollouts, rewards, old, mini, per_micro)
+            entropy_sum, tokens = entropy_sum + acc.entropy_sum, tokens + acc.entropy_tokens
             grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), settings.max_grad_norm)
             optimizer.step()
             scheduler.step()
-            totals["grad_norm"] = float(grad_norm)
-            for key, value in totals.items():
+            acc.metrics["grad_norm"] = float(grad_norm)
+            for key, value in acc.metrics.items():
                 sums[key] = sums.get(key, 0.0) + value
             updates += 1
+            on_policy += acc.ratio_deviation <= _ON_POLICY_TOL
     means = {key: value / updates for key, value in sums.items()}
+    means["ratio_one_frac"] = on_policy / updates
     if tokens:
         means["entropy"] = entropy_sum / tokens
     return means
@@ -151,7 +293,10 @@ def train_cell(
     hparams = dict(settings.hparams.get(algo, {}))
     optimizer = torch.optim.AdamW(policy.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     scheduler = _scheduler(optimizer, settings)
-    guard = GuardedTemperature(settings.tau_min, settings.tau_max) if algo == "adpo" and settings.adaptive_tau else None
+    guard, guarded = temperature_guard(algo, settings)
+    tau_per_prompt = algo == "adpo" and settings.adaptive_tau and settings.adpo_tau_rule == "entropy-reward"
+    tau_base = {**get_objective(algo).defaults, **hparams}.get("tau")  # the per-prompt rule's tau_base
+    prepares = get_objective(algo).prepare is not None
     gen = torch.Generator().manual_seed(seed)
     max_new = rollout.sampling.max_new_tokens
     rows: list[dict[str, Any]] = []
@@ -177,30 +322,44 @@ def train_cell(
         rewards = flat_rewards.view(len(problems), settings.group).to(policy.device)
         if algo == "dapo" and settings.overlong_cache:
             rewards = rewards + overlong_penalty(rolled.lengths, max_new, settings.overlong_cache).view_as(rewards)
+        lengths = rolled.lengths.float()
         values = {
             "reward_mean": float(flat_rewards.mean()),
             "accuracy": float(correct.mean()),
-            "completion_length": float(rolled.lengths.float().mean()),
+            "completion_length": float(lengths.mean()),
+            "completion_length_std": float(lengths.std(correction=0)),  # population std over the step's B*G
+            "truncated_frac": float(rolled.truncated.float().mean()),
+            "reward_levels": float(torch.unique(rewards).numel()),  # the rewards the objective sees
             "rollout_tokens_per_s": rolled.tokens_per_s,
         }
         zscored = group_advantages(rewards)
         values["adv_range"] = float(zscored.max() - zscored.min())
+        if algo == "dapo" and settings.overlong_filter:
+            rolled = rolled.mask_truncated()
         keep = informative_groups(rewards) if algo == "dapo" and settings.dynamic_sampling else None
         if keep is not None:
             groups = keep.nonzero().squeeze(-1)
-            offsets = torch.arange(settings.group, device=groups.device)
-            rolled = rolled.select((groups.unsqueeze(-1) * settings.group + offsets).flatten())
+            rolled = rolled.select(_group_rows(groups, settings.group))
             rewards = rewards[groups]
             values["kept_groups"] = float(len(groups))
         if len(rewards):
+            per_mini = math.ceil(len(rewards) / settings.minibatches)
+            splits = 0 < settings.micro_batch < per_mini
             old = None  # one on-policy pass: pi_old's log-probs come from the training forward itself
-            if settings.epochs * settings.minibatches > 1 or guard is not None:
+            needs_old = settings.epochs * settings.minibatches > 1 or guard is not None or tau_per_prompt
+            if needs_old or (prepares and splits):
                 with torch.no_grad():
                     old, entropy = rolled.logprobs(policy, with_entropy=True)
                 values["entropy"] = float(entropy.sum() / rolled.completion_mask.sum().clamp(min=1))
+            shape = (*rewards.shape, -1)
             if guard is not None:
-                seq = (old.view(*rewards.shape, -1)).sum(-1)
-                hparams["tau"] = guard.step(float(candidate_confidence(seq)), float(rewards.mean()))
+                confidence = guard_confidence(
+                    old.view(shape), rolled.completion_mask.view(shape), settings.tau_confidence
+                )
+                hparams[guarded] = guard.step(confidence, float(rewards.mean()))
+            if tau_per_prompt:
+                mask = rolled.completion_mask.view(shape)
+                hparams["tau"] = per_prompt_tau(tau_base, entropy.view(shape), mask, rewards, policy.config.vocab_size)
             loss_fn = make_objective(algo, **hparams)
             start = time.perf_counter()
             metrics = _update(policy, optimizer, scheduler, loss_fn, rolled, rewards, old, settings, gen)
@@ -217,7 +376,8 @@ def train_cell(
     return rows
 
 
-# Objective metrics worth a CSV column; the rest stay in the objective.
+# Objective metrics worth a CSV column; the rest stay in the objective. The last four feed
+# the report's regime check (on-policy updates, reward granularity, truncation).
 _LOGGED = {
     "entropy",
     "loss",
@@ -228,4 +388,8 @@ _LOGGED = {
     "response_efficiency",
     "approx_kl",
     "w_range",
+    "completion_length_std",
+    "ratio_one_frac",
+    "reward_levels",
+    "truncated_frac",
 }

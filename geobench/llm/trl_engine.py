@@ -12,7 +12,15 @@ do for a group loss are added here:
   (reward_mean, entropy, grad_norm, completion_length, ...) plus the objective's metrics,
   and held-out accuracy is measured before and after training.
 
-ADPO's guarded temperature (Eq. 12) runs as in geobench's own loop, on TRL's batch reward.
+ADPO's guarded temperature (Eq. 12), and OPO's adaptive escort temperature, run as in
+geobench's own loop, on TRL's batch reward.
+
+TRL computes the group advantages itself and hands them to the loss, so an objective's own
+``advantage`` is honoured through TRL's ``scale_rewards`` (``zscore`` -> "group", ``mean``
+-> "none"); ``none`` has no TRL equivalent and is refused (:func:`trl_settings`). DAPO's
+soft overlong punishment is an extra TRL reward function, and its overlong filtering is
+TRL's ``mask_truncated_completions``. TRL scores completions with logits / T but without
+the top-p nucleus, so ``top_p < 1`` is refused too.
 """
 
 from __future__ import annotations
@@ -23,14 +31,16 @@ from typing import Any
 
 import torch
 
+from geobench.errors import ConfigError
 from geobench.llm.grading import reward
-from geobench.llm.train import RLSettings
+from geobench.llm.train import RLSettings, guard_confidence, temperature_guard
 from geobench.llm.warmstart import sampled_accuracy
-from geobench.objectives import GroupBatch, GuardedTemperature, candidate_confidence, informative_groups, make_objective
+from geobench.objectives import GroupBatch, get_objective, informative_groups, make_objective, overlong_penalty
 
-# TRL's log keys -> geobench's metric names (the rest of TRL's logs are dropped).
+# TRL's log keys -> geobench's metric names (the rest of TRL's logs are dropped). The reward
+# is the task reward's own column ("rewards/<name>/mean"), not TRL's "reward", which also
+# sums DAPO's overlong punishment when that is on.
 _TRL_METRICS = {
-    "reward": "reward_mean",
     "entropy": "entropy",
     "grad_norm": "grad_norm",
     "completions/mean_length": "completion_length",
@@ -49,6 +59,43 @@ def reward_function(kind: str = "correct", max_chars: int = 0):
 
 
 correctness = reward_function("correct")
+
+# geobench's advantage mode -> TRL's scale_rewards (TRL always subtracts the group mean).
+_TRL_SCALE = {"zscore": "group", "mean": "none"}
+
+
+def trl_settings(algo: str, hparams: dict[str, Any], settings: RLSettings, sampling) -> dict[str, Any]:
+    """The GRPOConfig fields that carry ``algo``'s own settings into TRL, or a one-line ConfigError.
+
+    - ``scale_rewards``: the objective's ``advantage`` (TRL passes its advantages to the loss).
+    - ``mask_truncated_completions``: DAPO's overlong filtering (``overlong_filter``).
+    """
+    advantage = get_objective(algo).validate(dict(hparams)).get("advantage", "zscore")
+    if advantage not in _TRL_SCALE:
+        raise ConfigError(
+            f"--engine trl passes TRL's group advantages (z-scored or mean-centred), so {algo}'s "
+            f"advantage = {advantage!r} would be lost; set hparams.{algo}.advantage to 'zscore' or 'mean', "
+            "or use --engine geobench"
+        )
+    if sampling.top_p < 1.0:
+        raise ConfigError(
+            f"--engine trl scores completions without the top-p nucleus, so top_p = {sampling.top_p} makes "
+            "pi_old wrong; set top_p = 1.0 or use --engine geobench"
+        )
+    return {
+        "scale_rewards": _TRL_SCALE[advantage],
+        "mask_truncated_completions": algo == "dapo" and settings.overlong_filter,
+    }
+
+
+def overlong_reward(max_len: int, cache_len: int):
+    """DAPO's soft overlong punishment (Eq. 13) as a TRL reward function over the completion ids."""
+
+    def overlong(completion_ids: list[list[int]], **_: Any) -> list[float]:
+        lengths = torch.tensor([len(ids) for ids in completion_ids])
+        return overlong_penalty(lengths, max_len, cache_len).tolist()
+
+    return overlong
 
 
 def prompt_dataset(problems):
@@ -89,8 +136,12 @@ def trainer_class():
         def __init__(self, *args: Any, algo: str, hparams: dict[str, Any], settings: RLSettings, **kwargs: Any):
             super().__init__(*args, **kwargs)
             self.algo, self.hparams, self.settings = algo, dict(hparams), settings
-            adaptive = algo == "adpo" and settings.adaptive_tau
-            self.guard = GuardedTemperature(settings.tau_min, settings.tau_max) if adaptive else None
+            if algo == "adpo" and settings.adaptive_tau and settings.adpo_tau_rule != "guard":
+                raise ConfigError(
+                    f"--engine trl runs ADPO's Eq. 12 guard only; adpo_tau_rule = {settings.adpo_tau_rule!r} "
+                    "needs --engine geobench"
+                )
+            self.guard, self.guarded = temperature_guard(algo, settings)
             self._tau_generation = -1
             self._group_gen = torch.Generator().manual_seed(self.args.seed)
 
@@ -141,13 +192,16 @@ def trainer_class():
             if self.guard is None or generation == self._tau_generation or batch.logp.shape[0] == 0:
                 return
             self._tau_generation = generation
-            reward = self._metrics["train"]["reward"][-1]
-            self.hparams["tau"] = self.guard.step(float(candidate_confidence(batch.seq_logp("old"))), reward)
+            reward = self._metrics["train"][f"rewards/{self.settings.reward}/mean"][-1]
+            confidence = guard_confidence(batch.old, batch.mask, self.settings.tau_confidence)
+            self.hparams[self.guarded] = self.guard.step(confidence, reward)
 
     return GeobenchGRPOTrainer
 
 
-def _grpo_config(settings: RLSettings, sampling, seed: int, out: str, use_cpu: bool, use_vllm: bool):
+def _grpo_config(
+    settings: RLSettings, sampling, seed: int, out: str, use_cpu: bool, use_vllm: bool, algo_fields: dict[str, Any]
+):
     from trl import GRPOConfig
 
     return GRPOConfig(
@@ -168,7 +222,7 @@ def _grpo_config(settings: RLSettings, sampling, seed: int, out: str, use_cpu: b
         lr_scheduler_type="cosine",
         max_grad_norm=settings.max_grad_norm,
         beta=0.0,
-        scale_rewards="group",
+        **algo_fields,  # scale_rewards, mask_truncated_completions: see trl_settings
         gradient_checkpointing=False,
         use_cpu=use_cpu,
         bf16=False,
@@ -208,6 +262,11 @@ def train_cell(
         acc = sampled_accuracy(policy, tokenizer, held_out, sampling.max_new_tokens, seed, temperature=0.0)
         rows.append({"seed": seed, "step": step, "metric": "heldout_accuracy", "value": acc})
 
+    algo_fields = trl_settings(algo, settings.hparams.get(algo, {}), settings, sampling)
+    reward_funcs = [reward_function(settings.reward, sampling.max_new_tokens)]
+    if algo == "dapo" and settings.overlong_cache:
+        reward_funcs.append(overlong_reward(sampling.max_new_tokens, settings.overlong_cache))
+    names = {**_TRL_METRICS, f"rewards/{settings.reward}/mean": "reward_mean"}
     updates_per_step = settings.minibatches * settings.epochs
     pending: dict[str, list[float]] = {}
 
@@ -216,7 +275,7 @@ def train_cell(
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             for key, value in (logs or {}).items():
-                name = _TRL_METRICS.get(key, key.removeprefix("geobench/") if key.startswith("geobench/") else None)
+                name = names.get(key, key.removeprefix("geobench/") if key.startswith("geobench/") else None)
                 if name is not None:
                     pending.setdefault(name, []).append(float(value))
             if state.global_step % updates_per_step == 0 and pending:
@@ -237,10 +296,11 @@ def train_cell(
 
     torch.manual_seed(seed)
     heldout(0)
-    config = _grpo_config(settings, sampling, seed, out, use_cpu=not torch.cuda.is_available(), use_vllm=vllm)
+    use_cpu = not torch.cuda.is_available()
+    config = _grpo_config(settings, sampling, seed, out, use_cpu=use_cpu, use_vllm=vllm, algo_fields=algo_fields)
     trainer = trainer_class()(
         model=policy,
-        reward_funcs=reward_function(settings.reward, sampling.max_new_tokens),
+        reward_funcs=reward_funcs,
         args=config,
         train_dataset=data,
         processing_class=tokenizer,

@@ -13,6 +13,7 @@ from torch import Tensor
 
 from geobench.errors import ConfigError
 from geobench.objectives.advantages import group_advantages
+from geobench.objectives.aggregation import Totals, share_mean
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,12 @@ class GroupBatch:
         advantages: optional (B, G) advantages computed outside (e.g. with reward shaping
             or by another engine); when given, objectives use them instead of
             recomputing group advantages from ``rewards``.
+        drive: optional (B, G) per-candidate drive computed outside over a larger batch
+            (OPO's escort weights, normalised over the whole mini-batch, Sec. 4.1); when
+            given, the objective uses it instead of computing it from this batch.
+        totals: the counts of the whole mini-batch this batch is a micro-batch of; when
+            given, every mean of the loss divides by them, so micro-batch losses add up to
+            the mini-batch loss. None: this batch is the whole mini-batch.
     """
 
     logp: Tensor
@@ -38,6 +45,8 @@ class GroupBatch:
     old_logp: Tensor | None = None
     ref_logp: Tensor | None = None
     advantages: Tensor | None = None
+    drive: Tensor | None = None
+    totals: Totals | None = None
 
     def __post_init__(self) -> None:
         if self.logp.dim() != 3:
@@ -47,7 +56,7 @@ class GroupBatch:
             value = getattr(self, name)
             if value is not None and value.shape != shape:
                 raise ConfigError(f"GroupBatch.{name} has shape {tuple(value.shape)}, expected {tuple(shape)}")
-        for name in ("rewards", "advantages"):
+        for name in ("rewards", "advantages", "drive"):
             value = getattr(self, name)
             if value is not None and value.shape != shape[:2]:
                 raise ConfigError(f"GroupBatch.{name} has shape {tuple(value.shape)}, expected {tuple(shape[:2])}")
@@ -74,6 +83,14 @@ class GroupBatch:
         """
         token = {"policy": self.logp, "old": self.old, "ref": self.ref}[which]
         return (token * self.fmask).sum(-1)
+
+    def candidate_mean(self, values: Tensor) -> Tensor:
+        """(1/N) sum over the N = B*G candidates of (B, G) ``values`` (N of the mini-batch if sliced)."""
+        return share_mean(values, None if self.totals is None else self.totals.candidates)
+
+    def context_mean(self, values: Tensor) -> Tensor:
+        """(1/B) sum over the B contexts of (B,) ``values`` (B of the mini-batch if sliced)."""
+        return share_mean(values, None if self.totals is None else self.totals.contexts)
 
     def advantage(self, mode: str) -> Tensor:
         """(B, G) advantages: the precomputed ones if given, else group advantages of rewards."""

@@ -72,7 +72,7 @@ def sft(batch: GroupBatch) -> tuple[Tensor, dict[str, Tensor]]:
     """
     u = batch.seq_logp("policy")
     q = top1_target(batch.rewards)
-    return listwise_cross_entropy(u, StageTargets.single(q)).mean(), _listwise_metrics(u, q)
+    return batch.context_mean(listwise_cross_entropy(u, StageTargets.single(q))), _listwise_metrics(u, q)
 
 
 @objective(
@@ -101,7 +101,7 @@ def kd(batch: GroupBatch, *, temperature: float = 1.0, tau: float = 1.0) -> tupl
     """
     u = batch.seq_logp("policy") / _tau_column(tau)
     q = softmax_target(batch.rewards, temperature)
-    return listwise_cross_entropy(u, StageTargets.single(q)).mean(), _listwise_metrics(u, q)
+    return batch.context_mean(listwise_cross_entropy(u, StageTargets.single(q))), _listwise_metrics(u, q)
 
 
 @objective(
@@ -142,4 +142,4 @@ def adpo(
     stages = listwise_target(scores, target, beta_r)
     metrics = _listwise_metrics(u, top1_target(scores))
     metrics["tau"] = torch.as_tensor(tau, dtype=u.dtype).mean().detach()
-    return listwise_cross_entropy(u, stages).mean(), metrics
+    return batch.context_mean(listwise_cross_entropy(u, stages)), metrics

@@ -112,7 +112,7 @@ def ppo_clip(
     ratio = log_ratio.exp()
     token_adv = adv.unsqueeze(-1).expand_as(ratio)
     loss, active = clipped_surrogate(ratio, token_adv, clip_low, clip_high, dual_clip)
-    return aggregate(loss, batch.mask, agg), _pg_metrics(batch, ratio, active, adv)
+    return aggregate(loss, batch.mask, agg, totals=batch.totals), _pg_metrics(batch, ratio, active, adv)
 
 
 @objective(
@@ -150,7 +150,7 @@ def gspo(
     ratio = token_log_ratio.clamp(max=_SEQ_LOG_RATIO_MAX).exp()
     token_adv = adv.unsqueeze(-1).expand_as(ratio)
     loss, active = clipped_surrogate(ratio, token_adv, clip_low, clip_high, None)
-    return aggregate(loss, batch.mask, agg), _pg_metrics(batch, ratio, active, adv)
+    return aggregate(loss, batch.mask, agg, totals=batch.totals), _pg_metrics(batch, ratio, active, adv)
 
 
 @objective(
@@ -186,7 +186,7 @@ def trpo(
     """
     adv = batch.advantage(advantage)
     ratio = (batch.logp - batch.old).clamp(-_LOG_RATIO_CLAMP, _LOG_RATIO_CLAMP).exp()
-    surrogate = aggregate(ratio * adv.unsqueeze(-1), batch.mask, agg)
+    surrogate = aggregate(ratio * adv.unsqueeze(-1), batch.mask, agg, totals=batch.totals)
     kl = sample_kl(batch, kl_estimator, agg)
     return -surrogate, {"kl": kl.detach(), "adv_range": (adv.max() - adv.min()).detach()}
 
@@ -200,4 +200,4 @@ def sample_kl(batch: GroupBatch, estimator: str = "k3", agg: str = "token-mean")
     """
     log_ratio = (batch.logp - batch.old).clamp(-_LOG_RATIO_CLAMP, _LOG_RATIO_CLAMP)
     tokens = -log_ratio if estimator == "k1" else log_ratio.exp() - 1.0 - log_ratio
-    return aggregate(tokens, batch.mask, agg)
+    return aggregate(tokens, batch.mask, agg, totals=batch.totals)

@@ -8,15 +8,20 @@ tables are generated.
 
 Validation lives here, not in the loss functions: :meth:`Objective.bind` checks names and
 ranges once, so the functions themselves stay branch-free on the hot path.
+
+An objective whose loss needs a statistic of the whole mini-batch (OPO's escort
+normalisation, Sec. 4.1) registers a ``prepare`` function: the trainer calls it once on the
+whole mini-batch, from quantities fixed during the update, before splitting it into
+micro-batches; the loss then reads the result from the batch.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 from torch import Tensor
@@ -26,6 +31,7 @@ from geobench.objectives.advantages import ADVANTAGE_MODES, TARGETS
 from geobench.objectives.aggregation import AGG_MODES
 
 LossFn = Callable[..., tuple[Tensor, dict[str, Tensor]]]
+PrepareFn = Callable[..., Any]  # (batch, **hparams) -> batch with whole-mini-batch fields filled in
 FEEDBACK = ("sampled", "pairwise", "listwise")
 
 
@@ -93,12 +99,40 @@ BOUNDS: dict[str, Range | tuple[str, ...]] = {
     "agg": AGG_MODES,
     "advantage": ADVANTAGE_MODES,
     "target": TARGETS,
-    "drive": ("escort", "advantage"),
-    "escort_norm": ("batch", "group"),
+    "drive": ("escort", "advantage", "code"),
+    "escort_norm": ("batch", "group", "zscore"),
+    "reward_temperature": POSITIVE,
     "ratio": ("log", "exact"),
     "seq_logratio": ("sum", "mean"),
     "kl_estimator": ("k1", "k3"),
 }
+
+
+@dataclass(frozen=True)
+class BoundObjective:
+    """An objective with validated hyperparameters: ``loss, metrics = bound(batch)``."""
+
+    fn: LossFn
+    hparams: dict[str, Any]
+    prepare_fn: PrepareFn | None = None
+
+    def __call__(self, batch: Any) -> tuple[Tensor, dict[str, Tensor]]:
+        return self.fn(batch, **self.hparams)
+
+    @property
+    def prepares(self) -> bool:
+        """Whether the loss reads a whole-mini-batch statistic that :meth:`prepare` fills in."""
+        return self.prepare_fn is not None
+
+    def prepare(self, batch: Any) -> Any:
+        """``batch`` with its whole-mini-batch fields (e.g. ``drive``) filled in; itself if none."""
+        return batch if self.prepare_fn is None else self.prepare_fn(batch, **self.hparams)
+
+    def for_contexts(self, index: Tensor) -> BoundObjective:
+        """The same objective for the contexts at ``index`` (B,) of its batch: per-context (B,)
+        tensor hyperparameters (ADPO's per-prompt tau) are sliced with it, the rest kept."""
+        per_context = {k: v[index] for k, v in self.hparams.items() if isinstance(v, Tensor) and v.dim() == 1}
+        return self if not per_context else dataclasses.replace(self, hparams={**self.hparams, **per_context})
 
 
 @dataclass(frozen=True)
@@ -111,6 +145,7 @@ class Objective:
     feedback: str
     paper: str
     defaults: dict[str, Any] = field(default_factory=dict)
+    prepare: PrepareFn | None = None
 
     def validate(self, hparams: dict[str, Any]) -> dict[str, Any]:
         """Defaults merged with ``hparams``, after checking every name and range."""
@@ -123,8 +158,8 @@ class Objective:
             _check(self.name, key, value, BOUNDS.get(key))
         return merged
 
-    def bind(self, **hparams: Any) -> Callable[..., tuple[Tensor, dict[str, Tensor]]]:
-        return partial(self.fn, **self.validate(hparams))
+    def bind(self, **hparams: Any) -> BoundObjective:
+        return BoundObjective(self.fn, self.validate(hparams), self.prepare)
 
     def __call__(self, batch: Any, **hparams: Any) -> tuple[Tensor, dict[str, Tensor]]:
         return self.bind(**hparams)(batch)
@@ -153,12 +188,19 @@ REGISTRY: dict[str, Objective] = {}
 
 
 def objective(
-    name: str, *, geometry: Geometry, feedback: str, paper: str, **overrides: Any
+    name: str,
+    *,
+    geometry: Geometry,
+    feedback: str,
+    paper: str,
+    prepare: PrepareFn | None = None,
+    **overrides: Any,
 ) -> Callable[[LossFn], LossFn]:
     """Register ``fn`` under ``name``; stack the decorator to register variants.
 
     ``overrides`` replace the defaults of ``fn``'s keyword-only hyperparameters for this
     entry only (``ppo`` and ``grpo`` share one function and differ in their advantage).
+    ``prepare(batch, **hparams)`` is the objective's whole-mini-batch step (see above).
     """
     if feedback not in FEEDBACK:
         raise ValueError(f"feedback must be one of {FEEDBACK}")
@@ -171,7 +213,7 @@ def objective(
             raise TypeError(f"{name}: overrides {sorted(bad)} are not hyperparameters of {fn.__name__}")
         if name in REGISTRY:
             raise ValueError(f"objective {name!r} registered twice")
-        entry = Objective(name, fn, geometry, feedback, paper, {**defaults, **overrides})
+        entry = Objective(name, fn, geometry, feedback, paper, {**defaults, **overrides}, prepare)
         for key, value in entry.defaults.items():
             _check(name, key, value, BOUNDS.get(key))
         REGISTRY[name] = entry
@@ -188,6 +230,6 @@ def get_objective(name: str) -> Objective:
         raise ConfigError(f"unknown algorithm {name!r}; valid: {', '.join(sorted(REGISTRY))}") from None
 
 
-def make_objective(name: str, **hparams: Any) -> Callable[..., tuple[Tensor, dict[str, Tensor]]]:
+def make_objective(name: str, **hparams: Any) -> BoundObjective:
     """Look up ``name`` and bind validated hyperparameters: the usual entry point."""
     return get_objective(name).bind(**hparams)

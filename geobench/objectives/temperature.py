@@ -14,15 +14,29 @@ from torch import Tensor
 
 from geobench.errors import ConfigError
 
+CONFIDENCE_FORMS = ("token-mean", "sequence")
 
-def candidate_confidence(seq_logp: Tensor) -> Tensor:
+
+def candidate_confidence(seq_logp: Tensor, lengths: Tensor | None = None) -> Tensor:
     """c = 1 - normalised entropy of the policy over each candidate set, averaged: (B, G) -> ().
 
-    ADPO Sec. 5.1: H is the entropy of softmax over the G candidates' log-probs, divided by
-    log G so that c is in [0, 1].
+    ADPO Sec. 5.1: H is the entropy of the softmax over the G candidates' log-probs, divided
+    by log G so that c is in [0, 1].
+
+    With ``lengths`` (B, G) the candidates' log-probs are length-normalised first, s / |y|:
+    the mean token log-prob, i.e. the log of the geometric-mean token probability (GSPO's
+    normalisation, ADPO Eq. 28). That is the form for LLM sequences: a sum of |y| token
+    log-probs differs between two candidates by O(|y|) nats, so for any |y| >> 1 the
+    softmax over G is one-hot and c ~ 1 (0.998 in practice) whatever the policy, which
+    reduces Eq. (12)'s guard to the reward term alone; the mean keeps the differences O(1).
+    Without ``lengths`` (the paper's literal form, right for the one-token bandit and toy
+    candidates) the sums are used as given.
     """
     g = seq_logp.shape[-1]
-    log_p = torch.log_softmax(seq_logp.detach(), dim=-1)
+    scores = seq_logp.detach()
+    if lengths is not None:
+        scores = scores / lengths.to(scores.dtype).clamp(min=1.0)
+    log_p = torch.log_softmax(scores, dim=-1)
     entropy = -(log_p.exp() * log_p).sum(-1)
     return 1.0 - entropy.mean() / math.log(g) if g > 1 else torch.ones(())
 
@@ -35,6 +49,11 @@ class GuardedTemperature:
     baseline b_t of the batch-mean reward; b starts at the first reward seen (so the first
     step has p = 0 and the tightest region, tau_max) and is updated after each step with
     rate ``ema``. The paper does not give sigma_R or the EMA rate: 0.1 and 0.9 are ours.
+
+    Direction: the paper is ambiguous. Sec. 5.1 calls a small tau "a loose trust region",
+    while Eq. (10)'s 1 / tau^2 curvature makes a small tau the steep, tight one. We follow
+    Eq. (12) as printed (and Sec. 5.1's rule "only relax constraints (decrease tau) when the
+    policy is both confident and improving"): start at tau_max, move towards tau_min.
     """
 
     tau_min: float = 0.2

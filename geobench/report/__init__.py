@@ -14,7 +14,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from geobench.config import EXPERIMENTS_DIR
-from geobench.report import bandits_report, llm_report, mujoco_report
+from geobench.report import bandits_report, llm_ablations, llm_regime, llm_report, mujoco_report
 from geobench.report.markdown import markdown_table
 from geobench.report.taxonomy import taxonomy_tables
 from geobench.report.toy_figure import saturation_figure
@@ -150,7 +150,7 @@ def draw_mujoco(run_folder: Path, figures: Path) -> list[Path]:
     paper = pd.read_csv(EXPERIMENTS_DIR / "paper" / "adpo_table2.csv")
     text = (
         f"### ADPO Table 2: ours ({basis}) beside the paper's\n\n"
-        + mujoco_report.table(fin, paper, meta.get("teacher_returns", {}))
+        + mujoco_report.table(fin, paper, meta.get("teacher_returns", {}), meta.get("teacher_forward"))
         + "\n#### The paper's claims beside ours\n\n"
         + markdown_table(mujoco_report.claims(fin))
     )
@@ -215,6 +215,14 @@ def draw_llm(run_folder: Path, figures: Path, only: frozenset[str] | None = None
         "the update phase (forward, backward, optimizer). The paper's times are at unequal micro-batches "
         "(ADPO 8, GRPO/GSPO 6), so its 3.5x is not a like-for-like figure.\n\n"
         + llm_report.table4(frame, paper_t4, micro),
+        "llm_regime": f"### Regime check: could this run tell the objectives apart? ({basis})\n\n"
+        + llm_regime.regime(frame).sentence()
+        + "\n\n"
+        + llm_regime.regime_table(frame),
+        "llm_pairwise": f"### Which algorithms this run can tell apart ({basis})\n\n"
+        "Differences (row's first algorithm minus second), mean [95% bootstrap CI] over seeds; final reward "
+        "and entropy over the final 20 steps, held-out accuracy at the last evaluation.\n\n"
+        + llm_regime.pairwise_table(frame),
         "llm_claims": f"### LLM claims of both papers beside ours ({basis})\n\n"
         + markdown_table(llm_report.claims(frame, paper_claims, task)),
     }
@@ -235,26 +243,46 @@ def build_llm(results: Path, figures: Path) -> list[Path]:
     return paths
 
 
-def build_opo_escort_ablation(results: Path, figures: Path) -> list[Path]:
-    """OPO with Eq. 7's escort as printed vs without its pi_ref^-(1-alpha) factor (an ablation of ours)."""
-    printed, meta = require_run(results / "llm", "geobench llm")
-    dropped, _ = require_run(
-        results / "llm-opo-escort-no-ref",
-        "geobench llm --algo opo --set opo.escort_ref=false --out results/llm-opo-escort-no-ref",
-    )
-    table = llm_report.ablation_table(
-        {"escort as printed (Eq. 7)": printed, "no pi_ref factor (App. A.3)": dropped}, "opo"
-    )
+def build_opo_forms(results: Path, figures: Path) -> list[Path]:
+    """OPO in three forms on the same seeds and prompts: Eq. 7 as printed, App. A.3, the authors' code."""
+    runs = {}
+    for name, folder in llm_ablations.OPO_FORMS:
+        frame, meta = require_run(results / folder, f"make reproduce (the {folder} stage)")
+        runs[name] = frame
     text = (
-        "### Ablation (ours): OPO's escort weight with and without the pi_ref^-(1-alpha) factor\n\n"
-        "Eq. 7 weights each sampled sequence by exp((1 - alpha) A) pi_ref(y)^-(1 - alpha). For whole "
-        "sequences the second factor favours the least likely samples whatever their reward; App. A.3 "
-        "(Step 2) drops it as absorbed by the sampling measure. Same seeds, prompts and settings otherwise; "
-        f"mean [95% bootstrap CI] over seeds ({meta['profile']} profile).\n\n" + table
+        "### OPO in three forms\n\n"
+        "Eq. 7 weights each sampled sequence by exp((1 - alpha) A) pi_ref(y)^-(1 - alpha), normalised over the "
+        "mini-batch; for whole sequences the second factor favours the least likely samples whatever their "
+        "reward. App. A.3 (Step 2) drops it as absorbed by the sampling measure. The authors' public code "
+        "uses w = q^alpha p^(1-alpha) per group (q = softmax of rewards, p = softmax of anchored log-ratios), "
+        "renormalised and centred. Same seeds, prompts and settings otherwise; mean [95% bootstrap CI] over "
+        f"seeds ({meta['profile']} profile).\n\n" + llm_ablations.opo_forms_table(runs)
     )
-    path = figures / "opo_escort_ablation.md"
+    path = figures / "opo_forms.md"
     atomic_write_text(path, text)
     return [path]
+
+
+def build_llm_stress(results: Path, figures: Path) -> list[Path]:
+    """The stress ablation: a larger step where collapse can happen, with its two claims."""
+    frame, meta = require_run(results / "llm-stress", "make reproduce (the llm-stress stage)")
+    config = meta["config"]
+    text = (
+        f"### Stress ablation (ours): lr {config['lr']:g}, {config['epochs']} epochs x {config['minibatches']} "
+        f"mini-batches per rollout batch, {frame['seed'].nunique()} seeds\n\n"
+        + llm_regime.regime(frame).sentence()
+        + "\n\n"
+        + llm_ablations.stress_table(frame)
+        + "\n\n"
+        + markdown_table(llm_ablations.stress_claims(frame))
+    )
+    path = figures / "llm_stress.md"
+    atomic_write_text(path, text)
+    paths = [path]
+    fig = llm_report.curve_figure(
+        frame, ["reward_mean", "grad_norm"], llm_report.ORDER, "Stress ablation: reward and pre-clip gradient norm"
+    )
+    return paths + save_figure(fig, figures, "llm_stress")
 
 
 def build_taxonomy(results: Path, figures: Path) -> list[Path]:
@@ -272,7 +300,8 @@ BUILDERS: dict[str, Callable[[Path, Path], list[Path]]] = {
     "adpo_fig2_anchor_ablation": build_anchor_ablation,
     "adpo_table2": build_mujoco,
     "llm": build_llm,
-    "opo_escort_ablation": build_opo_escort_ablation,
+    "opo_forms": build_opo_forms,
+    "llm_stress": build_llm_stress,
     "taxonomy": build_taxonomy,
 }
 

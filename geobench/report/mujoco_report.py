@@ -33,8 +33,24 @@ def _variants(fin: pd.DataFrame) -> list[str]:
     return [v for v in ORDER if v in present] + sorted(present - set(ORDER))
 
 
-def table(fin: pd.DataFrame, paper: pd.DataFrame, teacher_returns: dict[str, float]) -> str:
-    """Table 2's layout: per env and method, return mean +- std, NDCG, KL; the paper's beside."""
+def _split(total: float, forward: float | None) -> str:
+    """'return (forward part)': a policy that only survives shows a forward part near 0."""
+    return f"{total:.1f}" + (f" (fwd {forward:.1f})" if forward is not None and not np.isnan(forward) else "")
+
+
+def _forward(fin: pd.DataFrame, env: str, variant: str) -> str:
+    forward = values(fin, env, variant, "forward_return")
+    return f" (fwd {forward.mean():.1f})" if len(forward) else ""
+
+
+def table(
+    fin: pd.DataFrame,
+    paper: pd.DataFrame,
+    teacher_returns: dict[str, float],
+    teacher_forward: dict[str, float | None] | None = None,
+) -> str:
+    """Table 2's layout: per env and method, return mean +- std (its forward part), NDCG, KL; the paper's beside."""
+    teacher_forward = teacher_forward or {}
     rows = []
     paper = paper.set_index(["env", "variant"])
     for env in sorted(fin["env"].unique()):
@@ -45,10 +61,17 @@ def table(fin: pd.DataFrame, paper: pd.DataFrame, teacher_returns: dict[str, flo
             p = paper.loc[(env, variant)] if (env, variant) in paper.index else None
             rows.append(
                 {
-                    "env (teacher: ours / paper)": f"{env} ({teacher_returns.get(env, float('nan')):.1f} / "
+                    "env (teacher: ours / paper)": f"{env} ("
+                    + _split(teacher_returns.get(env, float("nan")), teacher_forward.get(env))
+                    + " / "
                     + (f"{p['teacher_return']:.1f})" if p is not None else "-)"),
                     "method": variant,
-                    "return, ours": f"{ret.mean():.1f} +- {ret.std():.1f}",
+                    "return (forward part), ours": f"{ret.mean():.1f} +- {ret.std():.1f}"
+                    + (
+                        f" (fwd {forward.mean():.1f})"
+                        if len(forward := values(fin, env, variant, "forward_return"))
+                        else ""
+                    ),
                     "return, paper": f"{p['return_mean']:.1f} +- {p['return_std']:.1f}" if p is not None else "-",
                     "NDCG, ours": f"{values(fin, env, variant, 'ndcg').mean():.3f}",
                     "NDCG, paper": f"{p['ndcg']:.3f}" if p is not None else "-",

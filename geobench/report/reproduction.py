@@ -15,6 +15,7 @@ import pandas as pd
 
 from geobench.config import EXPERIMENTS_DIR
 from geobench.report import bandit_claims, llm_report, mujoco_report, toy_figure, with_timing
+from geobench.report.llm_ablations import stress_claims
 from geobench.report.markdown import markdown_table
 from geobench.report.stats import VERDICTS
 from geobench.results import read_run
@@ -55,7 +56,7 @@ SECTIONS = (
         "llm",
         _LLM,
         (),
-        ("opo_table1",),
+        ("llm_regime", "opo_table1", "llm_pairwise"),
     ),
     Section(
         "OPO",
@@ -188,13 +189,24 @@ SECTIONS = (
     ),
     Section(
         "Ablation (ours)",
-        "OPO escort ablation",
-        "OPO without the pi_ref^-(1-alpha) escort factor",
-        "Not a paper artifact: OPO Eq. 7's escort as printed vs App. A.3 Step 2's form on the LLM task.",
-        "llm-opo-escort-no-ref",
-        "geobench llm --algo opo --set opo.escort_ref=false --out results/llm-opo-escort-no-ref",
+        "OPO forms",
+        "OPO as printed, as in App. A.3, and as in the authors' code",
+        "Not a paper artifact: OPO Eq. 7's escort as printed vs App. A.3 Step 2's form vs the authors' "
+        "public code form, on the LLM task.",
+        ("llm-opo-code", "llm-opo-escort-no-ref"),
+        "make reproduce (the OPO-form stages)",
         (),
-        ("opo_escort_ablation",),
+        ("opo_forms",),
+    ),
+    Section(
+        "Ablation (ours)",
+        "LLM stress",
+        "A larger step, where collapse can happen",
+        "ADPO Fig. 3a: GRPO collapses near step 40; OPO Sec. 9: OPO's gradients stay large but non-exploding.",
+        "llm-stress",
+        "make reproduce (the llm-stress stage)",
+        ("llm_stress",),
+        ("llm_stress",),
     ),
 )
 
@@ -252,6 +264,7 @@ def all_claims(results: Path) -> pd.DataFrame:
             "OPO Table 1, Figs. 4-7; ADPO Fig. 3, Table 4",
             lambda f, m: llm_report.claims(f, paper_llm, llm_report.task_of(f, m)),
         ),
+        ("llm-stress", "make reproduce (the llm-stress stage)", "LLM stress ablation", lambda f, m: stress_claims(f)),
         ("bandits", "geobench bandits --scaling", "ADPO Fig. 2", bandit_claims),
         (
             "mujoco",

@@ -1,0 +1,159 @@
+"""Could this LLM run tell the objectives apart? The regime check and pairwise differences.
+
+GRPO, GSPO, DAPO and on-policy ADPO differ only through mechanisms that a run may never
+switch on: the clip (needs ratios pi/pi_old away from 1, i.e. more than one update per
+rollout batch), sequence- vs token-level aggregation and length normalisation (need
+completions of different lengths), and the shape of the reward (a two-valued reward leaves
+only the group's pass rate). When every update is on-policy (ratio = 1) or the clip never
+acts, *and* lengths barely vary, each of these objectives is REINFORCE with a per-prompt
+weight that depends only on the group's pass rate, so their curves must agree and no verdict
+between them means anything. :func:`regime` measures each mechanism from ``metrics.csv`` and
+says so in a sentence; the claims table marks verdicts of such a run as not discriminating.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from geobench.report.markdown import markdown_table
+from geobench.report.stats import bootstrap_diff_ci
+from geobench.report.style import label
+
+CLIPPED = ("grpo", "gspo", "dapo")  # the algorithms with a PPO clip
+MIN_CLIP_FRAC = 1e-3  # below one token in a thousand, the clip plays no measurable part
+MIN_LENGTH_STD = 1.0  # tokens: within-step spread below this is fixed-length answers
+MAX_ON_POLICY = 0.99  # fraction of updates with ratio = 1 above which the run is on-policy
+
+
+@dataclass(frozen=True)
+class Regime:
+    """What the run's mechanisms did, averaged over seeds and steps."""
+
+    on_policy_frac: float  # fraction of optimizer updates whose ratios were all 1
+    clip_frac: float  # mean token clip fraction over the clipped algorithms
+    length_mean: float
+    length_std: float  # mean within-step standard deviation of completion length
+    reward_levels: int  # most distinct reward values in a step
+    ratios_leave_one: bool
+    clip_acts: bool
+    lengths_vary: bool
+
+    @property
+    def discriminates(self) -> bool:
+        return (self.ratios_leave_one and self.clip_acts) or self.lengths_vary
+
+    def sentence(self) -> str:
+        if not self.discriminates:
+            return (
+                "**This run cannot tell the objectives apart**: updates are (near) on-policy or the clip never "
+                f"acts (clip fraction {_fmt(self.clip_frac, '{:.4f}')}), and completions are of near-fixed length "
+                f"(within-step spread {_fmt(self.length_std, '{:.1f} tokens')}), so GRPO, GSPO, DAPO and "
+                "on-policy ADPO all reduce to REINFORCE "
+                "with a per-prompt weight set by the group's pass rate. Its verdicts between algorithms are marked "
+                "as not discriminating."
+            )
+        parts = []
+        parts.append(
+            f"ratios leave 1 and the clip acts (clip fraction {self.clip_frac:.3f}, "
+            f"{self.on_policy_frac:.0%} of updates on-policy)"
+            if self.ratios_leave_one and self.clip_acts
+            else f"the clip barely acts (clip fraction {self.clip_frac:.4f})"
+        )
+        parts.append(
+            f"lengths vary (mean {self.length_mean:.1f} tokens, within-step spread {self.length_std:.1f})"
+            if self.lengths_vary
+            else f"lengths barely vary (spread {self.length_std:.1f} tokens)"
+        )
+        rewards = "two-valued" if self.reward_levels <= 2 else f"{self.reward_levels}-valued"
+        return f"This run can discriminate between objectives: {'; '.join(parts)}; rewards are {rewards}."
+
+
+def _mean(frame: pd.DataFrame, metric: str, variants: tuple[str, ...] | None = None) -> float:
+    rows = frame[(frame["metric"] == metric) & (frame["step"] >= 1)]
+    if variants is not None:
+        rows = rows[rows["variant"].isin(variants)]
+    values = rows["value"].to_numpy(dtype=float)
+    values = values[~np.isnan(values)]
+    return float(values.mean()) if len(values) else float("nan")
+
+
+def regime(frame: pd.DataFrame) -> Regime:
+    """The regime of a run from its ``metrics.csv`` rows (all variants, seeds and steps)."""
+    on_policy = _mean(frame, "ratio_one_frac")
+    clip = _mean(frame, "clip_frac", CLIPPED)
+    length_std = _mean(frame, "completion_length_std")
+    levels = frame.loc[frame["metric"] == "reward_levels", "value"]
+    return Regime(
+        on_policy_frac=on_policy,
+        clip_frac=clip,
+        length_mean=_mean(frame, "completion_length"),
+        length_std=length_std,
+        reward_levels=int(levels.max()) if len(levels) else 2,
+        ratios_leave_one=bool(on_policy < MAX_ON_POLICY),  # NaN (not logged): treated as on-policy
+        clip_acts=bool(clip >= MIN_CLIP_FRAC),
+        lengths_vary=bool(length_std >= MIN_LENGTH_STD),
+    )
+
+
+def regime_table(frame: pd.DataFrame) -> str:
+    """Per algorithm: on-policy updates, clip fraction, length and its spread, reward levels."""
+    rows = []
+    for variant in sorted(set(frame["variant"]), key=str):
+        part = frame[frame["variant"] == variant]
+        levels = part.loc[part["metric"] == "reward_levels", "value"]
+        rows.append(
+            {
+                "algorithm": label(variant),
+                "updates with ratio = 1": _fmt(_mean(part, "ratio_one_frac"), "{:.0%}"),
+                "clip fraction": _fmt(_mean(part, "clip_frac"), "{:.4f}"),
+                "completion length": _fmt(_mean(part, "completion_length"), "{:.1f}"),
+                "within-step length std": _fmt(_mean(part, "completion_length_std"), "{:.1f}"),
+                "truncated": _fmt(_mean(part, "truncated_frac"), "{:.1%}"),
+                "reward values per step (max)": str(int(levels.max())) if len(levels) else "-",
+            }
+        )
+    return markdown_table(pd.DataFrame(rows))
+
+
+def _fmt(value: float, fmt: str) -> str:
+    return "-" if np.isnan(value) else fmt.format(value)
+
+
+def _final(frame: pd.DataFrame, metric: str, steps: int) -> pd.DataFrame:
+    """(variant, seed) -> mean of the last ``steps`` logged values of ``metric``."""
+    rows = frame[(frame["metric"] == metric) & (frame["step"] >= 1)].sort_values("step")
+    return rows.groupby(["variant", "seed"])["value"].apply(lambda v: v.dropna().tail(steps).mean()).reset_index()
+
+
+def pairwise_table(frame: pd.DataFrame, final_steps: int = 20) -> str:
+    """Every pair of algorithms: differences with 95% bootstrap CIs over seeds, and whether the CI excludes 0.
+
+    Final reward and entropy are final-``final_steps`` means; held-out accuracy is the last evaluation.
+    """
+    stats = {
+        "final reward": _final(frame, "reward_mean", final_steps),
+        "final held-out accuracy": _final(frame, "heldout_accuracy", 1),
+        "final entropy": _final(frame, "entropy", final_steps),
+    }
+    rows = []
+    for a, b in itertools.combinations(sorted(set(frame["variant"]), key=str), 2):
+        row = {"pair": f"{label(a)} - {label(b)}"}
+        resolved = []
+        for name, table in stats.items():
+            x = table.loc[table["variant"] == a].set_index("seed")["value"]
+            y = table.loc[table["variant"] == b].set_index("seed")["value"]
+            seeds = x.index.intersection(y.index)
+            if len(seeds) < 2:
+                row[name] = "-"
+                continue
+            mean, low, high = bootstrap_diff_ci(x[seeds].to_numpy(float), y[seeds].to_numpy(float))
+            row[name] = f"{mean:+.3f} [{low:+.3f}, {high:+.3f}]"
+            if low > 0 or high < 0:
+                resolved.append(name.replace("final ", ""))
+        row["told apart by"] = ", ".join(resolved) or "nothing"
+        rows.append(row)
+    return markdown_table(pd.DataFrame(rows))

@@ -164,6 +164,7 @@ def train_teacher(
     seed: int | None = typer.Option(None, "--seed", help="Training seed."),
     out: Path | None = typer.Option(None, "--out", help="Teachers folder (default experiments/teachers)."),
     config: Path | None = typer.Option(None, "--config", help="A TOML file instead of experiments/adpo_table2.toml."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing teacher once the new one is done."),
     quiet: bool = QUIET,
 ) -> None:
     """Train a stable-baselines3 teacher with tuned settings, evaluate it, save it for distillation."""
@@ -175,7 +176,7 @@ def train_teacher(
         raise ConfigError(f"no teacher settings for env {env!r}; valid: {', '.join(table) or 'none'}")
     settings = {**table[env], **{k: v for k, v in {"steps": steps, "seed": seed}.items() if v is not None}}
     cfg = teachers.TeacherConfig(env=env, **settings)
-    info = teachers.train_teacher(cfg, out or teachers.TEACHERS_DIR, show_progress=not quiet)
+    info = teachers.train_teacher(cfg, out or teachers.TEACHERS_DIR, show_progress=not quiet, overwrite=overwrite)
     console.print(
         f"{env} teacher ({cfg.algo}, {cfg.steps} steps): return {info['eval_return_mean']:.1f} "
         f"+- {info['eval_return_std']:.1f} over {cfg.eval_episodes} episodes"

@@ -90,3 +90,27 @@ def test_missing_checkpoint_names_the_command_that_makes_it(tmp_path):
 )
 def test_bad_options_are_one_line_errors(tmp_path, args, message):
     assert message in cli_error("mujoco", *args, "--out", str(tmp_path))
+
+
+def test_an_existing_teacher_is_replaced_only_with_overwrite_and_only_when_done(tiny_teacher, tmp_path):
+    import json
+    import shutil
+
+    root = tmp_path / "teachers"
+    shutil.copytree(tiny_teacher, root)
+    before = (root / "Hopper-v5" / "teacher.json").read_text()
+    config = teachers.TeacherConfig(
+        env="Hopper-v5", algo="ppo", steps=256, normalize=True, eval_episodes=1, hyperparams={"n_steps": 128}
+    )
+    with pytest.raises(ConfigError, match="already holds a teacher; pass --overwrite"):
+        teachers.train_teacher(config, root, show_progress=False)
+    assert (root / "Hopper-v5" / "teacher.json").read_text() == before
+    info = teachers.train_teacher(config, root, show_progress=False, overwrite=True)
+    assert json.loads((root / "Hopper-v5" / "teacher.json").read_text())["steps"] == info["steps"] == 256
+    assert sorted(p.name for p in root.iterdir()) == ["Hopper-v5"]  # no scratch or retired folders left
+
+
+def test_a_teacher_of_zero_steps_is_refused_in_one_line(tmp_path):
+    line = cli_error("mujoco", "train-teacher", "--env", "Hopper-v5", "--steps", "0", "--out", str(tmp_path))
+    assert line == "geobench: error: --steps must be a positive number of environment steps; got 0"
+    assert not any(tmp_path.iterdir())

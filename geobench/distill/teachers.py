@@ -9,6 +9,9 @@ wall time). The default path only loads these; ``geobench mujoco train-teacher``
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 import time
 import warnings
 from collections.abc import Mapping
@@ -51,6 +54,8 @@ class TeacherConfig:
             raise ConfigError(f"unknown env {self.env!r}; valid: {', '.join(ENVS)}")
         if self.algo not in ALGOS:
             raise ConfigError(f"unknown teacher algorithm {self.algo!r}; valid: {', '.join(ALGOS)}")
+        if self.steps < 1:
+            raise ConfigError(f"--steps must be a positive number of environment steps; got {self.steps}")
 
 
 @dataclass
@@ -139,14 +144,38 @@ def _make_model(config: TeacherConfig, venv: Any) -> Any:
     )
 
 
-def train_teacher(config: TeacherConfig, root: Path = TEACHERS_DIR, show_progress: bool = True) -> dict[str, Any]:
-    """Train, evaluate and save a teacher; returns the contents of ``teacher.json``."""
+def train_teacher(
+    config: TeacherConfig, root: Path = TEACHERS_DIR, show_progress: bool = True, overwrite: bool = False
+) -> dict[str, Any]:
+    """Train, evaluate and save a teacher; returns the contents of ``teacher.json``.
+
+    A teacher is hours of compute: an existing one is replaced only with ``overwrite``, and
+    then only once the new one is complete (it trains in a sibling folder, swapped in by rename).
+    """
+    final = teacher_dir(config.env, root)
+    if (final / "model.zip").exists() and not overwrite:
+        raise ConfigError(f"{final} already holds a teacher; pass --overwrite to replace it, or --out DIR")
+    root.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{config.env}.", dir=root))
+    try:
+        info = _train_into(config, scratch, show_progress)
+        if final.exists():
+            retired = Path(tempfile.mkdtemp(prefix=f".{config.env}.old.", dir=root))
+            os.replace(final, retired / config.env)
+            os.replace(scratch, final)
+            shutil.rmtree(retired)
+        else:
+            os.replace(scratch, final)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return info
+
+
+def _train_into(config: TeacherConfig, out: Path, show_progress: bool) -> dict[str, Any]:
     from stable_baselines3.common.monitor import Monitor
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
     torch.set_num_threads(1)  # one core per run, so two teachers train side by side
-    out = teacher_dir(config.env, root)
-    out.mkdir(parents=True, exist_ok=True)
     log_path = out / "monitor"
     venv = DummyVecEnv([lambda: Monitor(make_env(config.env), str(log_path))])
     if config.normalize:

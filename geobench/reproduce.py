@@ -17,6 +17,7 @@ from rich.console import Console
 
 from geobench.config import experiment_file, load_config
 from geobench.executor import ExecutorConfig
+from geobench.results import profile_folder
 
 # The ADPO bandit ablation: these methods rerun with pi_old as their anchor.
 ADPO_BANDIT = ("adpo-listwise-raw", "adpo-listwise-rank", "adpo-pairwise")
@@ -124,7 +125,7 @@ def reproduce(
         console.rule(
             f"[bold][{i}/{len(stages)}] {stage.name}[/] | elapsed {_clock(time.time() - start)} | then: {left}"
         )
-        csv = stage.run(profile, results / stage.out, show_progress, executor)
+        csv = stage.run(profile, results / profile_folder(stage.out, profile), show_progress, executor)
         console.print(f"wrote {csv}")
     console.rule(f"[bold]figures and report[/] | elapsed {_clock(time.time() - start)}")
     written, skipped = build_all(results, figures)

@@ -157,6 +157,18 @@ class RunDir:
         return out
 
 
+def profile_folder(name: str, profile: str) -> str:
+    """Where a profile's run of an experiment lives: ``<name>`` (quick) or ``<name>-paper``, side by side."""
+    return name if profile == "quick" else f"{name}-paper"
+
+
+def preferred_run(results: Path, name: str) -> Path:
+    """``results/<name>-paper`` when the paper profile has run there, else ``results/<name>``:
+    the report shows, and judges claims on, the paper-profile run wherever one exists."""
+    paper = Path(results) / profile_folder(name, "paper")
+    return paper if (paper / "run.json").exists() else Path(results) / name
+
+
 def _git(*args: str) -> str:
     try:
         out = subprocess.run(

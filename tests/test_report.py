@@ -128,3 +128,13 @@ def test_paper_profile_takes_adpo_llm_claims_from_its_own_run(tmp_path):
     text = write_report(root, figures).read_text()
     adpo_section = text[text.index("### ADPO Fig. 3:") : text.index("### ADPO Table 4:")]
     assert "| ADPO |" not in (figures / "opo_table1.md").read_text() and "![ADPO Fig. 3]" in adpo_section
+
+
+def test_the_report_prefers_a_paper_profile_run_and_labels_it(results, tmp_path):
+    figures = tmp_path / "figures"
+    build_all(results, figures)
+    assert "Ours: custom profile" in write_report(results, figures).read_text().split("### OPO Fig. 3")[1][:600]
+    run_toy(ToyConfig(grid_points=51), results / "toy-saturation-paper", profile="paper", show_progress=False)
+    build_all(results, figures)
+    section = write_report(results, figures).read_text().split("### OPO Fig. 3")[1][:600]
+    assert "Ours: paper profile" in section

@@ -29,6 +29,7 @@ class Stage:
     out: str  # run folder under results/
     run: Callable[[str, Path, bool, ExecutorConfig], Path]  # (profile, out, show_progress, executor) -> CSV
     profiles: tuple[str, ...] = ("quick", "paper")
+    gpu_profiles: tuple[str, ...] = ()  # profiles in which this stage needs a GPU (skipped without one)
 
 
 def _toy(profile: str, out: Path, progress: bool, executor: ExecutorConfig) -> Path:
@@ -84,7 +85,7 @@ STAGES = (
         _bandits({"methods": ADPO_BANDIT, "anchors": {m: "old" for m in ADPO_BANDIT}}),
     ),
     Stage("ADPO Table 2: MuJoCo distillation", "mujoco", _mujoco),
-    Stage("OPO Table 1 / Figs. 4-7 (+ ADPO Fig. 3 quick): LLM RL", "llm", _llm("opo_table1")),
+    Stage("OPO Table 1 / Figs. 4-7 (+ ADPO Fig. 3 quick): LLM RL", "llm", _llm("opo_table1"), gpu_profiles=("paper",)),
     Stage(
         "OPO in App. A.3's form: LLM RL without the pi_ref escort factor",
         "llm-opo-escort-no-ref",
@@ -103,7 +104,7 @@ STAGES = (
         _llm("opo_table1", STRESS_ALGOS, overrides=STRESS),
         ("quick",),
     ),
-    Stage("ADPO Fig. 3 / Table 4: LLM RL (paper settings)", "llm-adpo", _llm("adpo_fig3"), ("paper",)),
+    Stage("ADPO Fig. 3 / Table 4: LLM RL (paper settings)", "llm-adpo", _llm("adpo_fig3"), ("paper",), ("paper",)),
 )
 
 
@@ -125,6 +126,9 @@ def reproduce(
         console.rule(
             f"[bold][{i}/{len(stages)}] {stage.name}[/] | elapsed {_clock(time.time() - start)} | then: {left}"
         )
+        if profile in stage.gpu_profiles and not _has_gpu():
+            console.print(f"[yellow]skipped {stage.out}[/]: the {profile} profile of this stage needs a CUDA GPU")
+            continue
         csv = stage.run(profile, results / profile_folder(stage.out, profile), show_progress, executor)
         console.print(f"wrote {csv}")
     console.rule(f"[bold]figures and report[/] | elapsed {_clock(time.time() - start)}")
@@ -134,6 +138,12 @@ def reproduce(
     report = write_report(results, figures)
     console.rule(f"[bold]done[/] in {_clock(time.time() - start)}: {len(written)} figures/tables, {report}")
     return report
+
+
+def _has_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _clock(seconds: float) -> str:

@@ -138,3 +138,22 @@ def test_the_report_prefers_a_paper_profile_run_and_labels_it(results, tmp_path)
     build_all(results, figures)
     section = write_report(results, figures).read_text().split("### OPO Fig. 3")[1][:600]
     assert "Ours: paper profile" in section
+
+
+def test_reproduce_paper_without_a_gpu_skips_gpu_stages_and_writes_paper_folders(tmp_path, monkeypatch):
+    from geobench import reproduce as rep
+
+    calls = []
+
+    def toy_stage(profile, out, progress, executor):
+        calls.append(out.name)
+        return run_toy(ToyConfig(grid_points=51), out, profile=profile, show_progress=progress)
+
+    stages = (
+        rep.Stage("toy", "toy-saturation", toy_stage),
+        rep.Stage("gpu", "llm", toy_stage, gpu_profiles=("paper",)),
+    )
+    monkeypatch.setattr(rep, "STAGES", stages)
+    monkeypatch.setattr(rep, "_has_gpu", lambda: False)
+    rep.reproduce("paper", tmp_path / "results", tmp_path / "figures", show_progress=False)
+    assert calls == ["toy-saturation-paper"]

@@ -32,6 +32,13 @@ THREADS = typer.Option(1, "--threads", help="torch threads per cell (1 keeps a s
 RAY_ADDRESS = typer.Option(None, "--ray-address", help="Ray cluster address (default: $RAY_ADDRESS, else local).")
 
 
+def _out(out: Path | None, experiment: str, profile: str) -> Path:
+    """--out, else results/<experiment> (quick) or results/<experiment>-paper: both profiles side by side."""
+    from geobench.results import profile_folder
+
+    return out or Path("results") / profile_folder(experiment, profile)
+
+
 def _executor(kind: str, workers: int, threads: int, ray_address: str | None) -> Any:
     from geobench.executor import ExecutorConfig
 
@@ -40,7 +47,9 @@ def _executor(kind: str, workers: int, threads: int, ray_address: str | None) ->
 
 @app.command("toy-saturation")
 def toy_saturation(
-    out: Path = typer.Option(Path("results/toy-saturation"), "--out", help="Run folder for CSV and run.json."),
+    out: Path | None = typer.Option(
+        None, "--out", help="Run folder for CSV and run.json (default results/toy-saturation[-paper])."
+    ),
     profile: str = PROFILE,
     seed: int | None = typer.Option(None, "--seed", help="Recorded in the CSV; the toy itself has no randomness."),
     grid: int | None = typer.Option(None, "--grid", help="Grid points over p (overrides the profile)."),
@@ -55,6 +64,7 @@ def toy_saturation(
 
     overrides = {"grid_points": grid, "objectives": parse_list(objectives), "seed": seed}
     cfg = load_config(toy.ToyConfig, config or experiment_file("opo_fig3"), profile, overrides)
+    out = _out(out, "toy-saturation", profile)
     console.print(f"wrote {toy.run(cfg, out, profile=profile, show_progress=not quiet)}")
     if draw:
         from geobench.report import draw_toy
@@ -78,7 +88,9 @@ def bandits(
     anchors: str | None = typer.Option(
         None, "--anchors", help="Per-method anchor overrides, e.g. adpo-pairwise=old (reference or old)."
     ),
-    out: Path = typer.Option(Path("results/bandits"), "--out", help="Run folder for CSV and run.json."),
+    out: Path | None = typer.Option(
+        None, "--out", help="Run folder for CSV and run.json (default results/bandits, or results/bandits-paper)."
+    ),
     profile: str = PROFILE,
     config: Path | None = typer.Option(None, "--config", help="A TOML file instead of experiments/adpo_fig2.toml."),
     figures: Path = typer.Option(Path("figures"), "--figures", help="Where to draw adpo_fig2a/b and their tables."),
@@ -106,6 +118,7 @@ def bandits(
         "anchors": _pairs(anchors),
     }
     cfg = load_config(bandit_study.BanditConfig, config or experiment_file("adpo_fig2"), profile, overrides)
+    out = _out(out, "bandits", profile)
     console.print(f"wrote {bandit_study.run(cfg, out, profile=profile, show_progress=not quiet, executor=pool)}")
     if draw:
         from geobench.report import draw_bandits
@@ -207,7 +220,9 @@ def distill(
     seed: int | None = typer.Option(None, "--seed", help="First seed."),
     steps: int | None = typer.Option(None, "--steps", help="Gradient steps per student."),
     teachers: Path | None = typer.Option(None, "--teachers", help="Teachers folder (default experiments/teachers)."),
-    out: Path = typer.Option(Path("results/mujoco"), "--out", help="Run folder for CSV and run.json."),
+    out: Path | None = typer.Option(
+        None, "--out", help="Run folder for CSV and run.json (default results/mujoco, or results/mujoco-paper)."
+    ),
     profile: str = PROFILE,
     config: Path | None = typer.Option(None, "--config", help="A TOML file instead of experiments/adpo_table2.toml."),
     figures: Path = typer.Option(Path("figures"), "--figures", help="Where to draw adpo_table2."),
@@ -232,6 +247,7 @@ def distill(
         "teachers_dir": str(teachers) if teachers else None,
     }
     cfg = load_config(distill_study.DistillConfig, config or experiment_file("adpo_table2"), profile, overrides)
+    out = _out(out, "mujoco", profile)
     console.print(f"wrote {distill_study.run(cfg, out, profile=profile, show_progress=not quiet, executor=pool)}")
     if draw:
         from geobench.report import draw_mujoco
@@ -261,7 +277,9 @@ def llm(
     hparam: str | None = typer.Option(
         None, "--set", help="Objective hyperparameters, e.g. opo.alpha=0.6,opo.escort_ref=false (TOML values)."
     ),
-    out: Path = typer.Option(Path("results/llm"), "--out", help="Run folder for CSV and run.json."),
+    out: Path | None = typer.Option(
+        None, "--out", help="Run folder for CSV and run.json (default results/llm, or results/llm-paper)."
+    ),
     profile: str = PROFILE,
     config: Path | None = typer.Option(
         None, "--config", help="A TOML file instead of experiments/opo_table1.toml (e.g. experiments/adpo_fig3.toml)."
@@ -294,6 +312,7 @@ def llm(
     cfg = load_config(llm_study.LLMConfig, config or experiment_file("opo_table1"), profile, overrides)
     if hparam:
         cfg = dataclasses.replace(cfg, hparams=_merge_hparams(cfg.hparams, hparam))
+    out = _out(out, "llm", profile)
     console.print(f"wrote {llm_study.run(cfg, out, profile=profile, show_progress=not quiet, executor=pool)}")
     if draw:
         from geobench.report import draw_llm

@@ -1,10 +1,15 @@
-"""The error types a user is meant to see.
+"""The error types a user is meant to see, and the one check that raises for a diverged run.
 
 The CLI turns a :class:`ConfigError` into a single line on stderr and exit status 2, so
 its message must say what is wrong and how to fix it; a :class:`CellsFailed` into one line
 and exit status 1 (the input was fine, some cells of a sweep raised). Anything else is a bug
 and keeps its traceback.
 """
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
 
 
 class ConfigError(ValueError):
@@ -13,3 +18,22 @@ class ConfigError(ValueError):
 
 class CellsFailed(RuntimeError):
     """Some cells of a sweep raised; the others finished and were written."""
+
+
+class NonFinite(ConfigError):
+    """A run diverged (a loss or metric became NaN or infinite): the settings are the cause."""
+
+
+def require_finite(values: Mapping[str, float], *, step: int, names: Iterable[str] | None = None) -> None:
+    """Raise :class:`NonFinite` naming the first quantity of ``names`` (default: all) that is not finite.
+
+    Called where the values arise, before anything is written, so a diverged run never leaves
+    NaN or inf in a CSV. The executor adds the cell's key to the message.
+    """
+    for name in values if names is None else names:
+        value = values.get(name)
+        if value is not None and not math.isfinite(value):
+            raise NonFinite(
+                f"{name} is {value} at step {step}: the run diverged; lower the learning rate or the "
+                "objective's scale and rerun"
+            )

@@ -111,8 +111,10 @@ def run_cells(
         def finished(cell: Cell, result: Callable[[], pd.DataFrame]) -> None:
             try:
                 write(cell.key, result())
-            except (KeyboardInterrupt, ConfigError):
-                raise  # bad input is the same in every cell: stop at once, one line
+            except KeyboardInterrupt:
+                raise
+            except ConfigError as error:  # bad input or diverging settings: stop at once, one line
+                raise type(error)(f"cell {cell.label}: {error}") from None
             except Exception as error:  # noqa: BLE001 - reported per cell, raised together below
                 message = f"cell {cell.label} failed: {type(error).__name__}: {_first_line(error)}"
                 bar.console.print(f"[red]{message}[/]")

@@ -17,6 +17,7 @@ from rich.console import Console
 
 from geobench.config import experiment_file, load_config
 from geobench.executor import ExecutorConfig
+from geobench.results import profile_folder
 
 # The ADPO bandit ablation: these methods rerun with pi_old as their anchor.
 ADPO_BANDIT = ("adpo-listwise-raw", "adpo-listwise-rank", "adpo-pairwise")
@@ -28,6 +29,7 @@ class Stage:
     out: str  # run folder under results/
     run: Callable[[str, Path, bool, ExecutorConfig], Path]  # (profile, out, show_progress, executor) -> CSV
     profiles: tuple[str, ...] = ("quick", "paper")
+    gpu_profiles: tuple[str, ...] = ()  # profiles in which this stage needs a GPU (skipped without one)
 
 
 def _toy(profile: str, out: Path, progress: bool, executor: ExecutorConfig) -> Path:
@@ -83,7 +85,7 @@ STAGES = (
         _bandits({"methods": ADPO_BANDIT, "anchors": {m: "old" for m in ADPO_BANDIT}}),
     ),
     Stage("ADPO Table 2: MuJoCo distillation", "mujoco", _mujoco),
-    Stage("OPO Table 1 / Figs. 4-7 (+ ADPO Fig. 3 quick): LLM RL", "llm", _llm("opo_table1")),
+    Stage("OPO Table 1 / Figs. 4-7 (+ ADPO Fig. 3 quick): LLM RL", "llm", _llm("opo_table1"), gpu_profiles=("paper",)),
     Stage(
         "OPO in App. A.3's form: LLM RL without the pi_ref escort factor",
         "llm-opo-escort-no-ref",
@@ -102,7 +104,7 @@ STAGES = (
         _llm("opo_table1", STRESS_ALGOS, overrides=STRESS),
         ("quick",),
     ),
-    Stage("ADPO Fig. 3 / Table 4: LLM RL (paper settings)", "llm-adpo", _llm("adpo_fig3"), ("paper",)),
+    Stage("ADPO Fig. 3 / Table 4: LLM RL (paper settings)", "llm-adpo", _llm("adpo_fig3"), ("paper",), ("paper",)),
 )
 
 
@@ -124,7 +126,10 @@ def reproduce(
         console.rule(
             f"[bold][{i}/{len(stages)}] {stage.name}[/] | elapsed {_clock(time.time() - start)} | then: {left}"
         )
-        csv = stage.run(profile, results / stage.out, show_progress, executor)
+        if profile in stage.gpu_profiles and not _has_gpu():
+            console.print(f"[yellow]skipped {stage.out}[/]: the {profile} profile of this stage needs a CUDA GPU")
+            continue
+        csv = stage.run(profile, results / profile_folder(stage.out, profile), show_progress, executor)
         console.print(f"wrote {csv}")
     console.rule(f"[bold]figures and report[/] | elapsed {_clock(time.time() - start)}")
     written, skipped = build_all(results, figures)
@@ -133,6 +138,12 @@ def reproduce(
     report = write_report(results, figures)
     console.rule(f"[bold]done[/] in {_clock(time.time() - start)}: {len(written)} figures/tables, {report}")
     return report
+
+
+def _has_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _clock(seconds: float) -> str:

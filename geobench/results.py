@@ -99,23 +99,33 @@ class RunDir:
         return self.cells / f"{_slug(key)}.csv"
 
     def done(self, key: Mapping[str, Any]) -> bool:
-        """True if this cell was already finished under the same config (counted as resumed)."""
-        finished = self.cell_path(key).exists()
-        self.resumed += finished
-        return finished
+        """True if this cell was finished under the same config and its file is intact (counted
+        as resumed). A cell file that is truncated, emptied or edited no longer matches the
+        checksum written beside it: it is named on stderr, removed and recomputed."""
+        path = self.cell_path(key)
+        if not path.exists():
+            return False
+        if not _intact(path):
+            print(f"geobench: cell {path} is damaged (its checksum does not match); recomputing it", file=sys.stderr)
+            path.unlink()
+            return False
+        self.resumed += 1
+        return True
 
     def write_cell(self, key: Mapping[str, Any], rows: pd.DataFrame | Iterable[Mapping[str, Any]]) -> None:
-        """Write one finished cell; ``rows`` need the base columns except ``experiment``."""
+        """Write one finished cell and then its checksum (a cell counts as done only with both)."""
         frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
         frame = frame.assign(experiment=self.experiment)
         missing = [c for c in BASE_COLUMNS if c not in frame.columns]
         if missing:
             raise ValueError(f"cell {dict(key)} lacks columns {missing}")
-        write_csv(frame, self.cell_path(key))
+        path = self.cell_path(key)
+        write_csv(frame, path)
+        atomic_write_text(_checksum_path(path), _sha256(path) + "\n")
 
     def finish(self, name: str, profile: str, extra: Mapping[str, Any] | None = None) -> Path:
         """Merge all cells into ``DIR/<name>.csv`` and write ``DIR/run.json``; returns the CSV path."""
-        files = sorted(self.cells.glob("*.csv"))
+        files = sorted(f for f in self.cells.glob("*.csv") if _intact(f))
         if not files:
             raise ConfigError(f"no finished cells under {self.cells}; nothing to write")
         frame = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
@@ -129,6 +139,7 @@ class RunDir:
             "profile": profile,
             "csv": out.name,
             "rows": len(frame),
+            "sha256": _sha256(out),
             "cells": len(files),
             "cells_resumed": self.resumed,
             "config": config_dict(self.config),
@@ -144,6 +155,18 @@ class RunDir:
         }
         atomic_write_text(self.path / "run.json", json.dumps(meta, indent=2) + "\n")
         return out
+
+
+def profile_folder(name: str, profile: str) -> str:
+    """Where a profile's run of an experiment lives: ``<name>`` (quick) or ``<name>-paper``, side by side."""
+    return name if profile == "quick" else f"{name}-paper"
+
+
+def preferred_run(results: Path, name: str) -> Path:
+    """``results/<name>-paper`` when the paper profile has run there, else ``results/<name>``:
+    the report shows, and judges claims on, the paper-profile run wherever one exists."""
+    paper = Path(results) / profile_folder(name, "paper")
+    return paper if (paper / "run.json").exists() else Path(results) / name
 
 
 def _git(*args: str) -> str:
@@ -167,10 +190,38 @@ def package_versions() -> dict[str, str]:
     return found
 
 
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _checksum_path(cell: Path) -> Path:
+    return cell.with_name(cell.name + ".sha256")
+
+
+def _intact(cell: Path) -> bool:
+    """The cell file matches the checksum written after it (False if either is missing)."""
+    checksum = _checksum_path(cell)
+    return checksum.exists() and checksum.read_text().strip() == _sha256(cell)
+
+
 def read_run(path: Path | str) -> tuple[pd.DataFrame, dict[str, Any]] | None:
-    """The CSV and metadata of a finished run folder, or None if it has not been run."""
+    """The CSV and metadata of a finished run folder, or None if it has not been run.
+
+    The CSV must match what its ``run.json`` recorded (checksum, else row count): a damaged
+    or edited results file is one line naming it, never a silently different report.
+    """
     meta_path = Path(path) / "run.json"
     if not meta_path.exists():
         return None
-    meta = json.loads(meta_path.read_text())
-    return pd.read_csv(Path(path) / meta["csv"]), meta
+    try:
+        meta = json.loads(meta_path.read_text())
+        csv = Path(path) / meta["csv"]
+        damaged = "sha256" in meta and _sha256(csv) != meta["sha256"]
+        frame = pd.read_csv(csv)
+    except (OSError, ValueError, KeyError, UnicodeDecodeError) as error:
+        raise ConfigError(f"cannot read the run in {path} ({type(error).__name__}): rerun it") from None
+    if damaged or len(frame) != meta.get("rows", len(frame)):
+        raise ConfigError(
+            f"{csv} does not match its run.json (damaged or edited since the run): rerun `{meta.get('command')}`"
+        )
+    return frame, meta

@@ -128,3 +128,32 @@ def test_paper_profile_takes_adpo_llm_claims_from_its_own_run(tmp_path):
     text = write_report(root, figures).read_text()
     adpo_section = text[text.index("### ADPO Fig. 3:") : text.index("### ADPO Table 4:")]
     assert "| ADPO |" not in (figures / "opo_table1.md").read_text() and "![ADPO Fig. 3]" in adpo_section
+
+
+def test_the_report_prefers_a_paper_profile_run_and_labels_it(results, tmp_path):
+    figures = tmp_path / "figures"
+    build_all(results, figures)
+    assert "Ours: custom profile" in write_report(results, figures).read_text().split("### OPO Fig. 3")[1][:600]
+    run_toy(ToyConfig(grid_points=51), results / "toy-saturation-paper", profile="paper", show_progress=False)
+    build_all(results, figures)
+    section = write_report(results, figures).read_text().split("### OPO Fig. 3")[1][:600]
+    assert "Ours: paper profile" in section
+
+
+def test_reproduce_paper_without_a_gpu_skips_gpu_stages_and_writes_paper_folders(tmp_path, monkeypatch):
+    from geobench import reproduce as rep
+
+    calls = []
+
+    def toy_stage(profile, out, progress, executor):
+        calls.append(out.name)
+        return run_toy(ToyConfig(grid_points=51), out, profile=profile, show_progress=progress)
+
+    stages = (
+        rep.Stage("toy", "toy-saturation", toy_stage),
+        rep.Stage("gpu", "llm", toy_stage, gpu_profiles=("paper",)),
+    )
+    monkeypatch.setattr(rep, "STAGES", stages)
+    monkeypatch.setattr(rep, "_has_gpu", lambda: False)
+    rep.reproduce("paper", tmp_path / "results", tmp_path / "figures", show_progress=False)
+    assert calls == ["toy-saturation-paper"]

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 
 from geobench.bandits.env import BanditEnv, Draws, NoiseLevel, corrupt, top_items, winmass
-from geobench.errors import ConfigError
+from geobench.errors import ConfigError, require_finite
 from geobench.nn import flatten_params, generator, init_mlp, mlp, unflatten_params
 from geobench.objectives import natural_gradient_step, per_seed_objective
 
@@ -262,6 +262,9 @@ def _trpo_update(
 
 
 def metric_rows(metrics: dict[str, Tensor], seeds: list[int], step: int) -> pd.DataFrame:
+    """Tidy rows of per-seed metrics; a diverged seed (NaN or inf) stops the cell instead of being written."""
+    for name, v in metrics.items():
+        require_finite({name: float(v.sum())}, step=step)
     return pd.concat(
         [
             pd.DataFrame({"seed": seeds, "step": step, "metric": name, "value": v.tolist()})

@@ -29,7 +29,7 @@ from torch import Tensor
 from geobench.distill.data import StateSet, collect_states, sample_candidates
 from geobench.distill.gaussian import gaussian_kl, log_density, ndcg
 from geobench.distill.teachers import ENVS, TEACHERS_DIR, Teacher, evaluate_policy, load_teacher
-from geobench.errors import ConfigError
+from geobench.errors import ConfigError, require_finite
 from geobench.executor import Cell, ExecutorConfig, run_cells, set_threads
 from geobench.nn import generator, init_mlp, mlp
 from geobench.objectives import per_seed_objective
@@ -189,6 +189,7 @@ def _metrics(
             log_density(cands, held_out.mean[index], held_out.std[index]) / config.temperature, -1
         )
         quality = ndcg(log_density(cands, mean_s, std_s), relevance).mean(-1)
+    require_finite({"kl": float(kl.sum()), "ndcg": float(quality.sum())}, step=step)
     return pd.concat(
         [
             pd.DataFrame({"seed": seeds, "step": step, "metric": "kl", "value": kl.tolist()}),

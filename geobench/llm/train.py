@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from geobench.errors import ConfigError
+from geobench.errors import ConfigError, require_finite
 from geobench.llm.grading import is_correct, reward
 from geobench.llm.rollout import Rollouts
 from geobench.llm.warmstart import sampled_accuracy
@@ -302,6 +302,7 @@ def train_cell(
     rows: list[dict[str, Any]] = []
 
     def log(step: int, values: dict[str, float]) -> None:
+        require_finite(values, step=step, names=_MUST_BE_FINITE)
         rows.extend({"seed": seed, "step": step, "metric": k, "value": float(v)} for k, v in values.items())
 
     def evaluate(step: int) -> None:
@@ -376,6 +377,8 @@ def train_cell(
     return rows
 
 
+# What a diverged run shows first; response_efficiency is NaN by design when the signal is 0.
+_MUST_BE_FINITE = ("loss", "grad_norm", "entropy", "reward_mean", "tau", "heldout_accuracy")
 # Objective metrics worth a CSV column; the rest stay in the objective. The last four feed
 # the report's regime check (on-policy updates, reward granularity, truncation).
 _LOGGED = {

@@ -18,7 +18,7 @@ from geobench.report import bandits_report, llm_ablations, llm_regime, llm_repor
 from geobench.report.markdown import markdown_table
 from geobench.report.taxonomy import taxonomy_tables
 from geobench.report.toy_figure import saturation_figure
-from geobench.results import atomic_write_text, read_run
+from geobench.results import atomic_write_text, preferred_run, read_run
 
 
 def save_figure(fig: Figure, figures: Path, stem: str) -> list[Path]:
@@ -51,7 +51,7 @@ def draw_toy(run_folder: Path, figures: Path) -> list[Path]:
 
 
 def build_toy(results: Path, figures: Path) -> list[Path]:
-    return draw_toy(results / "toy-saturation", figures)
+    return draw_toy(preferred_run(results, "toy-saturation"), figures)
 
 
 def bandit_claims(frame: pd.DataFrame, meta: dict) -> pd.DataFrame:
@@ -115,14 +115,14 @@ def draw_bandits(run_folder: Path, figures: Path) -> list[Path]:
 
 
 def build_bandits(results: Path, figures: Path) -> list[Path]:
-    return draw_bandits(results / "bandits", figures)
+    return draw_bandits(preferred_run(results, "bandits"), figures)
 
 
 def build_anchor_ablation(results: Path, figures: Path) -> list[Path]:
     """ADPO's bandit results under the fixed vs the on-policy anchor (an ablation of ours)."""
-    fixed, meta = require_run(results / "bandits", "geobench bandits --scaling")
+    fixed, meta = require_run(preferred_run(results, "bandits"), "geobench bandits --scaling")
     moving, _ = require_run(
-        results / "bandits-onpolicy-anchor",
+        preferred_run(results, "bandits-onpolicy-anchor"),
         "geobench bandits --methods adpo-listwise-raw,adpo-listwise-rank,adpo-pairwise --anchors "
         "adpo-listwise-raw=old,adpo-listwise-rank=old,adpo-pairwise=old --out results/bandits-onpolicy-anchor",
     )
@@ -160,7 +160,7 @@ def draw_mujoco(run_folder: Path, figures: Path) -> list[Path]:
 
 
 def build_mujoco(results: Path, figures: Path) -> list[Path]:
-    return draw_mujoco(results / "mujoco", figures)
+    return draw_mujoco(preferred_run(results, "mujoco"), figures)
 
 
 def with_timing(frame: pd.DataFrame, run_folder: Path) -> pd.DataFrame:
@@ -237,9 +237,10 @@ def draw_llm(run_folder: Path, figures: Path, only: frozenset[str] | None = None
 
 def build_llm(results: Path, figures: Path) -> list[Path]:
     """The LLM artifacts from results/llm; ADPO's from results/llm-adpo where the paper profile made it."""
-    paths = draw_llm(results / "llm", figures)
-    if (results / "llm-adpo" / "run.json").exists():
-        paths += draw_llm(results / "llm-adpo", figures, only=ADPO_LLM_STEMS)
+    paths = draw_llm(preferred_run(results, "llm"), figures)
+    adpo = preferred_run(results, "llm-adpo")
+    if (adpo / "run.json").exists():
+        paths += draw_llm(adpo, figures, only=ADPO_LLM_STEMS)
     return paths
 
 
@@ -265,7 +266,7 @@ def build_opo_forms(results: Path, figures: Path) -> list[Path]:
 
 def build_llm_stress(results: Path, figures: Path) -> list[Path]:
     """The stress ablation: a larger step where collapse can happen, with its two claims."""
-    frame, meta = require_run(results / "llm-stress", "make reproduce (the llm-stress stage)")
+    frame, meta = require_run(preferred_run(results, "llm-stress"), "make reproduce (the llm-stress stage)")
     config = meta["config"]
     text = (
         f"### Stress ablation (ours): lr {config['lr']:g}, {config['epochs']} epochs x {config['minibatches']} "

@@ -18,7 +18,7 @@ from geobench.report import bandit_claims, llm_report, mujoco_report, toy_figure
 from geobench.report.llm_ablations import stress_claims
 from geobench.report.markdown import markdown_table
 from geobench.report.stats import VERDICTS
-from geobench.results import read_run
+from geobench.results import preferred_run, read_run
 
 
 @dataclass(frozen=True)
@@ -229,7 +229,7 @@ def _basis(run: tuple[pd.DataFrame, dict]) -> str:
 def section(spec: Section, results: Path, figures: Path, link_prefix: str) -> str:
     lines = [f"### {spec.artifact}: {spec.title}", "", f"**The paper's claim.** {spec.claim}", ""]
     folders = (spec.run,) if isinstance(spec.run, str) else spec.run or ()
-    run = next((r for r in (read_run(results / f) for f in folders) if r is not None), None)
+    run = next((r for r in (read_run(preferred_run(results, f)) for f in folders) if r is not None), None)
     if folders and run is None:
         lines += [f"**Not run.** `results/{folders[-1]}/` has no run.json: run `{spec.command}`.", ""]
         return "\n".join(lines) + "\n"
@@ -275,9 +275,9 @@ def all_claims(results: Path) -> pd.DataFrame:
     ]
     parts = []
     for folder, command, artifact, claims_of in sources:
-        run = read_run(results / folder)
+        run = read_run(preferred_run(results, folder))
         if run is not None and folder == "llm":
-            run = (with_timing(run[0], results / folder), run[1])
+            run = (with_timing(run[0], preferred_run(results, folder)), run[1])
         if run is None:
             missing = {
                 "claim": f"every claim of {artifact}",
@@ -288,9 +288,9 @@ def all_claims(results: Path) -> pd.DataFrame:
             parts.append(_labelled(pd.DataFrame([missing]), artifact))
         else:
             parts.append(_labelled(claims_of(*run), artifact))
-    adpo_run = read_run(results / "llm-adpo")  # the paper profile runs ADPO's LLM study on its own
+    adpo_run = read_run(preferred_run(results, "llm-adpo"))  # the paper profile runs ADPO's LLM study on its own
     if adpo_run is not None:
-        frame = with_timing(adpo_run[0], results / "llm-adpo")
+        frame = with_timing(adpo_run[0], preferred_run(results, "llm-adpo"))
         adpo = _labelled(llm_report.claims(frame, paper_llm, llm_report.task_of(frame, adpo_run[1])), "")
         parts = [
             p[~p["artifact"].str.startswith("ADPO Fig. 3") & ~p["artifact"].str.startswith("ADPO Table 4")]

@@ -163,7 +163,7 @@ def _ray(cells: Sequence[Cell], executor: ExecutorConfig, finished: Callable) ->
     if started_here:
         address = executor.ray_address or os.environ.get("RAY_ADDRESS")
         local = {} if address else {"num_cpus": executor.parallelism}
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, **local)
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR", **local)
     try:
         remote = ray.remote(_call)
         pending = {

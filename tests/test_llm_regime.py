@@ -71,3 +71,18 @@ def test_regime_and_pairwise_tables_name_what_the_run_resolves():
     assert "reward, held-out accuracy" in opo_row  # OPO is 0.3 higher on every seed
     grpo_gspo = next(line for line in pairs.splitlines() if line.startswith("| GRPO - GSPO"))
     assert grpo_gspo.endswith("| nothing |")
+
+
+def test_claims_about_a_collapsed_algorithms_gradients_do_not_count():
+    frame = synthetic_run(on_policy=0.5, clip=0.05, length_std=8.0)
+    opo = (frame["variant"] == "opo") & (frame["metric"] == "reward_mean") & (frame["step"] > 10)
+    frame.loc[opo, "value"] = 0.01  # OPO collapses after step 10
+    grad = (frame["variant"] == "opo") & (frame["metric"] == "grad_norm")
+    frame.loc[grad, "value"] = 100.0  # and its gradients blow up
+    paper = pd.DataFrame({"claim": ["opo_largest_grad"], "paper": ["0.90"]})
+    row = (
+        claims(frame, paper, "column-addition")
+        .set_index("claim")
+        .loc["OPO keeps the largest gradient norm at convergence"]
+    )
+    assert row["verdict"] == "inconclusive" and "OPO COLLAPSED" in row["rule"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from geobench.report.llm_regime import has_collapsed
 from geobench.report.llm_report import ablation_table, per_seed, variants
 from geobench.report.markdown import markdown_table
 from geobench.report.stats import bootstrap_diff_ci, bootstrap_mean_ci, sign_verdict
@@ -52,7 +53,7 @@ def stress_table(frame: pd.DataFrame) -> str:
                 "final reward (last 20)": _ci(pick(final)),
                 "final held-out accuracy": _ci(last),
                 "grad norm (last 20, pre-clip)": _ci(pick(grad), "{:.2f}"),
-                "largest / median grad norm": f"{spikes.max():.1f} (worst seed)" if len(spikes) else "-",
+                "largest / median grad norm": f"{spikes.max():.3g} (worst seed)" if len(spikes) else "-",
             }
         )
     return markdown_table(pd.DataFrame(rows))
@@ -88,6 +89,9 @@ def stress_claims(frame: pd.DataFrame) -> pd.DataFrame:
         spikes = _per_seed_max_over_median(frame, "opo")
         large = sign_verdict(low, high, 1)
         verdict = large if spikes.max() < EXPLODE_RATIO or large != "reproduced" else "not reproduced"
+        rule_note = ""
+        if verdict == "reproduced" and has_collapsed(frame, "opo"):
+            verdict, rule_note = "inconclusive", "; OPO COLLAPSED in this run, so its gradients support nothing"
         rows.append(
             {
                 "artifact": "OPO Sec. 9 (stress ablation)",
@@ -96,7 +100,7 @@ def stress_claims(frame: pd.DataFrame) -> pd.DataFrame:
                 "ours": f"OPO - GRPO grad norm {mean:+.2f} [{low:+.2f}, {high:+.2f}]; max/median {spikes.max():.1f}",
                 "verdict": verdict,
                 "rule": f"final-20 pre-clip grad norm above GRPO's (CI > 0) and no seed's max/median above "
-                f"{EXPLODE_RATIO:.0f}",
+                f"{EXPLODE_RATIO:.0f}{rule_note}",
             }
         )
     return pd.DataFrame(rows, columns=["artifact", "claim", "paper", "ours", "verdict", "rule"])

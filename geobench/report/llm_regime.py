@@ -99,6 +99,18 @@ def regime(frame: pd.DataFrame) -> Regime:
     )
 
 
+def has_collapsed(frame: pd.DataFrame, variant: str, first: int = 10, final: int = 20) -> bool:
+    """The algorithm's seed-mean training reward over its final ``final`` steps fell below half its
+    first ``first`` steps': a collapse, after which its gradients and entropy describe a broken policy."""
+    rows = frame[(frame["metric"] == "reward_mean") & (frame["variant"] == variant) & (frame["step"] >= 1)]
+    if rows.empty:
+        return False
+    last = int(rows["step"].max())
+    start = rows[rows["step"] <= first]["value"].mean()
+    end = rows[rows["step"] > last - final]["value"].mean()
+    return bool(end < 0.5 * start)
+
+
 def regime_table(frame: pd.DataFrame) -> str:
     """Per algorithm: on-policy updates, clip fraction, length and its spread, reward levels."""
     rows = []

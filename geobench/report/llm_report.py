@@ -11,7 +11,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import ScalarFormatter
 
-from geobench.report.llm_regime import regime
+from geobench.report.llm_regime import has_collapsed, regime
 from geobench.report.markdown import markdown_table
 from geobench.report.stats import bootstrap_diff_ci, bootstrap_mean_ci, bootstrap_ratio_ci, sign_verdict
 from geobench.report.style import label, style
@@ -212,6 +212,11 @@ def claims(frame: pd.DataFrame, paper: pd.DataFrame, task: str) -> pd.DataFrame:
     rows: list[dict[str, str]] = []
 
     def add(key: str, text: str, artifact: str, ours: str, verdict: str, rule: str) -> None:
+        # A verdict about an algorithm's gradients or entropy means nothing once it has collapsed.
+        subject = key.split("_")[0]
+        if verdict == "reproduced" and subject in collapsed and not key.endswith(("collapse", "faster_update")):
+            verdict = "inconclusive"
+            rule += f"; {label(subject)} COLLAPSED in this run, so its numbers cannot support the claim"
         rows.append(
             {
                 "artifact": artifact,
@@ -240,6 +245,7 @@ def claims(frame: pd.DataFrame, paper: pd.DataFrame, task: str) -> pd.DataFrame:
         )
 
     every = tuple(variants(frame))
+    collapsed = {v for v in every if has_collapsed(frame, v)}
     versus(
         "opo_best_reward",
         "OPO reaches the highest final reward",

@@ -120,9 +120,12 @@ def build_bandits(results: Path, figures: Path) -> list[Path]:
 
 def build_anchor_ablation(results: Path, figures: Path) -> list[Path]:
     """ADPO's bandit results under the fixed vs the on-policy anchor (an ablation of ours)."""
-    fixed, meta = require_run(preferred_run(results, "bandits"), "geobench bandits --scaling")
+    # Both arms from one profile: the paper profile's only when both of its runs exist.
+    moving_folder = preferred_run(results, "bandits-onpolicy-anchor")
+    fixed_folder = results / ("bandits" + moving_folder.name.removeprefix("bandits-onpolicy-anchor"))
+    fixed, meta = require_run(fixed_folder, "geobench bandits --scaling")
     moving, _ = require_run(
-        preferred_run(results, "bandits-onpolicy-anchor"),
+        moving_folder,
         "geobench bandits --methods adpo-listwise-raw,adpo-listwise-rank,adpo-pairwise --anchors "
         "adpo-listwise-raw=old,adpo-listwise-rank=old,adpo-pairwise=old --out results/bandits-onpolicy-anchor",
     )

@@ -311,7 +311,13 @@ def llm(
     }
     cfg = load_config(llm_study.LLMConfig, config or experiment_file("opo_table1"), profile, overrides)
     if hparam:
-        cfg = dataclasses.replace(cfg, hparams=_merge_hparams(cfg.hparams, hparam))
+        merged = _merge_hparams(cfg.hparams, hparam)
+        for algo in {pair.partition(".")[0] for pair in _pairs(hparam) or {}}:
+            if algo not in cfg.algos:
+                raise ConfigError(
+                    f"--set {algo}.*: {algo!r} is not among the selected algorithms ({', '.join(cfg.algos)})"
+                )
+        cfg = dataclasses.replace(cfg, hparams=merged)
     out = _out(out, "llm", profile)
     console.print(f"wrote {llm_study.run(cfg, out, profile=profile, show_progress=not quiet, executor=pool)}")
     if draw:
@@ -405,6 +411,21 @@ def reproduce_command(
     reproduce(
         profile, results, out, show_progress=not quiet, executor=_executor(executor, workers, threads, ray_address)
     )
+
+
+def _version(show: bool) -> None:
+    if show:
+        from importlib.metadata import version
+
+        print(f"geobench {version('geobench')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """Reproduce the OPO and ADPO papers: every figure and table from one objective library."""
 
 
 def main() -> None:

@@ -66,3 +66,27 @@ def test_a_damaged_results_file_is_refused_by_figures_in_one_line(small, tmp_pat
         read_run(results / "bandits")
     line = cli_error("figures", "--results", str(results), "--out", str(tmp_path / "figures"))
     assert "winmass.csv does not match its run.json (damaged or edited since the run): rerun" in line
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["llm", "--algo", "grpo", "--set", "opo.alpha=0.5"], "'opo' is not among the selected algorithms (grpo)"),
+        (["llm", "--algo", "opo", "--set", "opo.escort_ref=maybe"], "opo: escort_ref must be true or false"),
+        (["llm", "--algo", "opo", "--set", "opo.mu=inf"], "opo: mu must be in (0, inf); got inf"),
+        (["mujoco", "distill", "--steps", "0"], "steps must be a positive integer; got 0"),
+        (["mujoco", "distill", "--seeds", "-1"], "seeds must be a positive integer; got -1"),
+    ],
+)
+def test_input_that_used_to_be_accepted_is_refused_before_any_work(tmp_path, args, message):
+    line = cli_error(*args, "--out", str(tmp_path / "r"), "--no-draw", "--quiet")
+    assert message in line
+    assert not (tmp_path / "r").exists()
+
+
+def test_version():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "geobench", "--version"], capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("geobench ")

@@ -75,6 +75,9 @@ class DistillConfig:
         for name in ("temperature", "tau", "widen", "lr"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be > 0; got {getattr(self, name)}")
+        for name in ("seeds", "steps", "batch_states", "candidates", "train_states", "eval_states", "eval_every"):
+            if getattr(self, name) < 1:  # checked before the 70 s of state collection, not after
+                raise ConfigError(f"{name} must be a positive integer; got {getattr(self, name)}")
 
     @property
     def teachers(self) -> Path:

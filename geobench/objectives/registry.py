@@ -65,8 +65,9 @@ class Range:
     high_open: bool = False
 
     def contains(self, value: float) -> bool:
-        above = value > self.low if self.low_open else value >= self.low
-        below = value < self.high if self.high_open else value <= self.high
+        """Infinite ends are always open (the interval is printed so); NaN is never inside."""
+        above = value > self.low if self.low_open or self.low == -math.inf else value >= self.low
+        below = value < self.high if self.high_open or self.high == math.inf else value <= self.high
         return above and below
 
     def __str__(self) -> str:
@@ -155,6 +156,8 @@ class Objective:
             raise ConfigError(f"{self.name}: unknown hyperparameter {unknown[0]!r}; valid: {valid}")
         merged = {**self.defaults, **hparams}
         for key, value in merged.items():
+            if isinstance(self.defaults[key], bool) and not isinstance(value, bool):
+                raise ConfigError(f"{self.name}: {key} must be true or false; got {value!r}")
             _check(self.name, key, value, BOUNDS.get(key))
         return merged
 

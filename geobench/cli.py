@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 import tomllib
 from collections.abc import Mapping
@@ -36,7 +37,17 @@ def _out(out: Path | None, experiment: str, profile: str) -> Path:
     """--out, else results/<experiment> (quick) or results/<experiment>-paper: both profiles side by side."""
     from geobench.results import profile_folder
 
-    return out or Path("results") / profile_folder(experiment, profile)
+    return writable_folder(out or Path("results") / profile_folder(experiment, profile), "--out")
+
+
+def writable_folder(path: Path, option: str) -> Path:
+    """``path`` if it is, or can become, a folder this process may write; else one line, before any work."""
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"{option} {path}: {existing} is a file, not a folder; choose another path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{option} {path}: {existing} is not writable; choose another path")
+    return path
 
 
 def _executor(kind: str, workers: int, threads: int, ray_address: str | None) -> Any:
@@ -438,3 +449,7 @@ def main() -> None:
     except CellsFailed as error:
         print(f"geobench: error: {error}", file=sys.stderr)
         sys.exit(1)
+    except OSError as error:  # --out naming a file, a read-only folder, a full disk: the path and why
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"geobench: error: {where}{error.strerror or error}; choose another path", file=sys.stderr)
+        sys.exit(2)

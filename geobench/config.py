@@ -39,10 +39,13 @@ def load_config(cls: type[C], path: Path, profile: str, overrides: dict[str, Any
     """
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r}; valid: {', '.join(PROFILES)}")
-    if not path.exists():
-        raise ConfigError(f"config file {path} not found")
-    with path.open("rb") as handle:
-        data = tomllib.load(handle)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} not found" + (" (it is a folder)" if path.is_dir() else ""))
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
     if profile not in data:
         raise ConfigError(f"{path.name} has no [{profile}] profile; it has: {', '.join(data) or 'none'}")
     values = {**data[profile], **{k: v for k, v in (overrides or {}).items() if v is not None}}
@@ -54,7 +57,20 @@ def load_config(cls: type[C], path: Path, profile: str, overrides: dict[str, Any
     for key, value in values.items():
         if isinstance(value, list) and typing.get_origin(hints[key]) is tuple:
             values[key] = tuple(value)
+        _check_type(path, profile, key, values[key], hints[key])
     return cls(**values)
+
+
+_SCALARS = {int: (int,), float: (int, float), str: (str,), bool: (bool,)}
+
+
+def _check_type(path: Path, profile: str, key: str, value: Any, hint: Any) -> None:
+    """A scalar setting of the wrong type (``steps = "ten"``) is one line, not a traceback later."""
+    accepted = _SCALARS.get(hint)
+    if accepted is None:
+        return
+    if not isinstance(value, accepted) or (hint is not bool and isinstance(value, bool)):
+        raise ConfigError(f"{path.name} [{profile}]: {key} must be of type {hint.__name__}; got {value!r}")
 
 
 def parse_list(text: str | None) -> tuple[str, ...] | None:

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import re
 
 import pytest
 
@@ -90,3 +91,23 @@ def test_version():
 
     out = subprocess.run([sys.executable, "-m", "geobench", "--version"], capture_output=True, text=True, check=True)
     assert out.stdout.startswith("geobench ")
+
+
+def test_boundary_errors_are_one_line(tmp_path):
+    bad_toml = tmp_path / "bad.toml"
+    bad_toml.write_text("[quick\nsteps = 3\n")
+    typed = tmp_path / "typed.toml"
+    text = experiment_file("opo_fig3").read_text()
+    typed.write_text(re.sub(r"grid_points = \d+", 'grid_points = "many"', text, count=1))
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    cases = [
+        (["toy-saturation", "--config", str(bad_toml)], "is not valid TOML"),
+        (["toy-saturation", "--config", str(tmp_path)], "(it is a folder)"),
+        (["toy-saturation", "--config", str(typed), "--out", str(tmp_path / "t")], "grid_points must be of type int; got 'many'"),
+        (["toy-saturation", "--out", str(a_file / "run"), "--no-draw"], f"{a_file / 'run'}"),
+        (["mujoco", "evaluate-teacher", "--env", "Hopper-v5", "--episodes", "0"], "--episodes must be a positive"),
+    ]
+    for args, message in cases:
+        assert message in cli_error(*args), args
+    assert a_file.read_text() == "not a folder"

@@ -282,6 +282,8 @@ def evaluate_teacher(teacher: Teacher, episodes: int, seed: int = 10_000) -> dic
 
 def reevaluate_teacher(env: str, episodes: int = 10, root: Path = TEACHERS_DIR) -> dict[str, Any]:
     """Evaluate a committed teacher again and update its ``teacher.json``."""
+    if episodes < 1:
+        raise ConfigError(f"--episodes must be a positive number of episodes; got {episodes}")
     teacher = load_teacher(env, root)
     info = {**teacher.info, **evaluate_teacher(teacher, episodes)}
     atomic_write_text(teacher_dir(env, root) / "teacher.json", json.dumps(info, indent=2) + "\n")

@@ -68,7 +68,8 @@ def test_llm_sweep_is_byte_identical_under_every_executor(tiny_model, tmp_path, 
 
 
 def _cells_on_disk(folder):
-    return list(folder.glob("cells/*/*.csv"))
+    """Finished cells: a CSV with its checksum beside it (a kill between the two leaves a cell to redo)."""
+    return [p for p in folder.glob("cells/*/*.csv") if p.with_name(p.name + ".sha256").exists()]
 
 
 def test_a_killed_process_sweep_resumes_serially_with_only_the_missing_cells(tmp_path):

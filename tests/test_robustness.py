@@ -104,7 +104,7 @@ def test_boundary_errors_are_one_line(tmp_path):
     cases = [
         (["toy-saturation", "--config", str(bad_toml)], "is not valid TOML"),
         (["toy-saturation", "--config", str(tmp_path)], "(it is a folder)"),
-        (["toy-saturation", "--config", str(typed), "--out", str(tmp_path / "t")], "grid_points must be of type int; got 'many'"),
+        (["toy-saturation", "--config", str(typed), "--out", str(tmp_path / "t")], "grid_points must be of type int"),
         (["toy-saturation", "--out", str(a_file / "run"), "--no-draw"], f"{a_file / 'run'}"),
         (["mujoco", "evaluate-teacher", "--env", "Hopper-v5", "--episodes", "0"], "--episodes must be a positive"),
     ]

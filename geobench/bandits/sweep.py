@@ -82,6 +82,11 @@ class BanditConfig:
         if min(self.hidden + self.scaling_hidden) < 1:
             raise ConfigError("hidden sizes must be positive")
 
+    @property
+    def seed_ids(self) -> list[int]:
+        """seed, seed + 1, ..., seed + seeds - 1: every cell trains these together."""
+        return list(range(self.seed, self.seed + self.seeds))
+
     def noise_level(self, noise: str, level: str) -> NoiseLevel:
         _check_names("noise", (noise,), NOISES)
         _check_names("level", (level,), LEVELS)
@@ -142,20 +147,17 @@ def _reference_key(hidden: int) -> dict[str, Any]:
 def _reference(config: BanditConfig, hidden: int) -> dict[str, Any]:
     """The reference policy of one hidden size: 30 cheap steps, so every cell pretrains its own
     (the same tensors in any process) rather than waiting on a shared one."""
-    seeds = list(range(config.seed, config.seed + config.seeds))
-    return pretrain_reference(config.env(), hidden, seeds, config.settings())
+    return pretrain_reference(config.env(), hidden, config.seed_ids, config.settings())
 
 
 def _reference_cell(config: BanditConfig, hidden: int) -> pd.DataFrame:
     """The reference policy's WinMass, once per hidden size (it sees no noise)."""
-    seeds = list(range(config.seed, config.seed + config.seeds))
-    rows = metric_rows(evaluate(config.env(), _reference(config, hidden), config.eval_contexts), seeds, 0)
+    rows = metric_rows(evaluate(config.env(), _reference(config, hidden), config.eval_contexts), config.seed_ids, 0)
     return rows.assign(**_reference_key(hidden))
 
 
 def _method_cell(config: BanditConfig, noise: str, level: str, hidden: int, method: str) -> pd.DataFrame:
     """All seeds of one (scenario, level, hidden, method) cell."""
-    seeds = list(range(config.seed, config.seed + config.seeds))
     rows = train_cell(
         config.env(),
         config.noise_level(noise, level),
@@ -163,7 +165,7 @@ def _method_cell(config: BanditConfig, noise: str, level: str, hidden: int, meth
         method,
         config.hparams.get(method, {}),
         _reference(config, hidden),
-        seeds,
+        config.seed_ids,
         config.settings(),
         anchor=config.anchors.get(method),
     )

@@ -241,7 +241,7 @@ def run(
         teacher = load_teacher(env, config.teachers)
         teacher_returns[env] = teacher.info["eval_return_mean"]
         teacher_forward[env] = teacher.info.get("eval_forward_reward_mean")
-        keys = [{"env": env, "variant": m} for m in config.methods if not run_dir.done({"env": env, "variant": m})]
+        keys = [key for key in ({"env": env, "variant": m} for m in config.methods) if not run_dir.done(key)]
         if keys:
             data = (
                 collect_states(teacher, config.train_states, config.collect_envs, seed=1),

@@ -1,59 +1,31 @@
-"""The ``geobench`` command line: each command parses options, builds a config, calls run()."""
+"""The experiment commands: toy-saturation, bandits, mujoco (train-teacher, evaluate-teacher, distill), llm."""
 
 from __future__ import annotations
 
 import dataclasses
-import os
-import sys
 import tomllib
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from geobench.config import experiment_file, load_config, parse_list
-from geobench.errors import CellsFailed, ConfigError
-
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    help="Reproduce the OPO and ADPO papers: every figure and table from one objective library.",
+from geobench.cli.common import (
+    EXECUTOR,
+    PROFILE,
+    QUIET,
+    RAY_ADDRESS,
+    THREADS,
+    WORKERS,
+    all_or_list,
+    app,
+    console,
+    executor_config,
+    int_list,
+    merge_hparams,
+    pairs,
+    run_folder,
 )
-console = Console(stderr=True)
-
-PROFILE = typer.Option("quick", "--profile", help="quick (2-core CPU, minutes) or paper (the papers' settings).")
-QUIET = typer.Option(False, "--quiet", help="No progress bars.")
-EXECUTOR = typer.Option("serial", "--executor", help="serial, processes (local cores) or ray (a Ray cluster).")
-WORKERS = typer.Option(0, "--workers", help="Parallel cells for processes / CPUs of a local Ray (0: one per core).")
-THREADS = typer.Option(1, "--threads", help="torch threads per cell (1 keeps a shared machine from thrashing).")
-RAY_ADDRESS = typer.Option(None, "--ray-address", help="Ray cluster address (default: $RAY_ADDRESS, else local).")
-
-
-def _out(out: Path | None, experiment: str, profile: str) -> Path:
-    """--out, else results/<experiment> (quick) or results/<experiment>-paper: both profiles side by side."""
-    from geobench.results import profile_folder
-
-    return writable_folder(out or Path("results") / profile_folder(experiment, profile), "--out")
-
-
-def writable_folder(path: Path, option: str) -> Path:
-    """``path`` if it is, or can become, a folder this process may write; else one line, before any work."""
-    existing = next(p for p in (path, *path.parents) if p.exists())
-    if not existing.is_dir():
-        raise ConfigError(f"{option} {path}: {existing} is a file, not a folder; choose another path")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"{option} {path}: {existing} is not writable; choose another path")
-    return path
-
-
-def _executor(kind: str, workers: int, threads: int, ray_address: str | None) -> Any:
-    from geobench.executor import ExecutorConfig
-
-    return ExecutorConfig(kind=kind, workers=workers, threads=threads, ray_address=ray_address)
+from geobench.config import experiment_file, load_config, parse_list
+from geobench.errors import ConfigError
 
 
 @app.command("toy-saturation")
@@ -75,7 +47,7 @@ def toy_saturation(
 
     overrides = {"grid_points": grid, "objectives": parse_list(objectives), "seed": seed}
     cfg = load_config(toy.ToyConfig, config or experiment_file("opo_fig3"), profile, overrides)
-    out = _out(out, "toy-saturation", profile)
+    out = run_folder(out, "toy-saturation", profile)
     console.print(f"wrote {toy.run(cfg, out, profile=profile, show_progress=not quiet)}")
     if draw:
         from geobench.report import draw_toy
@@ -115,66 +87,27 @@ def bandits(
     """ADPO Fig. 2: WinMass of every method on 12 noisy bandit scenarios (and --scaling)."""
     from geobench import bandits as bandit_study
 
-    pool = _executor(executor, workers, threads, ray_address)
+    pool = executor_config(executor, workers, threads, ray_address)
 
     overrides = {
-        "noises": _all_or_list(noise),
-        "levels": _all_or_list(level),
+        "noises": all_or_list(noise),
+        "levels": all_or_list(level),
         "methods": parse_list(methods),
-        "hidden": _int_list(hidden),
+        "hidden": int_list(hidden),
         "seeds": seeds,
         "seed": seed,
         "steps": steps,
         "scaling": scaling or None,
-        "anchors": _pairs(anchors),
+        "anchors": pairs(anchors),
     }
     cfg = load_config(bandit_study.BanditConfig, config or experiment_file("adpo_fig2"), profile, overrides)
-    out = _out(out, "bandits", profile)
+    out = run_folder(out, "bandits", profile)
     console.print(f"wrote {bandit_study.run(cfg, out, profile=profile, show_progress=not quiet, executor=pool)}")
     if draw:
         from geobench.report import draw_bandits
 
         for path in draw_bandits(out, figures):
             console.print(f"wrote {path}")
-
-
-def _all_or_list(text: str) -> tuple[str, ...] | None:
-    return None if text == "all" else parse_list(text)
-
-
-def _pairs(text: str | None) -> dict[str, str] | None:
-    """'a=x,b=y' -> {'a': 'x', 'b': 'y'}."""
-    items = parse_list(text)
-    if items is None:
-        return None
-    if not all("=" in item for item in items):
-        raise ConfigError(f"expected comma-separated name=value pairs, got {text!r}")
-    return dict(item.split("=", 1) for item in items)
-
-
-def _merge_hparams(base: Mapping[str, Mapping[str, Any]], text: str) -> dict[str, dict[str, Any]]:
-    """``base`` updated by 'algo.key=value,...'; values are TOML literals (1e-3, true, "zscore") or bare strings."""
-    merged = {algo: dict(values) for algo, values in base.items()}
-    for algo_key, value in (_pairs(text) or {}).items():
-        algo, _, key = algo_key.partition(".")
-        if not key:
-            raise ConfigError(f"--set expects algo.key=value, got {algo_key}={value}")
-        try:
-            parsed = tomllib.loads(f"v = {value}")["v"]
-        except tomllib.TOMLDecodeError:
-            parsed = value
-        merged.setdefault(algo, {})[key] = parsed
-    return merged
-
-
-def _int_list(text: str | None) -> tuple[int, ...] | None:
-    values = parse_list(text)
-    if values is None:
-        return None
-    try:
-        return tuple(int(v) for v in values)
-    except ValueError:
-        raise ConfigError(f"expected comma-separated integers, got {text!r}") from None
 
 
 mujoco_app = typer.Typer(no_args_is_help=True, help="ADPO Table 2: MuJoCo teachers and student distillation.")
@@ -247,10 +180,10 @@ def distill(
     """ADPO Table 2: distil the committed teachers into students with KD and anchored ADPO."""
     from geobench.distill import sweep as distill_study
 
-    pool = _executor(executor, workers, threads, ray_address)
+    pool = executor_config(executor, workers, threads, ray_address)
 
     overrides = {
-        "envs": _all_or_list(env),
+        "envs": all_or_list(env),
         "methods": parse_list(methods),
         "seeds": seeds,
         "seed": seed,
@@ -258,7 +191,7 @@ def distill(
         "teachers_dir": str(teachers) if teachers else None,
     }
     cfg = load_config(distill_study.DistillConfig, config or experiment_file("adpo_table2"), profile, overrides)
-    out = _out(out, "mujoco", profile)
+    out = run_folder(out, "mujoco", profile)
     console.print(f"wrote {distill_study.run(cfg, out, profile=profile, show_progress=not quiet, executor=pool)}")
     if draw:
         from geobench.report import draw_mujoco
@@ -306,12 +239,12 @@ def llm(
     """OPO Table 1 / Figs. 4-7 and ADPO Fig. 3 / Table 4: RL on verifiable math with each algorithm."""
     from geobench import llm as llm_study
 
-    pool = _executor(executor, workers, threads, ray_address)
+    pool = executor_config(executor, workers, threads, ray_address)
 
     overrides = {
-        "algos": _all_or_list(algo),
+        "algos": all_or_list(algo),
         "dataset": dataset,
-        "levels": _int_list(levels),
+        "levels": int_list(levels),
         "model": model,
         "rollout": rollout,
         "engine": engine,
@@ -322,134 +255,17 @@ def llm(
     }
     cfg = load_config(llm_study.LLMConfig, config or experiment_file("opo_table1"), profile, overrides)
     if hparam:
-        merged = _merge_hparams(cfg.hparams, hparam)
-        for algo in {pair.partition(".")[0] for pair in _pairs(hparam) or {}}:
+        merged = merge_hparams(cfg.hparams, hparam)
+        for algo in {pair.partition(".")[0] for pair in pairs(hparam) or {}}:
             if algo not in cfg.algos:
                 raise ConfigError(
                     f"--set {algo}.*: {algo!r} is not among the selected algorithms ({', '.join(cfg.algos)})"
                 )
         cfg = dataclasses.replace(cfg, hparams=merged)
-    out = _out(out, "llm", profile)
+    out = run_folder(out, "llm", profile)
     console.print(f"wrote {llm_study.run(cfg, out, profile=profile, show_progress=not quiet, executor=pool)}")
     if draw:
         from geobench.report import draw_llm
 
         for path in draw_llm(out, figures):
             console.print(f"wrote {path}")
-
-
-verl_app = typer.Typer(no_args_is_help=True, help="Run the papers' LLM experiments on verl with geobench's losses.")
-app.add_typer(verl_app, name="verl")
-DATA_DIR = typer.Option("~/data/geobench", "--data-dir", help="Where verl's parquet files live (one folder per run).")
-
-
-@verl_app.command("command")
-def verl_command(
-    run: str = typer.Option(..., "--run", help="opo_table1 or adpo_fig3 (experiments/verl/<run>.toml)."),
-    algo: str = typer.Option(..., "--algo", help="An algorithm of that run, e.g. opo, adpo, grpo."),
-    data_dir: str = DATA_DIR,
-) -> None:
-    """Print the verl.trainer.main_ppo command (hydra overrides) of one algorithm of a paper run."""
-    from geobench.integrations import verl_config
-
-    print(verl_config.command(run, algo, data_dir))
-
-
-@verl_app.command("data")
-def verl_data(
-    run: str = typer.Option(..., "--run", help="The run the data is for (its folder under --data-dir)."),
-    dataset: str = typer.Option("math-lighteval", "--dataset", help="math-lighteval (hub) or a local path."),
-    levels: str = typer.Option(..., "--levels", help="MATH levels, e.g. 3 or 3,4."),
-    data_dir: str = DATA_DIR,
-) -> None:
-    """Write MATH as verl's RL parquet (train/test) with geobench's prompts and gold answers."""
-    from geobench.integrations import verl_config
-
-    folder = Path(data_dir).expanduser() / run
-    for path in verl_config.export_data(dataset, _int_list(levels) or (), folder):
-        console.print(f"wrote {path}")
-
-
-@app.command("objectives")
-def list_objectives() -> None:
-    """List every registered objective with its feedback, geometry and source."""
-    from geobench.objectives import REGISTRY
-
-    table = Table(title="geobench objectives")
-    table.add_column("name", no_wrap=True, style="bold")
-    for column in ("feedback", "sampling", "optimization", "coordinates", "target", "defaults"):
-        table.add_column(column)
-    for name, entry in sorted(REGISTRY.items()):
-        geo = entry.geometry
-        defaults = ", ".join(f"{k}={v}" for k, v in entry.defaults.items())
-        table.add_row(name, entry.feedback, geo.sampling, geo.optimization, geo.coordinates, geo.target, defaults)
-    Console().print(table)
-
-
-@app.command("figures")
-def figures_command(
-    results: Path = typer.Option(Path("results"), "--results", help="Folder of run folders."),
-    out: Path = typer.Option(Path("figures"), "--out", help="Where figures and tables go."),
-) -> None:
-    """Rebuild every figure and table from results/*/ CSVs and the registry, then results/REPORT.md."""
-    from geobench.report import build_all, write_report
-
-    written, skipped = build_all(results, out)
-    for path in written:
-        console.print(f"wrote {path}")
-    for name, why in skipped.items():
-        console.print(f"[yellow]skipped {name}[/]: {why}")
-    console.print(f"wrote {write_report(results, out)}")
-
-
-@app.command("reproduce")
-def reproduce_command(
-    profile: str = PROFILE,
-    results: Path = typer.Option(Path("results"), "--results", help="Folder of run folders."),
-    out: Path = typer.Option(Path("figures"), "--figures", help="Where figures and tables go."),
-    quiet: bool = QUIET,
-    executor: str = typer.Option("processes", "--executor", help="serial, processes (local cores) or ray."),
-    workers: int = WORKERS,
-    threads: int = THREADS,
-    ray_address: str | None = RAY_ADDRESS,
-) -> None:
-    """Run every experiment of a profile (resuming finished cells), draw everything, write REPORT.md."""
-    from geobench.config import PROFILES
-    from geobench.reproduce import reproduce
-
-    if profile not in PROFILES:
-        raise ConfigError(f"unknown profile {profile!r}; valid: {', '.join(PROFILES)}")
-    reproduce(
-        profile, results, out, show_progress=not quiet, executor=_executor(executor, workers, threads, ray_address)
-    )
-
-
-def _version(show: bool) -> None:
-    if show:
-        from importlib.metadata import version
-
-        print(f"geobench {version('geobench')}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
-) -> None:
-    """Reproduce the OPO and ADPO papers: every figure and table from one objective library."""
-
-
-def main() -> None:
-    """Console entry point: a :class:`ConfigError` is one line on stderr and exit status 2."""
-    try:
-        app()
-    except ConfigError as error:
-        print(f"geobench: error: {error}", file=sys.stderr)
-        sys.exit(2)
-    except CellsFailed as error:
-        print(f"geobench: error: {error}", file=sys.stderr)
-        sys.exit(1)
-    except OSError as error:  # --out naming a file, a read-only folder, a full disk: the path and why
-        where = f"{error.filename}: " if error.filename else ""
-        print(f"geobench: error: {where}{error.strerror or error}; choose another path", file=sys.stderr)
-        sys.exit(2)

@@ -1,0 +1,92 @@
+"""What every command shares: the app, its console, common options and the parsers of option text."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from geobench.config import parse_list
+from geobench.errors import ConfigError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Reproduce the OPO and ADPO papers: every figure and table from one objective library.",
+)
+console = Console(stderr=True)
+
+PROFILE = typer.Option("quick", "--profile", help="quick (2-core CPU, minutes) or paper (the papers' settings).")
+QUIET = typer.Option(False, "--quiet", help="No progress bars.")
+EXECUTOR = typer.Option("serial", "--executor", help="serial, processes (local cores) or ray (a Ray cluster).")
+WORKERS = typer.Option(0, "--workers", help="Parallel cells for processes / CPUs of a local Ray (0: one per core).")
+THREADS = typer.Option(1, "--threads", help="torch threads per cell (1 keeps a shared machine from thrashing).")
+RAY_ADDRESS = typer.Option(None, "--ray-address", help="Ray cluster address (default: $RAY_ADDRESS, else local).")
+
+
+def run_folder(out: Path | None, experiment: str, profile: str) -> Path:
+    """--out, else results/<experiment> (quick) or results/<experiment>-paper: both profiles side by side."""
+    from geobench.results import profile_folder
+
+    return writable_folder(out or Path("results") / profile_folder(experiment, profile), "--out")
+
+
+def writable_folder(path: Path, option: str) -> Path:
+    """``path`` if it is, or can become, a folder this process may write; else one line, before any work."""
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"{option} {path}: {existing} is a file, not a folder; choose another path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{option} {path}: {existing} is not writable; choose another path")
+    return path
+
+
+def executor_config(kind: str, workers: int, threads: int, ray_address: str | None) -> Any:
+    from geobench.executor import ExecutorConfig
+
+    return ExecutorConfig(kind=kind, workers=workers, threads=threads, ray_address=ray_address)
+
+
+def all_or_list(text: str) -> tuple[str, ...] | None:
+    return None if text == "all" else parse_list(text)
+
+
+def pairs(text: str | None) -> dict[str, str] | None:
+    """'a=x,b=y' -> {'a': 'x', 'b': 'y'}."""
+    items = parse_list(text)
+    if items is None:
+        return None
+    if not all("=" in item for item in items):
+        raise ConfigError(f"expected comma-separated name=value pairs, got {text!r}")
+    return dict(item.split("=", 1) for item in items)
+
+
+def merge_hparams(base: Mapping[str, Mapping[str, Any]], text: str) -> dict[str, dict[str, Any]]:
+    """``base`` updated by 'algo.key=value,...'; values are TOML literals (1e-3, true, "zscore") or bare strings."""
+    merged = {algo: dict(values) for algo, values in base.items()}
+    for algo_key, value in (pairs(text) or {}).items():
+        algo, _, key = algo_key.partition(".")
+        if not key:
+            raise ConfigError(f"--set expects algo.key=value, got {algo_key}={value}")
+        try:
+            parsed = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            parsed = value
+        merged.setdefault(algo, {})[key] = parsed
+    return merged
+
+
+def int_list(text: str | None) -> tuple[int, ...] | None:
+    values = parse_list(text)
+    if values is None:
+        return None
+    try:
+        return tuple(int(v) for v in values)
+    except ValueError:
+        raise ConfigError(f"expected comma-separated integers, got {text!r}") from None

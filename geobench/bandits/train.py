@@ -34,7 +34,7 @@ from torch import Tensor
 from geobench.bandits.env import BanditEnv, Draws, NoiseLevel, corrupt, top_items, winmass
 from geobench.errors import ConfigError, require_finite
 from geobench.nn import flatten_params, generator, init_mlp, mlp, unflatten_params
-from geobench.objectives import natural_gradient_step, per_seed_objective
+from geobench.objectives import get_objective, natural_gradient_step, per_seed_objective
 
 
 @dataclass(frozen=True)
@@ -61,11 +61,23 @@ METHODS: dict[str, Method] = {
 }
 
 
+# The anchor an objective outside the table runs with, by its declared feedback: the offline
+# feedbacks keep the fixed pretrained reference, sampled feedback the on-policy pi_old (ADPO Sec. 5.2).
+DEFAULT_ANCHORS = {"listwise": "reference", "pairwise": "reference", "sampled": "old"}
+
+
 def get_method(name: str) -> Method:
-    try:
+    """The table's method ``name``, else the registered objective ``name`` (a plugin's, say) as
+    its own method: its declared feedback, that feedback's default anchor, an AdamW update."""
+    if name in METHODS:
         return METHODS[name]
-    except KeyError:
-        raise ConfigError(f"unknown bandit method {name!r}; valid: {', '.join(METHODS)}") from None
+    try:
+        feedback = get_objective(name).feedback
+    except ConfigError:
+        valid = ", ".join(METHODS)
+        listed = "or an objective `geobench objectives` lists"
+        raise ConfigError(f"unknown bandit method {name!r}; valid: {valid}, {listed}") from None
+    return Method(name, feedback, DEFAULT_ANCHORS[feedback])
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,10 @@ logits. Methods (the registry does the losses):
 - ``kd``: zero anchor, the paper's KD (ADPO Table 1: "Zero Anchor (l), Soft Teacher");
 - ``adpo-self-anchor``: u = (s - s_anchor) / tau, anchor = the frozen initial student;
 - ``adpo-self-anchor-ema``: anchor = an exponential moving average of the student;
-- ``kd-gaussian`` (ours): the closed-form KL(pi_T || pi_S), the usual distillation loss.
+- ``kd-gaussian`` (ours): the closed-form KL(pi_T || pi_S), the usual distillation loss;
+- any other registered ``listwise`` objective (a plugin's, say), under its own name and with
+  its default hyperparameters: the teacher's scores are its rewards and the frozen initial
+  student its anchor, as for ``adpo-self-anchor``.
 
 Metrics: ``return`` (mean undiscounted return of the student's deterministic policy over
 evaluation episodes), ``ndcg`` (NDCG of the student's ranking of held-out candidates
@@ -32,11 +35,12 @@ from geobench.distill.teachers import ENVS, TEACHERS_DIR, Teacher, evaluate_poli
 from geobench.errors import ConfigError, require_finite
 from geobench.executor import Cell, ExecutorConfig, run_cells, set_threads
 from geobench.nn import generator, init_mlp, mlp
-from geobench.objectives import per_seed_objective
+from geobench.objectives import get_objective, per_seed_objective
 from geobench.results import RunDir
 
 EXPERIMENT = "mujoco"
 METHODS = ("kd", "adpo-self-anchor", "adpo-self-anchor-ema", "kd-gaussian")
+ADPO_METHODS = ("adpo-self-anchor", "adpo-self-anchor-ema")
 
 
 @dataclass(frozen=True)
@@ -68,8 +72,12 @@ class DistillConfig:
             if env not in ENVS:
                 raise ConfigError(f"unknown env {env!r}; valid: {', '.join(ENVS)}, all")
         for method in self.methods:
-            if method not in METHODS:
-                raise ConfigError(f"unknown distillation method {method!r}; valid: {', '.join(METHODS)}")
+            if method not in METHODS and not _listwise(method):
+                valid = ", ".join(METHODS)
+                raise ConfigError(
+                    f"unknown distillation method {method!r}; valid: {valid}, or a listwise objective (see "
+                    "`geobench objectives`): the teacher's feedback is a score for every candidate"
+                )
         if not 0.0 <= self.ema < 1.0:
             raise ConfigError(f"ema must be in [0, 1); got {self.ema}")
         for name in ("temperature", "tau", "widen", "lr"):
@@ -113,12 +121,21 @@ class Student:
                 mine.mul_(rate).add_(theirs.detach(), alpha=1.0 - rate)
 
 
+def _listwise(name: str) -> bool:
+    try:
+        return get_objective(name).feedback == "listwise"
+    except ConfigError:
+        return False
+
+
 def _method_loss(method: str, config: DistillConfig):
+    if method == "kd-gaussian":
+        return None  # closed form, below
     if method == "kd":
         return per_seed_objective("kd", temperature=config.temperature)
-    if method.startswith("adpo"):
+    if method in ADPO_METHODS:
         return per_seed_objective("adpo", tau=config.tau, target="softmax", beta_r=config.temperature, advantage="none")
-    return None  # kd-gaussian: closed form, below
+    return per_seed_objective(method)
 
 
 def train_students(
@@ -137,7 +154,7 @@ def train_students(
     anchor = student.detached()
     opt = torch.optim.AdamW(student.parameters(), lr=config.lr)
     loss_fn = _method_loss(method, config)
-    anchored = method.startswith("adpo")
+    anchored = method != "kd"  # kd has a zero anchor; kd-gaussian has no candidates
     gens = [generator("distill-batches", teacher.env, method, s) for s in seeds]
     eval_index, eval_cands = _held_out_candidates(config, held_out, len(seeds))
     rows = [_metrics(student, held_out, eval_index, eval_cands, config, seeds, 0)]

@@ -30,6 +30,9 @@ EXPERIMENT = "llm"
 TIMING_METRICS = ("update_time_s", "rollout_tokens_per_s", "step_time_s")
 ENGINES = ("geobench", "trl")
 ALGOS = ("grpo", "gspo", "dapo", "opo", "adpo")
+# What an objective outside ALGOS (a plugin's, say) may declare: the loop scores G completions of
+# each prompt with a verifier, a reward per completion, which is sampled or listwise feedback.
+LLM_FEEDBACK = ("sampled", "listwise")
 
 
 @dataclass(frozen=True)
@@ -78,8 +81,11 @@ class LLMConfig:
 
     def __post_init__(self) -> None:
         for algo in self.algos:
-            if algo not in ALGOS:
-                raise ConfigError(f"unknown algorithm {algo!r} for geobench llm; valid: {', '.join(ALGOS)}")
+            if algo not in ALGOS and get_objective(algo).feedback not in LLM_FEEDBACK:
+                raise ConfigError(
+                    f"{algo!r} takes {get_objective(algo).feedback} feedback, which geobench llm does not give; "
+                    f"valid: {', '.join(ALGOS)} or an objective with {' or '.join(LLM_FEEDBACK)} feedback"
+                )
             get_objective(algo).validate(dict(self.hparams.get(algo, {})))
         if self.engine not in ENGINES:
             raise ConfigError(f"unknown engine {self.engine!r}; valid: {', '.join(ENGINES)}")

@@ -5,6 +5,9 @@ Importing this package registers every objective. Typical use::
     from geobench.objectives import GroupBatch, make_objective
     loss_fn = make_objective("opo", alpha=0.4, mu=1.0)
     loss, metrics = loss_fn(batch)
+
+Objectives from outside the package register with the same ``objective`` decorator; see
+``geobench.objectives.plugins`` for how they are found.
 """
 
 from geobench.objectives import listwise, opo, pairwise, policy_gradient  # noqa: F401  (registration)
@@ -22,8 +25,9 @@ from geobench.objectives.aggregation import AGG_MODES, aggregate, masked_mean
 from geobench.objectives.batch import GroupBatch
 from geobench.objectives.listwise import listwise_cross_entropy
 from geobench.objectives.pairwise import bradley_terry
+from geobench.objectives.plugins import load_plugin, load_plugins
 from geobench.objectives.policy_gradient import clipped_surrogate, sample_kl
-from geobench.objectives.registry import REGISTRY, Geometry, Objective, get_objective, make_objective
+from geobench.objectives.registry import REGISTRY, Geometry, Objective, get_objective, make_objective, objective
 from geobench.objectives.seeds import per_seed_objective
 from geobench.objectives.temperature import GuardedTemperature, candidate_confidence, entropy_reward_temperature
 from geobench.objectives.trpo_step import TRPOStep, conjugate_gradient, natural_gradient_step
@@ -48,9 +52,12 @@ __all__ = [
     "informative_groups",
     "listwise_cross_entropy",
     "listwise_target",
+    "load_plugin",
+    "load_plugins",
     "make_objective",
     "masked_mean",
     "natural_gradient_step",
+    "objective",
     "overlong_penalty",
     "per_seed_objective",
     "plackett_luce_stages",

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +34,8 @@ from geobench.objectives.aggregation import AGG_MODES
 LossFn = Callable[..., tuple[Tensor, dict[str, Tensor]]]
 PrepareFn = Callable[..., Any]  # (batch, **hparams) -> batch with whole-mini-batch fields filled in
 FEEDBACK = ("sampled", "pairwise", "listwise")
+# A name is a CLI list item, a CSV value and part of a file name: no commas, '=', spaces or slashes.
+NAME = re.compile(r"[a-z0-9][a-z0-9._-]*")
 
 
 @dataclass(frozen=True)
@@ -205,8 +208,14 @@ def objective(
     entry only (``ppo`` and ``grpo`` share one function and differ in their advantage).
     ``prepare(batch, **hparams)`` is the objective's whole-mini-batch step (see above).
     """
+    if not NAME.fullmatch(name):
+        raise ValueError(f"objective name {name!r} must be lower-case letters, digits, '.', '_' or '-'")
     if feedback not in FEEDBACK:
-        raise ValueError(f"feedback must be one of {FEEDBACK}")
+        raise ValueError(f"{name}: feedback must be one of {', '.join(FEEDBACK)}; got {feedback!r}")
+    if not isinstance(geometry, Geometry):
+        raise ValueError(f"{name}: geometry must be a geobench.objectives.Geometry; got {type(geometry).__name__}")
+    if not isinstance(paper, str) or not paper.strip():
+        raise ValueError(f"{name}: paper must name the source of the objective (a paper, equation or URL)")
 
     def decorate(fn: LossFn) -> LossFn:
         params = inspect.signature(fn).parameters.values()
@@ -215,7 +224,7 @@ def objective(
         if bad:
             raise TypeError(f"{name}: overrides {sorted(bad)} are not hyperparameters of {fn.__name__}")
         if name in REGISTRY:
-            raise ValueError(f"objective {name!r} registered twice")
+            raise ValueError(f"objective {name!r} is already registered ({REGISTRY[name].paper}); choose another name")
         entry = Objective(name, fn, geometry, feedback, paper, {**defaults, **overrides}, prepare)
         for key, value in entry.defaults.items():
             _check(name, key, value, BOUNDS.get(key))
@@ -226,7 +235,15 @@ def objective(
 
 
 def get_objective(name: str) -> Objective:
-    """The registered objective ``name``, or a one-line error listing the valid names."""
+    """The registered objective ``name``, or a one-line error listing the valid names.
+
+    A name not yet registered loads the plugins first (entry points and ``$GEOBENCH_PLUGINS``):
+    that is how a spawned worker or a Ray task finds a plugin objective the driver loaded.
+    """
+    if name not in REGISTRY:
+        from geobench.objectives.plugins import load_plugins
+
+        load_plugins()
     try:
         return REGISTRY[name]
     except KeyError:

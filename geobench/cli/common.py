@@ -30,6 +30,25 @@ THREADS = typer.Option(1, "--threads", help="torch threads per cell (1 keeps a s
 RAY_ADDRESS = typer.Option(None, "--ray-address", help="Ray cluster address (default: $RAY_ADDRESS, else local).")
 
 
+def load_plugins(specs: list[str] | None) -> list[str] | None:
+    """Import every ``--plugin`` before the other options are checked (its objectives are valid names there)."""
+    from geobench.objectives import load_plugin
+
+    for spec in specs or ():
+        load_plugin(spec)
+    return specs
+
+
+PLUGIN = typer.Option(
+    None,
+    "--plugin",
+    callback=load_plugins,
+    is_eager=True,
+    help="A .py file or module registering objectives with @objective (repeatable); installed "
+    "geobench.objectives entry points load without it.",
+)
+
+
 def run_folder(out: Path | None, experiment: str, profile: str) -> Path:
     """--out, else results/<experiment> (quick) or results/<experiment>-paper: both profiles side by side."""
     from geobench.results import profile_folder

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from geobench.cli import experiments, tools  # noqa: F401  (their decorators register the commands on ``app``)
+from geobench.cli import battery, experiments, tools  # noqa: F401  (their decorators register the commands on ``app``)
 from geobench.cli.common import app
 from geobench.errors import CellsFailed, ConfigError
 

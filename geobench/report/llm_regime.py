@@ -135,7 +135,7 @@ def _fmt(value: float, fmt: str) -> str:
     return "-" if np.isnan(value) else fmt.format(value)
 
 
-def _final(frame: pd.DataFrame, metric: str, steps: int) -> pd.DataFrame:
+def final_means(frame: pd.DataFrame, metric: str, steps: int) -> pd.DataFrame:
     """(variant, seed) -> mean of the last ``steps`` logged values of ``metric``."""
     rows = frame[(frame["metric"] == metric) & (frame["step"] >= 1)].sort_values("step")
     return rows.groupby(["variant", "seed"])["value"].apply(lambda v: v.dropna().tail(steps).mean()).reset_index()
@@ -147,9 +147,9 @@ def pairwise_table(frame: pd.DataFrame, final_steps: int = 20) -> str:
     Final reward and entropy are final-``final_steps`` means; held-out accuracy is the last evaluation.
     """
     stats = {
-        "final reward": _final(frame, "reward_mean", final_steps),
-        "final held-out accuracy": _final(frame, "heldout_accuracy", 1),
-        "final entropy": _final(frame, "entropy", final_steps),
+        "final reward": final_means(frame, "reward_mean", final_steps),
+        "final held-out accuracy": final_means(frame, "heldout_accuracy", 1),
+        "final entropy": final_means(frame, "entropy", final_steps),
     }
     rows = []
     for a, b in itertools.combinations(sorted(set(frame["variant"]), key=str), 2):

@@ -1,0 +1,251 @@
+"""An objective's report card: ``results/battery/<name>/CARD.md`` and its figures, from CSVs only.
+
+Per experiment: the objective's numbers with 95% bootstrap CIs over seeds beside every
+baseline's, its rank, the differences from each baseline that the CIs resolve, and the
+experiment's own diagnostics (the saturation curve in the toy, the regime check on the LLM).
+Every number is computed here from the run folders the battery wrote or reused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from geobench.battery.plan import BY_NAME, BatteryConfig, Plan
+from geobench.objectives import REGISTRY, get_objective
+from geobench.objectives.plugins import plugin_names
+from geobench.report import bandits_report, llm_regime, mujoco_report, save_figure
+from geobench.report.llm_regime import final_means
+from geobench.report.llm_report import curve_figure
+from geobench.report.markdown import markdown_table
+from geobench.report.stats import bootstrap_diff_ci, bootstrap_mean_ci, sign_verdict
+from geobench.report.taxonomy import geometry_frame
+from geobench.report.toy_figure import saturation_figure
+from geobench.results import atomic_write_text, read_run
+
+CARD = "CARD.md"
+TOY_P = (0.5, 0.9, 0.99, 0.999)
+SATURATED = 1e-2  # |dL/dz| at the largest p below 1% of its value at p = 0.5: the gradient has vanished
+LLM_FINAL_STEPS = 20  # OPO Table 1's "final 20 training steps"
+
+
+def write_card(
+    objective: str,
+    config: BatteryConfig,
+    plans: list[Plan],
+    skipped: Mapping[str, str],
+    ledger: pd.DataFrame,
+    folder: Path,
+) -> Path:
+    """Write ``folder/CARD.md`` (and its PNG/PDF figures); returns its path."""
+    sections = [_header(objective, config, plans, ledger)]
+    for step in plans:
+        baselines, _ = read_run(step.baseline_out)
+        mine, _ = read_run(step.out)
+        frame = pd.concat([baselines[baselines["variant"] != objective], mine], ignore_index=True)
+        title = f"## {step.experiment.title}\n\n"
+        sections.append(title + SECTIONS[step.experiment.name](frame, objective, folder, step))
+    for name, why in skipped.items():
+        sections.append(f"## {BY_NAME[name].title}\n\nNot run: {why}.\n")
+    path = folder / CARD
+    atomic_write_text(path, "\n".join(sections))
+    return path
+
+
+def _header(objective: str, config: BatteryConfig, plans: list[Plan], ledger: pd.DataFrame) -> str:
+    entry = get_objective(objective)
+    source = _shown(plugin_names().get(objective, "built-in (geobench.objectives)"))
+    given = dict(config.hparams.get(objective, {}))
+    hparams = ", ".join(f"{k}={v!r}" + (" (set)" if k in given else "") for k, v in entry.validate(given).items())
+    compared = {v for p in plans for v in getattr(p.baseline_config, p.experiment.methods_field)}
+    names = [objective] + sorted(compared & set(REGISTRY) - {objective})
+    fields = {f.name: f.name.replace("_", " ") for f in dataclasses.fields(entry.geometry)}
+    geometry = geometry_frame(names, fields)
+    geometry.insert(1, "feedback", [REGISTRY[n].feedback for n in names])
+    cells = ledger.groupby("role")[["cells", "computed", "reused"]].sum()
+    return (
+        f"# Report card: `{objective}`\n\n"
+        f"- Source: {entry.paper}\n- Registered by: {source}\n- Feedback: {entry.feedback}\n"
+        f"- Hyperparameters: {hparams or 'none'}\n- Budget: `{config.budget}` (experiments/battery.toml)\n\n"
+        "Every number below is computed from the run folders in the ledger; CIs are 95% percentile "
+        "bootstraps over seeds. A difference is *resolved* when its CI excludes 0.\n\n"
+        f"### Cells\n\n{markdown_table(ledger)}\n"
+        f"Computed {int(ledger['computed'].sum())} cells, reused {int(ledger['reused'].sum())} "
+        f"(baselines: {_role(cells, 'baselines')}; {objective}: {_role(cells, 'objective')}).\n\n"
+        f"### Geometry (the taxonomy columns of OPO Table 2 and ADPO Tables 1 and 3)\n\n{markdown_table(geometry)}"
+    )
+
+
+def _shown(spec: str) -> str:
+    """A plugin file under the working folder as a relative path (the card is read on other machines)."""
+    path = Path(spec)
+    return str(path.relative_to(Path.cwd())) if path.is_absolute() and path.is_relative_to(Path.cwd()) else spec
+
+
+def _role(cells: pd.DataFrame, role: str) -> str:
+    if role not in cells.index:
+        return "none"
+    row = cells.loc[role]
+    return f"{int(row['computed'])} computed, {int(row['reused'])} reused"
+
+
+def _versus(values: Callable[[str], np.ndarray], objective: str, others: list[str], fmt: str = "{:+.3f}") -> list[dict]:
+    """One row per baseline: objective - baseline with its CI and which side it resolves to."""
+    rows = []
+    mine = values(objective)
+    for other in others:
+        theirs = values(other)
+        if len(mine) < 2 or len(theirs) < 2:
+            rows.append({"baseline": other, "difference": "-", "resolved": "too few seeds"})
+            continue
+        mean, low, high = bootstrap_diff_ci(mine, theirs)
+        verdict = {"reproduced": "better", "not reproduced": "worse", "inconclusive": "not resolved"}
+        rows.append(
+            {
+                "baseline": other,
+                "difference": f"{fmt.format(mean)} [{fmt.format(low)}, {fmt.format(high)}]",
+                "resolved": verdict[sign_verdict(low, high, +1)],
+            }
+        )
+    return rows
+
+
+def _ci(values: np.ndarray, fmt: str = "{:.3f}") -> str:
+    values = np.asarray(values, dtype=float)
+    values = values[~np.isnan(values)]
+    if not len(values):
+        return "-"
+    mean, low, high = bootstrap_mean_ci(values)
+    return f"{fmt.format(mean)} [{fmt.format(low)}, {fmt.format(high)}]"
+
+
+def _rank(means: Mapping[str, float], objective: str, higher_is_better: bool = True) -> str:
+    order = sorted(means, key=lambda k: -means[k] if higher_is_better else means[k])
+    return f"{order.index(objective) + 1} of {len(order)}"
+
+
+def _figure(fig, folder: Path, stem: str) -> str:
+    save_figure(fig, folder, stem)
+    return f"![{stem}]({stem}.png)\n\n"
+
+
+def toy_section(frame: pd.DataFrame, objective: str, folder: Path, step: Plan) -> str:
+    """|dL/dz| at a few confidences in both readings, and whether the objective's gradient vanishes."""
+    rows, verdicts = [], []
+    for (reading, variant), part in frame.groupby(["coordinates", "variant"]):
+        part = part.sort_values("p")
+        at = {f"p={p:g}": part["value"].iloc[int(np.abs(part["p"] - p).argmin())] for p in TOY_P}
+        ratio = part["value"].iloc[-1] / max(at["p=0.5"], np.finfo(float).tiny)
+        rows.append({"reading": reading, "objective": variant, **{k: f"{v:.3g}" for k, v in at.items()}})
+        rows[-1][f"at p={part['p'].iloc[-1]:g} / at p=0.5"] = f"{ratio:.3g}"
+        if variant == objective:
+            verdicts.append(f"{reading}: {'vanishes' if ratio < SATURATED else 'does not vanish'} ({ratio:.3g})")
+    caption = f"{objective} beside the baselines: |dL/dz| vs confidence (OPO Fig. 3's toy)"
+    figure = _figure(saturation_figure(frame, step.config.log_floor, caption), Path(folder), "card_toy")
+    return (
+        f"{figure}Does {objective}'s gradient vanish as p -> 1 (|dL/dz| at the largest p below "
+        f"{SATURATED:g} x its value at p = 0.5)? {'; '.join(verdicts)}.\n\n{markdown_table(pd.DataFrame(rows))}"
+    )
+
+
+def bandits_section(frame: pd.DataFrame, objective: str, folder: Path, step: Plan) -> str:
+    """Final WinMass per scenario with CIs, the objective's rank, its resolved differences, the scaling rows."""
+    final = bandits_report.final_values(frame)
+    stats = bandits_report.summary(final)
+    hidden = step.config.hidden[0]
+    main = stats[stats["hidden"] == hidden]
+    rows, tally = [], {}
+    for (noise, level), part in main.groupby(["scenario", "level"], sort=False):
+        means = dict(zip(part["variant"], part["mean"], strict=True))
+        best = max((v for v in means if v != objective), key=means.get)
+        values = lambda v, n=noise, lv=level: bandits_report.seed_values(final, v, **_at(n, lv, hidden))  # noqa: E731
+        rows.append(
+            {
+                "scenario": f"{noise}/{level}",
+                objective: _ci(values(objective)),
+                "rank": _rank(means, objective),
+                "best baseline": f"{best} {means[best]:.3f}",
+            }
+        )
+        for versus in _versus(values, objective, sorted(set(means) - {objective})):
+            tally.setdefault(versus["baseline"], []).append(versus["resolved"])
+    pairs = pd.DataFrame(
+        [{"baseline": b, **{k: r.count(k) for k in ("better", "worse", "not resolved")}} for b, r in tally.items()]
+    )
+    caption = f"{objective} beside the baselines: final WinMass, hidden {hidden} (ADPO Fig. 2a's scenarios)"
+    text = _figure(bandits_report.fig2a(stats, hidden, None, caption), Path(folder), "card_bandits")
+    text += f"Final WinMass, hidden {hidden}, mean [95% CI] over {final['seed'].nunique()} seeds:\n\n"
+    text += markdown_table(pd.DataFrame(rows))
+    text += f"\nScenarios in which {objective}'s WinMass is resolved better / worse than each baseline's:\n\n"
+    text += markdown_table(pairs)
+    scaling = stats[(stats["scenario"] == step.config.scaling_noise) & (stats["level"] == step.config.scaling_level)]
+    if step.config.scaling and scaling["hidden"].nunique() > 1:
+        table = scaling.pivot(index="variant", columns="hidden", values="mean").reset_index()
+        text += f"\nModel scaling (ADPO Fig. 2b), {step.config.scaling_noise}/{step.config.scaling_level}: "
+        text += f"mean final WinMass by hidden width\n\n{markdown_table(table)}"
+    return text
+
+
+def _at(noise: str, level: str, hidden: int) -> dict:
+    return {"scenario": noise, "level": level, "hidden": hidden}
+
+
+def mujoco_section(frame: pd.DataFrame, objective: str, folder: Path, step: Plan) -> str:
+    """Student return, NDCG and KL per environment with CIs; the objective's differences in return."""
+    fin = mujoco_report.final(frame)
+    text = ""
+    for env in sorted(fin["env"].unique()):
+        variants = sorted(fin[fin["env"] == env]["variant"].unique())
+        rows = [
+            {"method": v, **{m: _ci(mujoco_report.values(fin, env, v, m), "{:.4g}") for m in ("return", "ndcg", "kl")}}
+            for v in variants
+        ]
+        means = {v: float(np.mean(mujoco_report.values(fin, env, v, "return"))) for v in variants}
+        returns = lambda v, env=env: mujoco_report.values(fin, env, v, "return")  # noqa: E731
+        versus = _versus(returns, objective, [v for v in variants if v != objective], "{:+.1f}")
+        text += f"### {env}\n\n{markdown_table(pd.DataFrame(rows))}\n"
+        text += f"{objective}'s return ranks {_rank(means, objective)}; its difference from each baseline:\n\n"
+        text += markdown_table(pd.DataFrame(versus))
+    return text + "\nThe objective runs at its default hyperparameters, anchored on the frozen initial student.\n"
+
+
+def llm_section(frame: pd.DataFrame, objective: str, folder: Path, step: Plan) -> str:
+    """The regime check, final reward / held-out accuracy / entropy with CIs, the resolved differences."""
+    regime = llm_regime.regime(frame)  # the regime is the run's: every algorithm shares its prompts and budget
+    stats = {
+        "final reward": final_means(frame, "reward_mean", LLM_FINAL_STEPS),
+        "held-out accuracy": final_means(frame, "heldout_accuracy", 1),
+        "final entropy": final_means(frame, "entropy", LLM_FINAL_STEPS),
+    }
+    variants = sorted(frame["variant"].unique(), key=lambda v: (v != objective, v))
+    rows = [{"algorithm": v, **{k: _ci(_of(t, v)) for k, t in stats.items()}} for v in variants]
+    means = {v: float(np.nanmean(_of(stats["final reward"], v))) for v in variants}
+    pairs = []
+    for name, table in stats.items():
+        for row in _versus(lambda v, t=table: _of(t, v), objective, [v for v in variants if v != objective]):
+            pairs.append({"metric": name, **row})
+    among = tuple(variants)
+    caption = f"{objective} beside the baselines: LLM quick regime (seed mean, 95% band)"
+    text = _figure(curve_figure(frame, ["reward_mean", "heldout_accuracy"], among, caption), Path(folder), "card_llm")
+    text += f"**Regime check:** {regime.sentence()}\n\n{llm_regime.regime_table(frame)}\n"
+    text += f"{markdown_table(pd.DataFrame(rows))}\n{objective}'s final reward ranks {_rank(means, objective)}.\n\n"
+    text += markdown_table(pd.DataFrame(pairs))
+    if not regime.discriminates:
+        text += f"\nThe run does not discriminate, so none of {objective}'s differences above is evidence.\n"
+    return text
+
+
+def _of(table: pd.DataFrame, variant: str) -> np.ndarray:
+    return table.loc[table["variant"] == variant].sort_values("seed")["value"].to_numpy(dtype=float)
+
+
+SECTIONS = {
+    "toy-saturation": toy_section,
+    "bandits": bandits_section,
+    "mujoco": mujoco_section,
+    "llm": llm_section,
+}

@@ -1,0 +1,75 @@
+"""``geobench battery``: measure objectives in every experiment their declared feedback allows.
+
+For each objective and experiment (see :mod:`geobench.battery.plan`): the baselines' run is
+found or completed, the objective's own cells run alone, and a ledger row records how many
+cells were computed and how many reused. The card is then written from those CSVs.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pandas as pd
+from rich.console import Console
+
+from geobench.battery.card import write_card
+from geobench.battery.plan import BatteryConfig, Plan, card_dir, plan
+from geobench.executor import ExecutorConfig
+from geobench.results import write_csv
+
+LEDGER = "battery.csv"
+
+
+def run(
+    config: BatteryConfig,
+    results: Path,
+    *,
+    show_progress: bool = True,
+    executor: ExecutorConfig = ExecutorConfig(),
+    console: Console | None = None,
+) -> list[Path]:
+    """Every objective of ``config`` through its experiments; returns the cards' paths."""
+    console = console or Console(stderr=True, quiet=not show_progress)
+    cards = []
+    for objective in config.algos:
+        plans, skipped = plan(config, objective, results)
+        rows = []
+        for step in plans:
+            console.rule(f"battery {objective}: {step.experiment.title}")
+            rows += _run_stage(step, show_progress, executor)
+        ledger = pd.DataFrame(rows, columns=_COLUMNS)
+        folder = card_dir(results, objective)
+        write_csv(ledger, folder / LEDGER)
+        cards.append(write_card(objective, config, plans, skipped, ledger, folder))
+    return cards
+
+
+_COLUMNS = ["experiment", "role", "folder", "cells", "computed", "reused", "wall_time_s"]
+
+
+def _run_stage(step: Plan, show_progress: bool, executor: ExecutorConfig) -> list[dict]:
+    _, run_fn = step.experiment.load()
+    rows = []
+    for role, config, out, reused in (
+        ("baselines", step.baseline_config, step.baseline_out, step.baseline_reused),
+        ("objective", step.config, step.out, False),
+    ):
+        started = time.time()
+        if not reused:  # a committed run is read as it is: never rerun, never rewritten
+            run_fn(config, out, profile=step.profile, show_progress=show_progress, executor=executor)
+        meta = json.loads((out / "run.json").read_text())
+        computed = 0 if reused else meta["cells"] - meta["cells_resumed"]
+        rows.append(
+            {
+                "experiment": step.experiment.name,
+                "role": role,
+                "folder": str(out),
+                "cells": meta["cells"],
+                "computed": computed,
+                "reused": meta["cells"] - computed,
+                "wall_time_s": round(time.time() - started, 3),
+            }
+        )
+    return rows

@@ -1,0 +1,55 @@
+"""``geobench battery``: any objective, plugin or built-in, through every experiment its feedback allows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from geobench.cli.common import (
+    PLUGIN,
+    QUIET,
+    RAY_ADDRESS,
+    THREADS,
+    WORKERS,
+    app,
+    console,
+    executor_config,
+    merge_hparams,
+)
+from geobench.config import parse_list
+
+
+@app.command("battery")
+def battery_command(
+    algo: str = typer.Option(..., "--algo", help="Objectives to measure, e.g. cispo or cispo,grpo (see `objectives`)."),
+    budget: str = typer.Option(
+        "quick",
+        "--budget",
+        help="quick (the committed runs' settings: baselines reused) or tiny (minutes, no verdicts).",
+    ),
+    experiments: str | None = typer.Option(
+        None, "--experiments", help="A comma subset of toy-saturation, bandits, mujoco, llm (default: the budget's)."
+    ),
+    hparam: str | None = typer.Option(
+        None, "--set", help="The objectives' hyperparameters, e.g. cispo.clip_high=0.5 (TOML values)."
+    ),
+    results: Path = typer.Option(Path("results"), "--results", help="Folder of run folders; cards go to battery/."),
+    plugin: list[str] | None = PLUGIN,
+    quiet: bool = QUIET,
+    executor: str = typer.Option("processes", "--executor", help="serial, processes (local cores) or ray."),
+    workers: int = WORKERS,
+    threads: int = THREADS,
+    ray_address: str | None = RAY_ADDRESS,
+) -> None:
+    """A report card per objective: its numbers beside the papers' baselines in every experiment it can run."""
+    import dataclasses
+
+    from geobench.battery import load_battery, run
+
+    config = load_battery(parse_list(algo) or (), budget, merge_hparams({}, hparam or ""))
+    if experiments is not None:
+        config = dataclasses.replace(config, experiments=parse_list(experiments) or ())
+    pool = executor_config(executor, workers, threads, ray_address)
+    for card in run(config, results, show_progress=not quiet, executor=pool):
+        console.print(f"wrote {card}")

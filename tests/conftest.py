@@ -2,11 +2,12 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
-from geobench.objectives import GroupBatch
+from geobench.objectives import REGISTRY, GroupBatch, load_plugin, make_objective, plugins
 
 
 def random_batch(b: int = 3, g: int = 4, t: int = 6, seed: int = 0, spread: float = 0.3) -> GroupBatch:
@@ -109,3 +110,18 @@ def tiny_llm_config(model: str, **overrides):
         minibatches=2,
     )
     return LLMConfig(**{**base, **overrides})
+
+
+CISPO = Path(__file__).resolve().parents[1] / "examples" / "cispo" / "geobench_cispo.py"
+
+
+@pytest.fixture
+def cispo(monkeypatch):
+    """CISPO registered for one test; the registry, the plugin cache and the environment restored after."""
+    before = set(REGISTRY)
+    monkeypatch.setattr(plugins, "_loaded", {})
+    monkeypatch.setenv("GEOBENCH_PLUGINS", "")
+    load_plugin(str(CISPO))
+    yield make_objective("cispo")
+    for name in set(REGISTRY) - before:
+        del REGISTRY[name]

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from geobench.cli.common import (
+    PLUGIN,
     PROFILE,
     QUIET,
     RAY_ADDRESS,
@@ -54,9 +55,11 @@ def verl_data(
 
 
 @app.command("objectives")
-def list_objectives() -> None:
-    """List every registered objective with its feedback, geometry and source."""
-    from geobench.objectives import REGISTRY
+def list_objectives(plugin: list[str] | None = PLUGIN) -> None:
+    """Every registered objective (built-in, installed plugins, --plugin): feedback, geometry, source."""
+    from geobench.objectives import REGISTRY, load_plugins
+
+    load_plugins()
 
     table = Table(title="geobench objectives")
     table.add_column("name", no_wrap=True, style="bold")

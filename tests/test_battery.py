@@ -1,0 +1,102 @@
+"""geobench battery: baselines found by config hash and reused, the objective's cells alone, the card."""
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from geobench.battery import load_battery, plan, run
+from geobench.executor import ExecutorConfig
+from geobench.objectives import REGISTRY, load_plugin
+from tests.conftest import cli_error
+
+ROOT = Path(__file__).resolve().parents[1]
+PLUGINS = Path(__file__).parent / "plugins"
+POOL = ExecutorConfig("processes", workers=2)
+
+
+def test_the_committed_quick_runs_are_the_quick_budget_baselines():
+    """If this fails, an experiment's quick settings changed without rerunning its committed run."""
+    plans, skipped = plan(load_battery(("kd",), "quick", {}), "kd", ROOT / "results")
+    assert not skipped
+    assert {p.experiment.name: p.baseline_reused for p in plans} == dict.fromkeys(
+        ("toy-saturation", "bandits", "mujoco", "llm"), True
+    )
+    assert all(p.baseline_out == ROOT / "results" / p.experiment.name for p in plans)
+
+
+def test_an_objective_runs_only_where_its_feedback_allows():
+    _, skipped = plan(load_battery(("grpo",), "tiny", {}), "grpo", ROOT / "results")
+    assert list(skipped) == ["mujoco"] and "sampled feedback" in skipped["mujoco"]
+
+
+@pytest.fixture(scope="module")
+def tiny_results(tmp_path_factory):
+    return tmp_path_factory.mktemp("battery-results")
+
+
+def test_battery_writes_every_section_and_reuses_the_baselines_it_ran(cispo, tiny_results):
+    config = load_battery(("cispo",), "tiny", {"cispo": {"clip_high": 0.5}})
+    (card,) = run(config, tiny_results, show_progress=False, executor=POOL)
+    text = card.read_text()
+    for heading in ("# Report card: `cispo`", "### Cells", "### Geometry", "## Toy saturation", "## Noisy bandits"):
+        assert heading in text
+    assert "## LLM math RL" in text and "**Regime check:**" in text
+    assert "## MuJoCo distillation (ADPO Table 2)\n\nNot run: cispo declares sampled feedback" in text
+    assert "clip_high=0.5 (set)" in text
+    for figure in ("card_toy.png", "card_bandits.png", "card_llm.png"):
+        assert (card.parent / figure).exists() and f"]({figure})" in text
+    ledger = pd.read_csv(card.parent / "battery.csv").set_index(["experiment", "role"])
+    assert (ledger["reused"] == 0).all()  # a first run at this budget computes its baselines
+    # the bandit sweep: 2 scenarios x 1 method + the reference at one width; the LLM: 2 seeds
+    assert ledger.loc[("bandits", "objective"), "computed"] == 3
+    assert ledger.loc[("llm", "objective"), "computed"] == 2
+
+    # A second objective at the same budget computes only its own cells ...
+    (card,) = run(load_battery(("grpo",), "tiny", {}), tiny_results, show_progress=False, executor=POOL)
+    ledger = pd.read_csv(card.parent / "battery.csv").set_index(["experiment", "role"])
+    baselines = ledger.xs("baselines", level="role")
+    assert (baselines["computed"] == 0).all() and (baselines["reused"] == baselines["cells"]).all()
+    assert ledger.xs("objective", level="role")["computed"].sum() == 2 + 3 + 2
+    # ... and an objective's cells run alone are the very cells it has in the baselines' sweep.
+    for name, csv in (("toy-saturation", "saturation"), ("bandits", "winmass"), ("llm", "metrics")):
+        shared = pd.read_csv(tiny_results / "battery" / "baselines" / "tiny" / name / f"{csv}.csv")
+        alone = pd.read_csv(card.parent / name / f"{csv}.csv")
+        pd.testing.assert_frame_equal(
+            shared[shared["variant"] == "grpo"].reset_index(drop=True),
+            alone[alone["variant"] == "grpo"].reset_index(drop=True),
+        )
+
+
+def test_a_listwise_plugin_gets_a_distillation_section(tmp_path, monkeypatch):
+    from geobench.objectives import plugins
+
+    before = set(REGISTRY)
+    monkeypatch.setattr(plugins, "_loaded", {})
+    monkeypatch.setenv("GEOBENCH_PLUGINS", "")
+    try:
+        load_plugin(str(PLUGINS / "listwise_kd_sharp.py"))
+        config = load_battery(("kd-sharp",), "tiny", {})
+        config = type(config)(**{**config.__dict__, "experiments": ("mujoco",)})
+        (card,) = run(config, tmp_path, show_progress=False, executor=POOL)
+    finally:
+        for name in set(REGISTRY) - before:
+            del REGISTRY[name]
+    text = card.read_text()
+    assert "## MuJoCo distillation (ADPO Table 2)" in text and "### Hopper-v5" in text
+    assert "kd-sharp's return ranks" in text
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--algo", "grpo", "--budget", "huge"), "unknown budget 'huge'; valid: quick, tiny"),
+        (("--algo", "grpo", "--experiments", "atari"), "unknown experiment 'atari'; valid: toy-saturation"),
+        (("--algo", "grpo", "--set", "opo.mu=2"), "--set opo.*: 'opo' is not among --algo (grpo)"),
+        (("--algo", "nosuch"), "unknown algorithm 'nosuch'"),
+        (("--algo", "grpo", "--set", "grpo.nosuch=1"), "grpo: unknown hyperparameter 'nosuch'"),
+    ],
+)
+def test_bad_battery_input_is_one_line(args, message, tmp_path):
+    assert message in cli_error("battery", *args, "--results", str(tmp_path))
+    assert not (tmp_path / "battery").exists()

@@ -39,7 +39,7 @@ def test_battery_writes_every_section_and_reuses_the_baselines_it_ran(cispo, tin
     config = load_battery(("cispo",), "tiny", {"cispo": {"clip_high": 0.5}})
     (card,) = run(config, tiny_results, show_progress=False, executor=POOL)
     text = card.read_text()
-    for heading in ("# Report card: `cispo`", "### Cells", "### Geometry", "## Toy saturation", "## Noisy bandits"):
+    for heading in ("# Report card: `cispo`", "### Cells", "### Geometry", "## Verdicts", "## Toy", "## Noisy"):
         assert heading in text
     assert "## LLM math RL" in text and "**Regime check:**" in text
     assert "## MuJoCo distillation (ADPO Table 2)\n\nNot run: cispo declares sampled feedback" in text

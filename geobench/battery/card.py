@@ -42,17 +42,20 @@ def write_card(
     folder: Path,
 ) -> Path:
     """Write ``folder/CARD.md`` (and its PNG/PDF figures); returns its path."""
-    sections = [_header(objective, config, plans, ledger)]
+    sections, summary = [], []
     for step in plans:
         baselines, _ = read_run(step.baseline_out)
         mine, _ = read_run(step.out)
         frame = pd.concat([baselines[baselines["variant"] != objective], mine], ignore_index=True)
-        title = f"## {step.experiment.title}\n\n"
-        sections.append(title + SECTIONS[step.experiment.name](frame, objective, folder, step))
+        text, verdict = SECTIONS[step.experiment.name](frame, objective, folder, step)
+        sections.append(f"## {step.experiment.title}\n\n{text}")
+        summary.append(f"- **{step.experiment.title}**: {verdict}")
     for name, why in skipped.items():
         sections.append(f"## {BY_NAME[name].title}\n\nNot run: {why}.\n")
+        summary.append(f"- **{BY_NAME[name].title}**: not run ({why}).")
+    verdicts = "## Verdicts\n\n" + "\n".join(summary) + "\n"
     path = folder / CARD
-    atomic_write_text(path, "\n".join(sections))
+    atomic_write_text(path, "\n".join([_header(objective, config, plans, ledger), verdicts, *sections]))
     return path
 
 
@@ -103,7 +106,7 @@ def _versus(values: Callable[[str], np.ndarray], objective: str, others: list[st
             rows.append({"baseline": other, "difference": "-", "resolved": "too few seeds"})
             continue
         mean, low, high = bootstrap_diff_ci(mine, theirs)
-        verdict = {"reproduced": "better", "not reproduced": "worse", "inconclusive": "not resolved"}
+        verdict = {"reproduced": "higher", "not reproduced": "lower", "inconclusive": "not resolved"}
         rows.append(
             {
                 "baseline": other,
@@ -112,6 +115,16 @@ def _versus(values: Callable[[str], np.ndarray], objective: str, others: list[st
             }
         )
     return rows
+
+
+def _sides(versus: list[dict]) -> str:
+    """'higher than a, b; lower than c; not resolved against d' from :func:`_versus` rows."""
+    parts = []
+    for side, words in (("higher", "higher than"), ("lower", "lower than"), ("not resolved", "not resolved against")):
+        names = [r["baseline"] for r in versus if r["resolved"] == side]
+        if names:
+            parts.append(f"{words} {', '.join(names)}")
+    return "; ".join(parts) or "no baselines"
 
 
 def _ci(values: np.ndarray, fmt: str = "{:.3f}") -> str:
@@ -133,7 +146,7 @@ def _figure(fig, folder: Path, stem: str) -> str:
     return f"![{stem}]({stem}.png)\n\n"
 
 
-def toy_section(frame: pd.DataFrame, objective: str, folder: Path, step: Plan) -> str:
+def toy_section(frame: pd.DataFrame, objective: str, folder: Path, step: Plan) -> tuple[str, str]:
     """|dL/dz| at a few confidences in both readings, and whether the objective's gradient vanishes."""
     rows, verdicts = [], []
     for (reading, variant), part in frame.groupby(["coordinates", "variant"]):
@@ -146,13 +159,12 @@ def toy_section(frame: pd.DataFrame, objective: str, folder: Path, step: Plan) -
             verdicts.append(f"{reading}: {'vanishes' if ratio < SATURATED else 'does not vanish'} ({ratio:.3g})")
     caption = f"{objective} beside the baselines: |dL/dz| vs confidence (OPO Fig. 3's toy)"
     figure = _figure(saturation_figure(frame, step.config.log_floor, caption), Path(folder), "card_toy")
-    return (
-        f"{figure}Does {objective}'s gradient vanish as p -> 1 (|dL/dz| at the largest p below "
-        f"{SATURATED:g} x its value at p = 0.5)? {'; '.join(verdicts)}.\n\n{markdown_table(pd.DataFrame(rows))}"
-    )
+    question = f"Does {objective}'s gradient vanish as p -> 1 (|dL/dz| at the largest p below {SATURATED:g} x its "
+    text = f"{figure}{question}value at p = 0.5)? {'; '.join(verdicts)}.\n\n{markdown_table(pd.DataFrame(rows))}"
+    return text, f"the gradient as p -> 1 {'; '.join(verdicts)}."
 
 
-def bandits_section(frame: pd.DataFrame, objective: str, folder: Path, step: Plan) -> str:
+def bandits_section(frame: pd.DataFrame, objective: str, folder: Path, step: Plan) -> tuple[str, str]:
     """Final WinMass per scenario with CIs, the objective's rank, its resolved differences, the scaling rows."""
     final = bandits_report.final_values(frame)
     stats = bandits_report.summary(final)
@@ -174,30 +186,36 @@ def bandits_section(frame: pd.DataFrame, objective: str, folder: Path, step: Pla
         for versus in _versus(values, objective, sorted(set(means) - {objective})):
             tally.setdefault(versus["baseline"], []).append(versus["resolved"])
     pairs = pd.DataFrame(
-        [{"baseline": b, **{k: r.count(k) for k in ("better", "worse", "not resolved")}} for b, r in tally.items()]
+        [{"baseline": b, **{k: r.count(k) for k in ("higher", "lower", "not resolved")}} for b, r in tally.items()]
     )
     caption = f"{objective} beside the baselines: final WinMass, hidden {hidden} (ADPO Fig. 2a's scenarios)"
     text = _figure(bandits_report.fig2a(stats, hidden, None, caption), Path(folder), "card_bandits")
     text += f"Final WinMass, hidden {hidden}, mean [95% CI] over {final['seed'].nunique()} seeds:\n\n"
     text += markdown_table(pd.DataFrame(rows))
-    text += f"\nScenarios in which {objective}'s WinMass is resolved better / worse than each baseline's:\n\n"
+    text += f"\nScenarios in which {objective}'s WinMass is resolved higher / lower than each baseline's:\n\n"
     text += markdown_table(pairs)
     scaling = stats[(stats["scenario"] == step.config.scaling_noise) & (stats["level"] == step.config.scaling_level)]
     if step.config.scaling and scaling["hidden"].nunique() > 1:
         table = scaling.pivot(index="variant", columns="hidden", values="mean").reset_index()
         text += f"\nModel scaling (ADPO Fig. 2b), {step.config.scaling_noise}/{step.config.scaling_level}: "
         text += f"mean final WinMass by hidden width\n\n{markdown_table(table)}"
-    return text
+    ranks = [int(r["rank"].split()[0]) for r in rows]
+    tallies = ", ".join(f"{r['baseline']} {r['higher']}/{r['lower']}" for r in pairs.to_dict("records"))
+    verdict = (
+        f"final WinMass in {len(rows)} scenarios, median rank {int(np.median(ranks))} of {len(means)}; "
+        f"scenarios resolved higher/lower than each baseline: {tallies}."
+    )
+    return text, verdict
 
 
 def _at(noise: str, level: str, hidden: int) -> dict:
     return {"scenario": noise, "level": level, "hidden": hidden}
 
 
-def mujoco_section(frame: pd.DataFrame, objective: str, folder: Path, step: Plan) -> str:
+def mujoco_section(frame: pd.DataFrame, objective: str, folder: Path, step: Plan) -> tuple[str, str]:
     """Student return, NDCG and KL per environment with CIs; the objective's differences in return."""
     fin = mujoco_report.final(frame)
-    text = ""
+    text, verdicts = "", []
     for env in sorted(fin["env"].unique()):
         variants = sorted(fin[fin["env"] == env]["variant"].unique())
         rows = [
@@ -210,10 +228,12 @@ def mujoco_section(frame: pd.DataFrame, objective: str, folder: Path, step: Plan
         text += f"### {env}\n\n{markdown_table(pd.DataFrame(rows))}\n"
         text += f"{objective}'s return ranks {_rank(means, objective)}; its difference from each baseline:\n\n"
         text += markdown_table(pd.DataFrame(versus))
-    return text + "\nThe objective runs at its default hyperparameters, anchored on the frozen initial student.\n"
+        verdicts.append(f"{env} return rank {_rank(means, objective)} ({_sides(versus)})")
+    text += "\nThe objective runs at its default hyperparameters, anchored on the frozen initial student.\n"
+    return text, "; ".join(verdicts) + "."
 
 
-def llm_section(frame: pd.DataFrame, objective: str, folder: Path, step: Plan) -> str:
+def llm_section(frame: pd.DataFrame, objective: str, folder: Path, step: Plan) -> tuple[str, str]:
     """The regime check, final reward / held-out accuracy / entropy with CIs, the resolved differences."""
     regime = llm_regime.regime(frame)  # the regime is the run's: every algorithm shares its prompts and budget
     stats = {
@@ -234,9 +254,12 @@ def llm_section(frame: pd.DataFrame, objective: str, folder: Path, step: Plan) -
     text += f"**Regime check:** {regime.sentence()}\n\n{llm_regime.regime_table(frame)}\n"
     text += f"{markdown_table(pd.DataFrame(rows))}\n{objective}'s final reward ranks {_rank(means, objective)}.\n\n"
     text += markdown_table(pd.DataFrame(pairs))
+    reward = [p for p in pairs if p["metric"] == "final reward"]
+    verdict = f"final reward rank {_rank(means, objective)} ({_sides(reward)})."
     if not regime.discriminates:
         text += f"\nThe run does not discriminate, so none of {objective}'s differences above is evidence.\n"
-    return text
+        verdict += " NOT DISCRIMINATING: the objectives coincide in this run."
+    return text, verdict
 
 
 def _of(table: pd.DataFrame, variant: str) -> np.ndarray:

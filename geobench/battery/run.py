@@ -38,7 +38,7 @@ def run(
         rows = []
         for step in plans:
             console.rule(f"battery {objective}: {step.experiment.title}")
-            rows += _run_stage(step, show_progress, executor)
+            rows += _run_stage(step, results, show_progress, executor)
         ledger = pd.DataFrame(rows, columns=_COLUMNS)
         folder = card_dir(results, objective)
         write_csv(ledger, folder / LEDGER)
@@ -46,10 +46,10 @@ def run(
     return cards
 
 
-_COLUMNS = ["experiment", "role", "folder", "cells", "computed", "reused", "wall_time_s"]
+_COLUMNS = ["experiment", "role", "folder", "cells", "computed", "reused", "wall_time_s"]  # folder: under --results
 
 
-def _run_stage(step: Plan, show_progress: bool, executor: ExecutorConfig) -> list[dict]:
+def _run_stage(step: Plan, results: Path, show_progress: bool, executor: ExecutorConfig) -> list[dict]:
     _, run_fn = step.experiment.load()
     rows = []
     for role, config, out, reused in (
@@ -65,7 +65,7 @@ def _run_stage(step: Plan, show_progress: bool, executor: ExecutorConfig) -> lis
             {
                 "experiment": step.experiment.name,
                 "role": role,
-                "folder": str(out),
+                "folder": str(out.relative_to(results)),  # the card reads the same on any machine
                 "cells": meta["cells"],
                 "computed": computed,
                 "reused": meta["cells"] - computed,

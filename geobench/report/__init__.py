@@ -2,17 +2,21 @@
 
 ``build_all`` is what ``make figures`` / ``geobench figures`` runs. Each artifact builder
 reads a finished run folder and writes PNG (for the report) and PDF (for papers); a run
-that is missing is reported, not fatal.
+that is missing is reported, not fatal. The papers' conceptual figures (ADPO Fig. 1, OPO
+Figs. 1-2) need no run: their builders compute them from the objective library, write the
+numbers as a CSV beside the figure, and draw from that CSV.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
 from matplotlib.figure import Figure
 
+from geobench.concepts.tables import write_tables
 from geobench.config import EXPERIMENTS_DIR
 from geobench.report import bandits_report, llm_ablations, llm_regime, llm_report, mujoco_report
 from geobench.report.markdown import markdown_table
@@ -298,7 +302,24 @@ def build_taxonomy(results: Path, figures: Path) -> list[Path]:
     return paths
 
 
+def build_concept(stem: str, results: Path, figures: Path) -> list[Path]:
+    """A conceptual figure from the objective library: ``stem.csv`` (its numbers), then ``stem.png/.pdf``
+    and ``stem.md`` (what it shows, its claims) drawn from that CSV; ``results`` is not read."""
+    from geobench.report.concept_report import CONCEPTS
+
+    concept = CONCEPTS[stem]
+    csv = figures / f"{stem}.csv"
+    tables = write_tables(concept.compute(), csv)
+    paths = [csv, *save_figure(concept.draw(tables, concept.caption(tables)), figures, stem)]
+    text = figures / f"{stem}.md"
+    atomic_write_text(text, concept.text(tables))
+    return [*paths, text]
+
+
 BUILDERS: dict[str, Callable[[Path, Path], list[Path]]] = {
+    "adpo_fig1": partial(build_concept, "adpo_fig1"),
+    "opo_fig1": partial(build_concept, "opo_fig1"),
+    "opo_fig2": partial(build_concept, "opo_fig2"),
     "opo_fig3": build_toy,
     "adpo_fig2": build_bandits,
     "adpo_fig2_anchor_ablation": build_anchor_ablation,

@@ -1,8 +1,10 @@
 """``results/REPORT.md``: one section per artifact of the two papers, then every claim with a verdict.
 
 A pure function of ``results/*/`` (CSVs and run.json), the paper numbers in
-``experiments/paper/`` and the figures/tables ``build_all`` drew from the same CSVs. A run
-that is missing gives a section that says so and names the command that makes it.
+``experiments/paper/`` and the figures/tables ``build_all`` drew from the same CSVs (for the
+conceptual figures, the CSVs it computed from the objective library into the figures
+folder). A run that is missing gives a section that says so and names the command that
+makes it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from geobench.concepts.tables import Tables, read_tables
 from geobench.config import EXPERIMENTS_DIR
 from geobench.report import bandit_claims, llm_report, mujoco_report, toy_figure, with_timing
 from geobench.report.llm_ablations import stress_claims
@@ -36,7 +39,31 @@ class Section:
 
 
 _LLM = "geobench llm"
+_FIGURES = "geobench figures"
 SECTIONS = (
+    Section(
+        "OPO",
+        "OPO Fig. 1",
+        "The work-dissipation picture",
+        "The anchor pi_k sits at the minimum of a quadratic fluctuation energy (mu/2) E[v^2]; the escort drive "
+        "omega_alpha tilts it, and the conservation law E_pi_k[v] = 0 makes the response the centred "
+        "v* = (omega_alpha - 1)/mu.",
+        None,
+        _FIGURES,
+        ("opo_fig1",),
+        ("opo_fig1",),
+    ),
+    Section(
+        "OPO",
+        "OPO Fig. 2",
+        "Flowchart of Algorithm 1",
+        "OPO's update decomposes into an alpha-escort drive (external work) and a chi^2 penalty (intrinsic "
+        "dissipation), two structurally orthogonal axes.",
+        None,
+        _FIGURES,
+        ("opo_fig2",),
+        ("opo_fig2",),
+    ),
     Section(
         "OPO",
         "OPO Fig. 3",
@@ -101,9 +128,21 @@ SECTIONS = (
         "Taxonomy: sampling vs optimization geometry",
         "Existing objectives couple their sampling and optimization geometries; OPO separates them.",
         None,
-        "geobench figures",
+        _FIGURES,
         (),
         ("opo_table2",),
+    ),
+    Section(
+        "ADPO",
+        "ADPO Fig. 1",
+        "Geometric unification",
+        "SFT slides down a 'slippery slope' on the probability simplex towards one corner, while in anchored "
+        "coordinates u = log(pi/pi_ref) ADPO's loss is a stable quadratic bowl around the anchor, an implicit "
+        "trust region.",
+        None,
+        _FIGURES,
+        ("adpo_fig1",),
+        ("adpo_fig1",),
     ),
     Section(
         "ADPO",
@@ -111,7 +150,7 @@ SECTIONS = (
         "Anchored coordinates and targets",
         "SFT, KD and ADPO are one listwise objective differing in anchor and target.",
         None,
-        "geobench figures",
+        _FIGURES,
         (),
         ("adpo_table1",),
     ),
@@ -153,7 +192,7 @@ SECTIONS = (
         "Trust-region geometries",
         "TRPO, KD and ADPO differ in the space, centre and metric of their trust region.",
         None,
-        "geobench figures",
+        _FIGURES,
         (),
         ("adpo_table3",),
     ),
@@ -253,10 +292,23 @@ def _labelled(frame: pd.DataFrame, artifact: str) -> pd.DataFrame:
     return frame
 
 
-def all_claims(results: Path) -> pd.DataFrame:
-    """Every quantitative claim with ours and a verdict; an experiment not run contributes a 'not run' row."""
+def _concept(figures: Path | None, stem: str) -> tuple[Tables, dict] | None:
+    """The tables ``geobench figures`` computed for a conceptual figure, if it has drawn it into ``figures``."""
+    path = None if figures is None else figures / f"{stem}.csv"
+    return None if path is None or not path.exists() else (read_tables(path), {})
+
+
+def all_claims(results: Path, figures: Path | None = None) -> pd.DataFrame:
+    """Every quantitative claim with ours and a verdict; an experiment not run contributes a 'not run' row.
+
+    The conceptual figures' claims come from the CSVs ``build_all`` wrote into ``figures``
+    (none given: 'not run' rows naming ``geobench figures``).
+    """
+    from geobench.report.concept_report import CONCEPTS
+
     paper_llm = pd.read_csv(EXPERIMENTS_DIR / "paper" / "llm_claims.csv")
-    sources: list[tuple[str, str, str, Callable[[pd.DataFrame, dict], pd.DataFrame]]] = [
+    sources: list[tuple[str, str, str, Callable[..., pd.DataFrame]]] = [
+        ("opo_fig1", _FIGURES, "OPO Fig. 1", lambda t, m: CONCEPTS["opo_fig1"].claims(t)),
         ("toy-saturation", "geobench toy-saturation", "OPO Fig. 3", lambda f, m: toy_figure.claims(f)),
         (
             "llm",
@@ -265,6 +317,7 @@ def all_claims(results: Path) -> pd.DataFrame:
             lambda f, m: llm_report.claims(f, paper_llm, llm_report.task_of(f, m)),
         ),
         ("llm-stress", "make reproduce (the llm-stress stage)", "LLM stress ablation", lambda f, m: stress_claims(f)),
+        ("adpo_fig1", _FIGURES, "ADPO Fig. 1", lambda t, m: CONCEPTS["adpo_fig1"].claims(t)),
         ("bandits", "geobench bandits --scaling", "ADPO Fig. 2", bandit_claims),
         (
             "mujoco",
@@ -275,7 +328,7 @@ def all_claims(results: Path) -> pd.DataFrame:
     ]
     parts = []
     for folder, command, artifact, claims_of in sources:
-        run = read_run(preferred_run(results, folder))
+        run = _concept(figures, folder) if folder in CONCEPTS else read_run(preferred_run(results, folder))
         if run is not None and folder == "llm":
             run = (with_timing(run[0], preferred_run(results, folder)), run[1])
         if run is None:
@@ -304,14 +357,15 @@ def all_claims(results: Path) -> pd.DataFrame:
 def build_report(results: Path, figures: Path, out: Path) -> str:
     """The Markdown text of REPORT.md (written to ``out`` by the caller)."""
     link_prefix = Path("..") / figures.name if out.parent == results else figures.resolve()
-    claims = all_claims(results)
+    claims = all_claims(results, figures)
     counts = {v: int((claims["verdict"] == v).sum()) for v in VERDICTS}
     head = [
         "# geobench reproduction report",
         "",
         "Generated by `geobench figures` from the CSVs under `results/`; every number called ours comes from "
-        "a run's CSV, every number called the paper's from `experiments/paper/`. Verdicts follow the rule "
-        "printed beside each claim (code: `geobench/report/`), never a hand edit.",
+        "a run's CSV (for the papers' conceptual figures, from the CSV `geobench figures` computes from the "
+        "objective library beside each figure), every number called the paper's from `experiments/paper/`. "
+        "Verdicts follow the rule printed beside each claim (code: `geobench/report/`), never a hand edit.",
         "",
         f"**Claims: {len(claims)} — {counts['reproduced']} reproduced, {counts['not reproduced']} not reproduced, "
         f"{counts['inconclusive']} inconclusive.** The quick profile runs small models on a 2-core CPU: "

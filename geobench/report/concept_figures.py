@@ -17,9 +17,9 @@ GREEN, RED, GREY = "#009E73", "#D55E00", "0.55"
 SQRT3_2 = math.sqrt(3) / 2
 
 
-def _caption(fig: Figure, caption: str, width: int = 150) -> None:
-    if caption:
-        fig.suptitle(textwrap.fill(caption, width), fontsize=9)
+def _caption(fig: Figure, caption: str) -> None:
+    if caption:  # ~14 characters of 9 pt text per inch: wrapped to the figure, never cut at its edges
+        fig.suptitle(textwrap.fill(caption, int(fig.get_figwidth() * 14)), fontsize=9)
 
 
 def _barycentric(p1: np.ndarray, p2: np.ndarray, p3: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

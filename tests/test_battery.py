@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from geobench.battery import load_battery, plan, run
+from geobench.battery.card import card_summaries
 from geobench.executor import ExecutorConfig
 from geobench.objectives import REGISTRY, load_plugin
 from tests.conftest import cli_error
@@ -51,6 +52,9 @@ def test_battery_writes_every_section_and_reuses_the_baselines_it_ran(cispo, tin
     # the bandit sweep: 2 scenarios x 1 method + the reference at one width; the LLM: 2 seeds
     assert ledger.loc[("bandits", "objective"), "computed"] == 3
     assert ledger.loc[("llm", "objective"), "computed"] == 2
+
+    summary = card_summaries(tiny_results, tiny_results / "REPORT.md")
+    assert "### [`cispo`](battery/cispo/CARD.md)" in summary and "- **LLM math RL" in summary
 
     # A second objective at the same budget computes only its own cells ...
     (card,) = run(load_battery(("grpo",), "tiny", {}), tiny_results, show_progress=False, executor=POOL)

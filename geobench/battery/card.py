@@ -59,6 +59,21 @@ def write_card(
     return path
 
 
+def card_summaries(results: Path, report: Path) -> str:
+    """REPORT.md's section on the cards under ``results/battery``: each card's verdicts, linked; '' if none."""
+    cards = sorted(p for p in (results / "battery").glob("*/" + CARD) if p.parent.name != "baselines")
+    if not cards:
+        return ""
+    lines = ["## Report cards (`geobench battery`)", ""]
+    lines.append("Objectives measured beside the papers' baselines; each card has the numbers, CIs and figures.\n")
+    for card in cards:
+        text = card.read_text()
+        verdicts = text.split("## Verdicts\n\n", 1)[1].split("\n\n", 1)[0] if "## Verdicts\n\n" in text else ""
+        link = card.relative_to(results) if report.parent == results else card.resolve()
+        lines += [f"### [`{card.parent.name}`]({link})", "", verdicts, ""]
+    return "\n".join(lines) + "\n"
+
+
 def _header(objective: str, config: BatteryConfig, plans: list[Plan], ledger: pd.DataFrame) -> str:
     entry = get_objective(objective)
     source = _shown(plugin_names().get(objective, "built-in (geobench.objectives)"))

@@ -376,5 +376,8 @@ def build_report(results: Path, figures: Path, out: Path) -> str:
     for paper in ("OPO", "ADPO", "Ablation (ours)"):
         body.append(f"## {paper}\n")
         body += [section(s, results, figures, str(link_prefix)) for s in SECTIONS if s.paper == paper]
+    from geobench.battery.card import card_summaries  # the battery imports the report: import it late
+
+    body.append(card_summaries(results, out))
     tail = ["## Claims", "", markdown_table(claims)]
     return "\n".join(head) + "\n" + "\n".join(body) + "\n".join(tail)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import tomllib
 import typing
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -78,3 +79,20 @@ def parse_list(text: str | None) -> tuple[str, ...] | None:
     if text is None:
         return None
     return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
+def check_lists(config: Any, *names: str) -> None:
+    """Each named list setting holds something: an empty one would run no cells and then fail obscurely."""
+    for name in names:
+        if not getattr(config, name):
+            raise ConfigError(f"{name} is empty; list at least one")
+
+
+def check_caps(config: Any, caps: Mapping[str, tuple[int, str]]) -> None:
+    """Refuse a size above its cap, before any work: ``caps`` maps a setting (an int or a tuple of ints)
+    to its cap and the reason, which the message carries (what the size costs, what the papers use)."""
+    for name, (cap, why) in caps.items():
+        value = getattr(config, name)
+        largest = max(value, default=0) if isinstance(value, tuple) else value
+        if largest > cap:
+            raise ConfigError(f"{name} must be at most {cap:,}; got {largest:,} ({why})")

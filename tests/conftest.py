@@ -36,6 +36,25 @@ def cli_error(*args: str) -> str:
     return lines[0]
 
 
+@pytest.fixture
+def refused(monkeypatch, capsys):
+    """``refused(*args)`` runs ``geobench *args`` in this process (no interpreter start, so a probe that is
+    refused before any work takes milliseconds); asserts exit status 2 and one line on stderr, returned."""
+    from geobench.cli.main import main
+
+    def run(*args: str) -> str:
+        monkeypatch.setattr(sys, "argv", ["geobench", *args])
+        with pytest.raises(SystemExit) as exited:
+            main()
+        err = capsys.readouterr().err
+        lines = err.strip().splitlines()
+        assert exited.value.code == 2, err
+        assert len(lines) == 1 and lines[0].startswith("geobench: error: "), err
+        return lines[0]
+
+    return run
+
+
 @pytest.fixture(scope="session")
 def tiny_teacher(tmp_path_factory):
     """A Hopper-v5 PPO teacher trained for 512 steps: real files, seconds to make."""

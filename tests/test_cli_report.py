@@ -1,5 +1,7 @@
 """The command line and the report builders: outputs on disk, one-line errors, missing runs."""
 
+import re
+
 import pytest
 from typer.testing import CliRunner
 
@@ -39,6 +41,61 @@ def test_objectives_command_lists_the_registry():
     assert result.exit_code == 0
     for name in REGISTRY:
         assert name in result.output
+
+
+def test_objectives_at_80_columns_show_every_name_and_default_whole():
+    result = runner.invoke(app, ["objectives"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0
+    assert max(map(len, result.output.splitlines())) <= 80 and "…" not in result.output
+    for name, entry in REGISTRY.items():
+        assert f" {name} " in result.output
+        for key, value in entry.defaults.items():
+            assert f"{key}={value}" in result.output, (name, key)
+
+
+# Each option whose help quotes the profiles' defaults: the command's default config and the setting.
+PROFILE_DEFAULTS = {
+    ("toy-saturation", "--grid"): ("ToyConfig", "opo_fig3", "grid_points"),
+    ("bandits", "--seeds"): ("BanditConfig", "adpo_fig2", "seeds"),
+    ("bandits", "--steps"): ("BanditConfig", "adpo_fig2", "steps"),
+    ("mujoco distill", "--seeds"): ("DistillConfig", "adpo_table2", "seeds"),
+    ("mujoco distill", "--steps"): ("DistillConfig", "adpo_table2", "steps"),
+    ("llm", "--seeds"): ("LLMConfig", "opo_table1", "seeds"),
+    ("llm", "--steps"): ("LLMConfig", "opo_table1", "steps"),
+    ("llm", "--dataset"): ("LLMConfig", "opo_table1", "dataset"),
+    ("llm", "--rollout"): ("LLMConfig", "opo_table1", "rollout"),
+    ("llm", "--engine"): ("LLMConfig", "opo_table1", "engine"),
+    ("llm", "--reward"): ("LLMConfig", "opo_table1", "reward"),
+}
+
+
+def test_help_quotes_the_profiles_defaults_as_the_config_files_set_them():
+    import typer
+
+    from geobench.bandits import BanditConfig
+    from geobench.config import experiment_file, load_config
+    from geobench.distill.sweep import DistillConfig
+    from geobench.llm import LLMConfig
+    from geobench.toy import ToyConfig
+
+    classes = {c.__name__: c for c in (ToyConfig, BanditConfig, DistillConfig, LLMConfig)}
+    commands = {}
+    for name, command in typer.main.get_command(app).commands.items():
+        for sub, leaf in getattr(command, "commands", {"": command}).items():
+            commands[f"{name} {sub}".strip()] = leaf
+    quoted = {}
+    for name, command in commands.items():
+        for param in command.params:
+            match = re.search(r"\(quick: ([^,]+), paper: ([^)]+)\)", param.help or "")
+            if match:
+                quoted[name, param.opts[0]] = match.groups()
+    assert set(quoted) == set(PROFILE_DEFAULTS)  # a new quoted default needs its entry above
+    for (name, option), (cls, config, setting) in PROFILE_DEFAULTS.items():
+        actual = tuple(
+            str(getattr(load_config(classes[cls], experiment_file(config), profile), setting))
+            for profile in ("quick", "paper")
+        )
+        assert quoted[name, option] == actual, (name, option)
 
 
 def test_figures_with_no_runs_skip_artifacts_but_write_taxonomy(tmp_path):

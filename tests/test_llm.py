@@ -175,7 +175,7 @@ def test_math_dataset_from_disk_trains_and_grades_boxed_answers(tiny_model, tmp_
 
 
 def test_missing_dataset_is_a_one_line_error(tmp_path):
-    with pytest.raises(ConfigError, match="pass --dataset PATH"):
+    with pytest.raises(ConfigError, match="absent.jsonl not found; check --dataset"):  # a file, not the network
         load_math(str(tmp_path / "absent.jsonl"), (3,))
 
 

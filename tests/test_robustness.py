@@ -2,7 +2,9 @@
 
 import dataclasses
 import json
+import os
 import re
+from pathlib import Path
 
 import pytest
 
@@ -111,3 +113,107 @@ def test_boundary_errors_are_one_line(tmp_path):
     for args, message in cases:
         assert message in cli_error(*args), args
     assert a_file.read_text() == "not a folder"
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """The current folder for a probe: a file where a folder is expected, an empty dataset, an empty
+    results folder. Returns a snapshot of everything under it (paths and bytes)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a-file").write_text("not a folder")
+    (tmp_path / "empty.jsonl").write_text("")
+    (tmp_path / "results").mkdir()
+    return lambda: {p: p.read_bytes() if p.is_file() else None for p in sorted(tmp_path.rglob("*"))}
+
+
+A_FILE = "a-file: a-file is a file, not a folder; choose another path"
+EMPTY_PATH = "is empty; give a path, or leave the option out for its default"
+VERL_DATA = ("verl", "data", "--run", "opo_table1", "--levels", "3", "--dataset", "empty.jsonl")
+PROBES = {
+    # a folder option naming a file (the figures were drawn after the whole run, then failed)
+    "toy --figures file": (["toy-saturation", "--figures", "a-file", "--grid", "3"], f"--figures {A_FILE}"),
+    "bandits --figures file": (["bandits", "--figures", "a-file"], f"--figures {A_FILE}"),
+    "distill --figures file": (["mujoco", "distill", "--figures", "a-file"], f"--figures {A_FILE}"),
+    "llm --figures file": (["llm", "--figures", "a-file"], f"--figures {A_FILE}"),
+    "reproduce --figures file": (["reproduce", "--figures", "a-file"], f"--figures {A_FILE}"),
+    "figures --out file": (["figures", "--out", "a-file"], f"--out {A_FILE}"),
+    "verl --data-dir file": ([*VERL_DATA, "--data-dir", "a-file"], "--data-dir a-file/opo_table1: a-file is a file"),
+    "verl --run escapes": ([*VERL_DATA, "--run", "../../etc"], "no verl run '../../etc'; valid: adpo_fig3, opo_table1"),
+    "verl --run a path": ([*VERL_DATA, "--run", "../verl/opo_table1"], "no verl run '../verl/opo_table1'; valid:"),
+    # sizes that ran out of memory or sat silent for hours
+    "toy --grid 1e8": (
+        ["toy-saturation", "--grid", "100000000"],
+        "grid_points must be at most 100,000; got 100,000,000",
+    ),
+    "bandits --seeds 1e4": (["bandits", "--seeds", "10000"], "seeds must be at most 1,000; got 10,000 (seeds train"),
+    "bandits --hidden 1e5": (["bandits", "--hidden", "64,100000"], "hidden must be at most 4,096; got 100,000"),
+    "bandits --steps 1e7": (["bandits", "--steps", "10000000"], "steps must be at most 100,000; got 10,000,000"),
+    "llm --seeds 1e4": (["llm", "--seeds", "10000"], "seeds must be at most 1,000; got 10,000"),
+    "llm --steps 1e7": (["llm", "--steps", "10000000"], "steps must be at most 100,000; got 10,000,000"),
+    "distill --seeds 1e3": (["mujoco", "distill", "--seeds", "1000"], "seeds must be at most 100; got 1,000"),
+    "distill --steps 1e8": (["mujoco", "distill", "--steps", "100000000"], "steps must be at most 1,000,000; got"),
+    # a results folder that does not exist (figures used to create it and report success)
+    "figures --results typo": (
+        ["figures", "--results", "resluts"],
+        "--results resluts does not exist; give the folder",
+    ),
+    # empty paths (Path("") is the current folder)
+    "toy --out ''": (["toy-saturation", "--out", "", "--grid", "3"], f"--out {EMPTY_PATH}"),
+    "bandits --figures ''": (["bandits", "--figures", ""], f"--figures {EMPTY_PATH}"),
+    "figures --results ''": (["figures", "--results", ""], f"--results {EMPTY_PATH}"),
+    "distill --teachers ''": (["mujoco", "distill", "--teachers", ""], f"--teachers {EMPTY_PATH}"),
+    "llm --config ''": (["llm", "--config", ""], f"--config {EMPTY_PATH}"),
+    "verl --data-dir ''": ([*VERL_DATA, "--data-dir", ""], f"--data-dir {EMPTY_PATH}"),
+    # empty comma lists
+    "bandits --noise ''": (["bandits", "--noise", ""], "--noise is empty; give one or more of gaussian-outliers, "),
+    "bandits --level ','": (["bandits", "--level", ","], "--level is empty; give one or more of light, medium, heavy"),
+    "bandits --methods ''": (["bandits", "--methods", ""], "--methods is empty; give one or more of adpo-listwise"),
+    "bandits --hidden ''": (["bandits", "--hidden", ""], "--hidden is empty; give comma-separated integers"),
+    "bandits --anchors ''": (["bandits", "--anchors", ""], "--anchors is empty; give comma-separated name=value"),
+    "llm --algo ''": (["llm", "--algo", ""], "--algo is empty; give one or more of grpo, gspo, dapo, opo, adpo"),
+    "llm --levels ''": (["llm", "--levels", ""], "--levels is empty; give comma-separated integers"),
+    "distill --env ''": (["mujoco", "distill", "--env", ""], "--env is empty; give one or more of HalfCheetah-v5"),
+    "toy --objectives ''": (["toy-saturation", "--objectives", " "], "--objectives is empty; give one or more of"),
+    # an empty local dataset (was blamed on the network)
+    "llm --dataset empty": (["llm", "--dataset", "empty.jsonl"], "dataset file empty.jsonl is empty; it needs rows"),
+    "verl --dataset empty": ([*VERL_DATA, "--data-dir", "data"], "dataset file empty.jsonl is empty"),
+    # names (the teacher probe used to suggest training a teacher for an env that has no settings)
+    "evaluate-teacher --env": (["mujoco", "evaluate-teacher", "--env", "nosuch"], "unknown env 'nosuch'; valid: Half"),
+    "llm --set unknown key": (["llm", "--algo", "opo", "--set", "opo.nosuch=1"], "unknown hyperparameter 'nosuch'"),
+    "llm --profile": (["llm", "--profile", "nosuch"], "unknown profile 'nosuch'; valid: quick, paper"),
+}
+
+
+@pytest.mark.parametrize("args, message", PROBES.values(), ids=PROBES.keys())
+def test_bad_input_is_refused_in_one_line_before_anything_is_written(workdir, refused, args, message):
+    before = workdir()
+    assert message in refused(*args)
+    assert workdir() == before
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_figures_folder_is_refused_before_the_run(workdir, refused):
+    Path("read-only").mkdir(mode=0o555)
+    line = refused("toy-saturation", "--figures", "read-only/figs", "--grid", "3")
+    assert "--figures read-only/figs: read-only is not writable" in line
+    assert not Path("results/toy-saturation").exists()
+
+
+@pytest.mark.parametrize(
+    "cls, name, setting, message",
+    [
+        ("ToyConfig", "opo_fig3", {"grid_points": 10**8}, "grid_points must be at most 100,000"),
+        ("BanditConfig", "adpo_fig2", {"seeds": 10**4}, "seeds must be at most 1,000"),
+        ("BanditConfig", "adpo_fig2", {"methods": []}, "methods is empty; list at least one"),
+        ("DistillConfig", "adpo_table2", {"train_states": 10**7}, "train_states must be at most 1,000,000"),
+        ("LLMConfig", "opo_table1", {"steps": 10**6}, "steps must be at most 100,000"),
+    ],
+)
+def test_config_files_meet_the_same_caps_as_the_flags(cls, name, setting, message):
+    from geobench.distill.sweep import DistillConfig
+    from geobench.llm import LLMConfig
+    from geobench.toy import ToyConfig
+
+    classes = {"ToyConfig": ToyConfig, "BanditConfig": bandits.BanditConfig, "DistillConfig": DistillConfig}
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config({**classes, "LLMConfig": LLMConfig}[cls], experiment_file(name), "quick", setting)

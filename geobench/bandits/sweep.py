@@ -20,12 +20,22 @@ from geobench.bandits.train import (
     pretrain_reference,
     train_cell,
 )
+from geobench.config import check_caps, check_lists
 from geobench.errors import ConfigError
 from geobench.executor import Cell, ExecutorConfig, pending_cells, run_cells
 from geobench.objectives import get_objective
 from geobench.results import RunDir
 
 EXPERIMENT = "bandits"
+# A cell trains all its seeds stacked in one process: 200 seeds at hidden 128 took 450 MB more
+# than 10 (~2.4 MB a seed, mostly evaluation activations), so 10,000 seeds would want ~24 GB.
+# The progress bar counts cells, so a cell with absurdly many steps sits silent for days.
+CAPS = {
+    "seeds": (1_000, "seeds train stacked in one process, ~2.4 MB each at hidden 128; the paper profile runs 10"),
+    "hidden": (4_096, "evaluation activations grow with the width; the papers' widest is 256"),
+    "scaling_hidden": (4_096, "evaluation activations grow with the width; the papers' widest is 256"),
+    "steps": (100_000, "a cell shows progress only when it ends; the paper profile runs 1,000"),
+}
 
 
 @dataclass(frozen=True)
@@ -63,6 +73,8 @@ class BanditConfig:
     anchors: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        check_lists(self, "noises", "levels", "methods", "hidden")
+        check_caps(self, CAPS)
         for name, anchor in self.anchors.items():
             get_method(name)
             if anchor not in ANCHORS:

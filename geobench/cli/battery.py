@@ -16,6 +16,8 @@ from geobench.cli.common import (
     console,
     executor_config,
     merge_hparams,
+    path_option,
+    writable_folder,
 )
 from geobench.config import parse_list
 
@@ -34,7 +36,7 @@ def battery_command(
     hparam: str | None = typer.Option(
         None, "--set", help="The objectives' hyperparameters, e.g. cispo.clip_high=0.5 (TOML values)."
     ),
-    results: Path = typer.Option(Path("results"), "--results", help="Folder of run folders; cards go to battery/."),
+    results: Path = path_option(Path("results"), "--results", "Folder of run folders; cards go to its battery/."),
     plugin: list[str] | None = PLUGIN,
     quiet: bool = QUIET,
     executor: str = typer.Option("processes", "--executor", help="serial, processes (local cores) or ray."),
@@ -47,6 +49,7 @@ def battery_command(
 
     from geobench.battery import load_battery, run
 
+    writable_folder(results, "--results")
     config = load_battery(parse_list(algo) or (), budget, merge_hparams({}, hparam or ""))
     if experiments is not None:
         config = dataclasses.replace(config, experiments=parse_list(experiments) or ())

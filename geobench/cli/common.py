@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,9 @@ app = typer.Typer(
 )
 console = Console(stderr=True)
 
-PROFILE = typer.Option("quick", "--profile", help="quick (2-core CPU, minutes) or paper (the papers' settings).")
+PROFILE = typer.Option(
+    "quick", "--profile", metavar="[quick|paper]", help="quick (2-core CPU, minutes) or paper (the papers' settings)."
+)
 QUIET = typer.Option(False, "--quiet", help="No progress bars.")
 EXECUTOR = typer.Option("serial", "--executor", help="serial, processes (local cores) or ray (a Ray cluster).")
 WORKERS = typer.Option(0, "--workers", help="Parallel cells for processes / CPUs of a local Ray (0: one per core).")
@@ -49,6 +51,18 @@ PLUGIN = typer.Option(
 )
 
 
+def _path(param: typer.CallbackParam, text: str | None) -> Path | None:
+    if text is not None and not text.strip():
+        raise ConfigError(f"{param.opts[0]} is empty; give a path, or leave the option out for its default")
+    return None if text is None else Path(text)
+
+
+def path_option(default: Path | str | None, name: str, help: str) -> Any:
+    """A path option that refuses an empty value: ``Path("")`` is ``.``, so ``--out ""`` would quietly mean
+    the current folder. The text reaches the callback unconverted (``parser=str``) so that it can tell."""
+    return typer.Option(default, name, parser=str, callback=_path, help=help)
+
+
 def run_folder(out: Path | None, experiment: str, profile: str) -> Path:
     """--out, else results/<experiment> (quick) or results/<experiment>-paper: both profiles side by side."""
     from geobench.results import profile_folder
@@ -72,24 +86,46 @@ def executor_config(kind: str, workers: int, threads: int, ray_address: str | No
     return ExecutorConfig(kind=kind, workers=workers, threads=threads, ray_address=ray_address)
 
 
-def all_or_list(text: str) -> tuple[str, ...] | None:
-    return None if text == "all" else parse_list(text)
+def existing_folder(path: Path, option: str, fix: str) -> Path:
+    """``path`` if it is a folder that exists; else one line saying what it is and ``fix``."""
+    if not path.is_dir():
+        what = "is a file, not a folder" if path.exists() else "does not exist"
+        raise ConfigError(f"{option} {path} {what}; {fix}")
+    return path
 
 
-def pairs(text: str | None) -> dict[str, str] | None:
-    """'a=x,b=y' -> {'a': 'x', 'b': 'y'}."""
+def _given(text: str | None, option: str, expected: str) -> tuple[str, ...] | None:
+    """The items of a comma list; an option given with no items (``--noise ""``, ``--level ,``) is refused."""
     items = parse_list(text)
+    if items == ():
+        raise ConfigError(f"{option} is empty; give {expected}")
+    return items
+
+
+def name_list(text: str | None, option: str, valid: Iterable[str]) -> tuple[str, ...] | None:
+    return _given(text, option, f"one or more of {', '.join(valid)} (comma-separated), or leave it out")
+
+
+def all_or_list(text: str, option: str, valid: Iterable[str]) -> tuple[str, ...] | None:
+    if text == "all":
+        return None
+    return _given(text, option, f"one or more of {', '.join(valid)} (comma-separated), or all")
+
+
+def pairs(text: str | None, option: str) -> dict[str, str] | None:
+    """'a=x,b=y' -> {'a': 'x', 'b': 'y'}."""
+    items = _given(text, option, "comma-separated name=value pairs, or leave it out")
     if items is None:
         return None
     if not all("=" in item for item in items):
-        raise ConfigError(f"expected comma-separated name=value pairs, got {text!r}")
+        raise ConfigError(f"{option} expects comma-separated name=value pairs; got {text!r}")
     return dict(item.split("=", 1) for item in items)
 
 
 def merge_hparams(base: Mapping[str, Mapping[str, Any]], text: str) -> dict[str, dict[str, Any]]:
     """``base`` updated by 'algo.key=value,...'; values are TOML literals (1e-3, true, "zscore") or bare strings."""
     merged = {algo: dict(values) for algo, values in base.items()}
-    for algo_key, value in (pairs(text) or {}).items():
+    for algo_key, value in (pairs(text, "--set") or {}).items():
         algo, _, key = algo_key.partition(".")
         if not key:
             raise ConfigError(f"--set expects algo.key=value, got {algo_key}={value}")
@@ -101,11 +137,11 @@ def merge_hparams(base: Mapping[str, Mapping[str, Any]], text: str) -> dict[str,
     return merged
 
 
-def int_list(text: str | None) -> tuple[int, ...] | None:
-    values = parse_list(text)
+def int_list(text: str | None, option: str) -> tuple[int, ...] | None:
+    values = _given(text, option, "comma-separated integers, or leave it out")
     if values is None:
         return None
     try:
         return tuple(int(v) for v in values)
     except ValueError:
-        raise ConfigError(f"expected comma-separated integers, got {text!r}") from None
+        raise ConfigError(f"{option} expects comma-separated integers; got {text!r}") from None

@@ -10,6 +10,7 @@ import typer
 
 from geobench.cli.common import (
     EXECUTOR,
+    PLUGIN,
     PROFILE,
     QUIET,
     RAY_ADDRESS,
@@ -21,33 +22,39 @@ from geobench.cli.common import (
     executor_config,
     int_list,
     merge_hparams,
+    name_list,
     pairs,
+    path_option,
     run_folder,
+    writable_folder,
 )
-from geobench.config import experiment_file, load_config, parse_list
+from geobench.config import experiment_file, load_config
 from geobench.errors import ConfigError
 
 
 @app.command("toy-saturation")
 def toy_saturation(
-    out: Path | None = typer.Option(
-        None, "--out", help="Run folder for CSV and run.json (default results/toy-saturation[-paper])."
+    out: Path | None = path_option(
+        None, "--out", "Run folder for CSV and run.json (default results/toy-saturation[-paper])."
     ),
     profile: str = PROFILE,
     seed: int | None = typer.Option(None, "--seed", help="Recorded in the CSV; the toy itself has no randomness."),
-    grid: int | None = typer.Option(None, "--grid", help="Grid points over p (overrides the profile)."),
+    grid: int | None = typer.Option(None, "--grid", help="Grid points over p (quick: 2001, paper: 20001)."),
     objectives: str | None = typer.Option(None, "--objectives", help="Comma-separated registry names."),
-    config: Path | None = typer.Option(None, "--config", help="A TOML file instead of experiments/opo_fig3.toml."),
-    figures: Path = typer.Option(Path("figures"), "--figures", help="Where to draw opo_fig3 (PNG and PDF)."),
+    config: Path | None = path_option(None, "--config", "A TOML file instead of experiments/opo_fig3.toml."),
+    figures: Path = path_option(Path("figures"), "--figures", "Where to draw opo_fig3 (PNG and PDF)."),
     draw: bool = typer.Option(True, "--draw/--no-draw", help="Draw the figure after the run."),
+    plugin: list[str] | None = PLUGIN,
     quiet: bool = QUIET,
 ) -> None:
     """OPO Fig. 3: |dL/dz| vs confidence on a binary logit, by autograd through each objective."""
     from geobench import toy
+    from geobench.objectives import REGISTRY
 
-    overrides = {"grid_points": grid, "objectives": parse_list(objectives), "seed": seed}
+    overrides = {"grid_points": grid, "objectives": name_list(objectives, "--objectives", REGISTRY), "seed": seed}
     cfg = load_config(toy.ToyConfig, config or experiment_file("opo_fig3"), profile, overrides)
     out = run_folder(out, "toy-saturation", profile)
+    figures = writable_folder(figures, "--figures") if draw else figures
     console.print(f"wrote {toy.run(cfg, out, profile=profile, show_progress=not quiet)}")
     if draw:
         from geobench.report import draw_toy
@@ -66,18 +73,21 @@ def bandits(
     hidden: str | None = typer.Option(None, "--hidden", help="Comma-separated hidden sizes, e.g. 64,128,256."),
     seeds: int | None = typer.Option(None, "--seeds", help="Number of seeds (quick: 5, paper: 10)."),
     seed: int | None = typer.Option(None, "--seed", help="First seed; seeds are seed .. seed + seeds - 1."),
-    steps: int | None = typer.Option(None, "--steps", help="Training steps (batches) per run."),
+    steps: int | None = typer.Option(
+        None, "--steps", help="Training steps (batches) per run (quick: 300, paper: 1000)."
+    ),
     scaling: bool = typer.Option(False, "--scaling", help="Also run the model-scaling study (Fig. 2b)."),
     anchors: str | None = typer.Option(
         None, "--anchors", help="Per-method anchor overrides, e.g. adpo-pairwise=old (reference or old)."
     ),
-    out: Path | None = typer.Option(
-        None, "--out", help="Run folder for CSV and run.json (default results/bandits, or results/bandits-paper)."
+    out: Path | None = path_option(
+        None, "--out", "Run folder for CSV and run.json (default results/bandits, or results/bandits-paper)."
     ),
     profile: str = PROFILE,
-    config: Path | None = typer.Option(None, "--config", help="A TOML file instead of experiments/adpo_fig2.toml."),
-    figures: Path = typer.Option(Path("figures"), "--figures", help="Where to draw adpo_fig2a/b and their tables."),
+    config: Path | None = path_option(None, "--config", "A TOML file instead of experiments/adpo_fig2.toml."),
+    figures: Path = path_option(Path("figures"), "--figures", "Where to draw adpo_fig2a/b and their tables."),
     draw: bool = typer.Option(True, "--draw/--no-draw", help="Draw figures and tables after the run."),
+    plugin: list[str] | None = PLUGIN,
     quiet: bool = QUIET,
     executor: str = EXECUTOR,
     workers: int = WORKERS,
@@ -90,18 +100,19 @@ def bandits(
     pool = executor_config(executor, workers, threads, ray_address)
 
     overrides = {
-        "noises": all_or_list(noise),
-        "levels": all_or_list(level),
-        "methods": parse_list(methods),
-        "hidden": int_list(hidden),
+        "noises": all_or_list(noise, "--noise", bandit_study.NOISES),
+        "levels": all_or_list(level, "--level", bandit_study.LEVELS),
+        "methods": name_list(methods, "--methods", bandit_study.METHODS),
+        "hidden": int_list(hidden, "--hidden"),
         "seeds": seeds,
         "seed": seed,
         "steps": steps,
         "scaling": scaling or None,
-        "anchors": pairs(anchors),
+        "anchors": pairs(anchors, "--anchors"),
     }
     cfg = load_config(bandit_study.BanditConfig, config or experiment_file("adpo_fig2"), profile, overrides)
     out = run_folder(out, "bandits", profile)
+    figures = writable_folder(figures, "--figures") if draw else figures
     console.print(f"wrote {bandit_study.run(cfg, out, profile=profile, show_progress=not quiet, executor=pool)}")
     if draw:
         from geobench.report import draw_bandits
@@ -119,8 +130,8 @@ def train_teacher(
     env: str = typer.Option(..., "--env", help="HalfCheetah-v5 or Hopper-v5."),
     steps: int | None = typer.Option(None, "--steps", help="Environment steps (overrides the config)."),
     seed: int | None = typer.Option(None, "--seed", help="Training seed."),
-    out: Path | None = typer.Option(None, "--out", help="Teachers folder (default experiments/teachers)."),
-    config: Path | None = typer.Option(None, "--config", help="A TOML file instead of experiments/adpo_table2.toml."),
+    out: Path | None = path_option(None, "--out", "Teachers folder (default experiments/teachers)."),
+    config: Path | None = path_option(None, "--config", "A TOML file instead of experiments/adpo_table2.toml."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing teacher once the new one is done."),
     quiet: bool = QUIET,
 ) -> None:
@@ -133,7 +144,8 @@ def train_teacher(
         raise ConfigError(f"no teacher settings for env {env!r}; valid: {', '.join(table) or 'none'}")
     settings = {**table[env], **{k: v for k, v in {"steps": steps, "seed": seed}.items() if v is not None}}
     cfg = teachers.TeacherConfig(env=env, **settings)
-    info = teachers.train_teacher(cfg, out or teachers.TEACHERS_DIR, show_progress=not quiet, overwrite=overwrite)
+    root = writable_folder(out or teachers.TEACHERS_DIR, "--out")
+    info = teachers.train_teacher(cfg, root, show_progress=not quiet, overwrite=overwrite)
     console.print(
         f"{env} teacher ({cfg.algo}, {cfg.steps} steps): return {info['eval_return_mean']:.1f} "
         f"+- {info['eval_return_std']:.1f} over {cfg.eval_episodes} episodes"
@@ -144,7 +156,7 @@ def train_teacher(
 def evaluate_teacher(
     env: str = typer.Option(..., "--env", help="HalfCheetah-v5 or Hopper-v5."),
     episodes: int = typer.Option(10, "--episodes", help="Deterministic evaluation episodes."),
-    out: Path | None = typer.Option(None, "--out", help="Teachers folder (default experiments/teachers)."),
+    out: Path | None = path_option(None, "--out", "Teachers folder (default experiments/teachers)."),
 ) -> None:
     """Evaluate a committed teacher again (return and its forward part) and update teacher.json."""
     from geobench.distill import teachers
@@ -160,17 +172,18 @@ def evaluate_teacher(
 def distill(
     env: str = typer.Option("all", "--env", help="HalfCheetah-v5, Hopper-v5, a comma list, or all."),
     methods: str | None = typer.Option(None, "--methods", help="Comma-separated methods (default: all)."),
-    seeds: int | None = typer.Option(None, "--seeds", help="Number of seeds (default 5)."),
+    seeds: int | None = typer.Option(None, "--seeds", help="Number of seeds (quick: 5, paper: 5)."),
     seed: int | None = typer.Option(None, "--seed", help="First seed."),
-    steps: int | None = typer.Option(None, "--steps", help="Gradient steps per student."),
-    teachers: Path | None = typer.Option(None, "--teachers", help="Teachers folder (default experiments/teachers)."),
-    out: Path | None = typer.Option(
-        None, "--out", help="Run folder for CSV and run.json (default results/mujoco, or results/mujoco-paper)."
+    steps: int | None = typer.Option(None, "--steps", help="Gradient steps per student (quick: 2000, paper: 10000)."),
+    teachers: Path | None = path_option(None, "--teachers", "Teachers folder (default experiments/teachers)."),
+    out: Path | None = path_option(
+        None, "--out", "Run folder for CSV and run.json (default results/mujoco, or results/mujoco-paper)."
     ),
     profile: str = PROFILE,
-    config: Path | None = typer.Option(None, "--config", help="A TOML file instead of experiments/adpo_table2.toml."),
-    figures: Path = typer.Option(Path("figures"), "--figures", help="Where to draw adpo_table2."),
+    config: Path | None = path_option(None, "--config", "A TOML file instead of experiments/adpo_table2.toml."),
+    figures: Path = path_option(Path("figures"), "--figures", "Where to draw adpo_table2."),
     draw: bool = typer.Option(True, "--draw/--no-draw", help="Draw the figure and table after the run."),
+    plugin: list[str] | None = PLUGIN,
     quiet: bool = QUIET,
     executor: str = EXECUTOR,
     workers: int = WORKERS,
@@ -183,8 +196,8 @@ def distill(
     pool = executor_config(executor, workers, threads, ray_address)
 
     overrides = {
-        "envs": all_or_list(env),
-        "methods": parse_list(methods),
+        "envs": all_or_list(env, "--env", distill_study.ENVS),
+        "methods": name_list(methods, "--methods", distill_study.METHODS),
         "seeds": seeds,
         "seed": seed,
         "steps": steps,
@@ -192,6 +205,7 @@ def distill(
     }
     cfg = load_config(distill_study.DistillConfig, config or experiment_file("adpo_table2"), profile, overrides)
     out = run_folder(out, "mujoco", profile)
+    figures = writable_folder(figures, "--figures") if draw else figures
     console.print(f"wrote {distill_study.run(cfg, out, profile=profile, show_progress=not quiet, executor=pool)}")
     if draw:
         from geobench.report import draw_mujoco
@@ -204,32 +218,48 @@ def distill(
 def llm(
     algo: str = typer.Option("all", "--algo", help="grpo, gspo, dapo, opo, adpo, a comma list, or all."),
     dataset: str | None = typer.Option(
-        None, "--dataset", help="arithmetic (built in), math-lighteval (hub; needs network) or a local path."
+        None,
+        "--dataset",
+        help="column-addition or arithmetic (built in), math-lighteval (hub; needs network) or a local .jsonl, "
+        ".parquet or save_to_disk folder (quick: column-addition, paper: math-lighteval).",
     ),
     levels: str | None = typer.Option(None, "--levels", help="Difficulty levels, e.g. 3,4 for MATH."),
     model: str | None = typer.Option(
         None, "--model", help="Causal-LM checkpoint (hub id or folder); default: the warm-started tiny Qwen3."
     ),
-    rollout: str | None = typer.Option(None, "--rollout", help="hf (transformers generate) or vllm (GPU extra)."),
+    rollout: str | None = typer.Option(
+        None, "--rollout", help="hf, transformers' generate, or vllm, a GPU extra (quick: hf, paper: vllm)."
+    ),
     engine: str | None = typer.Option(
-        None, "--engine", help="geobench (its own loop) or trl (TRL's GRPOTrainer with geobench's losses)."
+        None,
+        "--engine",
+        help="geobench, its own loop, or trl, TRL's GRPOTrainer with geobench's losses "
+        "(quick: geobench, paper: geobench).",
     ),
-    reward: str | None = typer.Option(None, "--reward", help="correct (1/0) or shaped (length/repetition)."),
-    seeds: int | None = typer.Option(None, "--seeds", help="Number of seeds."),
+    reward: str | None = typer.Option(
+        None,
+        "--reward",
+        help="correct scores 1/0, shaped adds length and repetition terms (quick: correct, paper: correct).",
+    ),
+    seeds: int | None = typer.Option(None, "--seeds", help="Number of seeds (quick: 5, paper: 1)."),
     seed: int | None = typer.Option(None, "--seed", help="First seed."),
-    steps: int | None = typer.Option(None, "--steps", help="RL steps per run."),
+    steps: int | None = typer.Option(None, "--steps", help="RL steps per run (quick: 100, paper: 224)."),
     hparam: str | None = typer.Option(
-        None, "--set", help="Objective hyperparameters, e.g. opo.alpha=0.6,opo.escort_ref=false (TOML values)."
+        None,
+        "--set",
+        help="Objective hyperparameters, e.g. opo.alpha=0.6,opo.escort_ref=false (TOML values); "
+        "`geobench objectives` lists every key with its default.",
     ),
-    out: Path | None = typer.Option(
-        None, "--out", help="Run folder for CSV and run.json (default results/llm, or results/llm-paper)."
+    out: Path | None = path_option(
+        None, "--out", "Run folder for CSV and run.json (default results/llm, or results/llm-paper)."
     ),
     profile: str = PROFILE,
-    config: Path | None = typer.Option(
-        None, "--config", help="A TOML file instead of experiments/opo_table1.toml (e.g. experiments/adpo_fig3.toml)."
+    config: Path | None = path_option(
+        None, "--config", "A TOML file instead of experiments/opo_table1.toml (e.g. experiments/adpo_fig3.toml)."
     ),
-    figures: Path = typer.Option(Path("figures"), "--figures", help="Where to draw the LLM figures and tables."),
+    figures: Path = path_option(Path("figures"), "--figures", "Where to draw the LLM figures and tables."),
     draw: bool = typer.Option(True, "--draw/--no-draw", help="Draw figures and tables after the run."),
+    plugin: list[str] | None = PLUGIN,
     quiet: bool = QUIET,
     executor: str = EXECUTOR,
     workers: int = WORKERS,
@@ -242,9 +272,9 @@ def llm(
     pool = executor_config(executor, workers, threads, ray_address)
 
     overrides = {
-        "algos": all_or_list(algo),
+        "algos": all_or_list(algo, "--algo", llm_study.ALGOS),
         "dataset": dataset,
-        "levels": int_list(levels),
+        "levels": int_list(levels, "--levels"),
         "model": model,
         "rollout": rollout,
         "engine": engine,
@@ -256,13 +286,14 @@ def llm(
     cfg = load_config(llm_study.LLMConfig, config or experiment_file("opo_table1"), profile, overrides)
     if hparam:
         merged = merge_hparams(cfg.hparams, hparam)
-        for algo in {pair.partition(".")[0] for pair in pairs(hparam) or {}}:
+        for algo in {pair.partition(".")[0] for pair in pairs(hparam, "--set") or {}}:
             if algo not in cfg.algos:
                 raise ConfigError(
                     f"--set {algo}.*: {algo!r} is not among the selected algorithms ({', '.join(cfg.algos)})"
                 )
         cfg = dataclasses.replace(cfg, hparams=merged)
     out = run_folder(out, "llm", profile)
+    figures = writable_folder(figures, "--figures") if draw else figures
     console.print(f"wrote {llm_study.run(cfg, out, profile=profile, show_progress=not quiet, executor=pool)}")
     if draw:
         from geobench.report import draw_llm

@@ -18,20 +18,23 @@ from geobench.cli.common import (
     app,
     console,
     executor_config,
+    existing_folder,
     int_list,
+    path_option,
+    writable_folder,
 )
 from geobench.errors import ConfigError
 
 verl_app = typer.Typer(no_args_is_help=True, help="Run the papers' LLM experiments on verl with geobench's losses.")
 app.add_typer(verl_app, name="verl")
-DATA_DIR = typer.Option("~/data/geobench", "--data-dir", help="Where verl's parquet files live (one folder per run).")
+DATA_DIR = path_option("~/data/geobench", "--data-dir", "Where verl's parquet files live (one folder per run).")
 
 
 @verl_app.command("command")
 def verl_command(
     run: str = typer.Option(..., "--run", help="opo_table1 or adpo_fig3 (experiments/verl/<run>.toml)."),
     algo: str = typer.Option(..., "--algo", help="An algorithm of that run, e.g. opo, adpo, grpo."),
-    data_dir: str = DATA_DIR,
+    data_dir: Path = DATA_DIR,
 ) -> None:
     """Print the verl.trainer.main_ppo command (hydra overrides) of one algorithm of a paper run."""
     from geobench.integrations import verl_config
@@ -41,45 +44,58 @@ def verl_command(
 
 @verl_app.command("data")
 def verl_data(
-    run: str = typer.Option(..., "--run", help="The run the data is for (its folder under --data-dir)."),
+    run: str = typer.Option(..., "--run", help="opo_table1 or adpo_fig3: the run the data is for (its folder)."),
     dataset: str = typer.Option("math-lighteval", "--dataset", help="math-lighteval (hub) or a local path."),
     levels: str = typer.Option(..., "--levels", help="MATH levels, e.g. 3 or 3,4."),
-    data_dir: str = DATA_DIR,
+    data_dir: Path = DATA_DIR,
 ) -> None:
     """Write MATH as verl's RL parquet (train/test) with geobench's prompts and gold answers."""
     from geobench.integrations import verl_config
 
-    folder = Path(data_dir).expanduser() / run
-    for path in verl_config.export_data(dataset, int_list(levels) or (), folder):
+    folder = writable_folder(verl_config.data_folder(run, data_dir), "--data-dir")
+    for path in verl_config.export_data(dataset, int_list(levels, "--levels") or (), folder):
         console.print(f"wrote {path}")
 
 
 @app.command("objectives")
 def list_objectives(plugin: list[str] | None = PLUGIN) -> None:
-    """Every registered objective (built-in, installed plugins, --plugin): feedback, geometry, source."""
+    """Every registered objective (built-in, installed plugins, --plugin): feedback, geometry, source, defaults."""
     from geobench.objectives import REGISTRY, load_plugins
 
     load_plugins()
 
-    table = Table(title="geobench objectives")
+    # One row per objective with its fields stacked, not one column per field: seven columns do not fit
+    # 80, and rich would cut names and defaults short. Here lines break only between words.
+    table = Table(title="geobench objectives", show_lines=True)
     table.add_column("name", no_wrap=True, style="bold")
-    for column in ("feedback", "sampling", "optimization", "coordinates", "target", "defaults"):
-        table.add_column(column)
+    table.add_column("feedback, geometry, source; hyperparameters (--set name.key=value) and their defaults")
     for name, entry in sorted(REGISTRY.items()):
         geo = entry.geometry
-        defaults = ", ".join(f"{k}={v}" for k, v in entry.defaults.items())
-        table.add_row(name, entry.feedback, geo.sampling, geo.optimization, geo.coordinates, geo.target, defaults)
+        fields = {
+            "feedback": entry.feedback,
+            "sampling": geo.sampling,
+            "optimization": geo.optimization,
+            "coordinates": geo.coordinates,
+            "target": geo.target,
+            "source": entry.paper,
+            "defaults": ", ".join(f"{k}={v}" for k, v in entry.defaults.items()) or "none",
+        }
+        table.add_row(name, "\n".join(f"{field}: {value}" for field, value in fields.items()))
     Console().print(table)
 
 
 @app.command("figures")
 def figures_command(
-    results: Path = typer.Option(Path("results"), "--results", help="Folder of run folders."),
-    out: Path = typer.Option(Path("figures"), "--out", help="Where figures and tables go."),
+    results: Path = path_option(Path("results"), "--results", "Folder of run folders."),
+    out: Path = path_option(Path("figures"), "--out", "Where figures and tables go."),
+    plugin: list[str] | None = PLUGIN,
 ) -> None:
     """Rebuild every figure and table from results/*/ CSVs and the registry, then results/REPORT.md."""
     from geobench.report import build_all, write_report
 
+    fix = "give the folder that holds the run folders, or create them with `geobench reproduce`"
+    results = writable_folder(existing_folder(results, "--results", fix), "--results")  # REPORT.md goes there
+    out = writable_folder(out, "--out")
     written, skipped = build_all(results, out)
     for path in written:
         console.print(f"wrote {path}")
@@ -91,8 +107,9 @@ def figures_command(
 @app.command("reproduce")
 def reproduce_command(
     profile: str = PROFILE,
-    results: Path = typer.Option(Path("results"), "--results", help="Folder of run folders."),
-    out: Path = typer.Option(Path("figures"), "--figures", help="Where figures and tables go."),
+    results: Path = path_option(Path("results"), "--results", "Folder of run folders."),
+    out: Path = path_option(Path("figures"), "--figures", "Where figures and tables go."),
+    plugin: list[str] | None = PLUGIN,
     quiet: bool = QUIET,
     executor: str = typer.Option("processes", "--executor", help="serial, processes (local cores) or ray."),
     workers: int = WORKERS,
@@ -107,8 +124,8 @@ def reproduce_command(
         raise ConfigError(f"unknown profile {profile!r}; valid: {', '.join(PROFILES)}")
     reproduce(
         profile,
-        results,
-        out,
+        writable_folder(results, "--results"),
+        writable_folder(out, "--figures"),
         show_progress=not quiet,
         executor=executor_config(executor, workers, threads, ray_address),
     )

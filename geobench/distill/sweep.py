@@ -29,6 +29,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from geobench.config import check_caps, check_lists
 from geobench.distill.data import StateSet, collect_states, sample_candidates
 from geobench.distill.gaussian import gaussian_kl, log_density, ndcg
 from geobench.distill.teachers import ENVS, TEACHERS_DIR, Teacher, evaluate_policy, load_teacher
@@ -41,6 +42,16 @@ from geobench.results import RunDir
 EXPERIMENT = "mujoco"
 METHODS = ("kd", "adpo-self-anchor", "adpo-self-anchor-ema", "kd-gaussian")
 ADPO_METHODS = ("adpo-self-anchor", "adpo-self-anchor-ema")
+# A cell trains its seeds stacked and evaluates them in lockstep (seeds x eval_episodes MuJoCo
+# environments at once). States are collected before any cell starts, with no progress shown,
+# at ~0.2-0.4 ms each here (Hopper the slower); the progress bar counts cells, not steps.
+_COLLECTED = "states are collected up front with no progress shown, ~0.4 ms each"
+CAPS = {
+    "seeds": (100, "seeds train stacked and evaluate seeds x eval_episodes environments at once; the paper uses 5"),
+    "steps": (1_000_000, "a cell shows progress only when it ends; the paper profile runs 10,000"),
+    "train_states": (1_000_000, f"{_COLLECTED}; the paper profile uses 100,000"),
+    "eval_states": (1_000_000, f"{_COLLECTED}; the profiles use 2,000"),
+}
 
 
 @dataclass(frozen=True)
@@ -68,6 +79,7 @@ class DistillConfig:
     teachers_dir: str = ""
 
     def __post_init__(self) -> None:
+        check_lists(self, "envs", "methods")
         for env in self.envs:
             if env not in ENVS:
                 raise ConfigError(f"unknown env {env!r}; valid: {', '.join(ENVS)}, all")
@@ -86,6 +98,7 @@ class DistillConfig:
         for name in ("seeds", "steps", "batch_states", "candidates", "train_states", "eval_states", "eval_every"):
             if getattr(self, name) < 1:  # checked before the 70 s of state collection, not after
                 raise ConfigError(f"{name} must be a positive integer; got {getattr(self, name)}")
+        check_caps(self, CAPS)
 
     @property
     def teachers(self) -> Path:

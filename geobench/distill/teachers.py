@@ -216,6 +216,8 @@ def _train_into(config: TeacherConfig, out: Path, show_progress: bool) -> dict[s
 
 def load_teacher(env: str, root: Path = TEACHERS_DIR) -> Teacher:
     """The committed teacher for ``env``, or a one-line error naming the command that makes it."""
+    if env not in ENVS:  # else the error below would suggest training a teacher for an env that has no settings
+        raise ConfigError(f"unknown env {env!r}; valid: {', '.join(ENVS)}")
     folder = teacher_dir(env, root)
     fix = f"run `geobench mujoco train-teacher --env {env}`"
     if not (folder / "model.zip").exists() or not (folder / "teacher.json").exists():

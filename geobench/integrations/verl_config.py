@@ -26,29 +26,35 @@ def runs() -> list[str]:
 
 
 def _spec(run: str) -> dict:
-    path = VERL_DIR / f"{run}.toml"
-    if not path.exists():
+    # Membership, not the file's existence: the name also becomes a data folder, and '../verl/x' must not.
+    if run not in runs():
         raise ConfigError(f"no verl run {run!r}; valid: {', '.join(runs()) or 'none'}")
-    return tomllib.loads(path.read_text())
+    return tomllib.loads((VERL_DIR / f"{run}.toml").read_text())
+
+
+def data_folder(run: str, data_dir: str | Path) -> Path:
+    """Where the parquet of a paper run lives: its own folder under ``data_dir``."""
+    _spec(run)
+    return Path(data_dir).expanduser() / run
 
 
 def algos_of(run: str) -> list[str]:
     return list(_spec(run).get("algos", {}))
 
 
-def overrides(run: str, algo: str, data_dir: str = "~/data/geobench") -> list[str]:
+def overrides(run: str, algo: str, data_dir: str | Path = "~/data/geobench") -> list[str]:
     """The hydra overrides of ``verl.trainer.main_ppo`` for one algorithm of a paper run."""
     spec = _spec(run)
     algos = spec.get("algos", {})
     if algo not in algos:
         raise ConfigError(f"{run} has no algorithm {algo!r} for verl; valid: {', '.join(algos)}")
-    data = Path(data_dir).expanduser() / run
+    data = data_folder(run, data_dir)
     files = [f"data.train_files={data / 'train.parquet'}", f"data.val_files={data / 'test.parquet'}"]
     reward = [f"reward.custom_reward_function.path={REWARD_FILE}", "reward.custom_reward_function.name=compute_score"]
     return [*files, *reward, *spec["common"], *algos[algo], f"trainer.experiment_name={run}-{algo}"]
 
 
-def command(run: str, algo: str, data_dir: str = "~/data/geobench") -> str:
+def command(run: str, algo: str, data_dir: str | Path = "~/data/geobench") -> str:
     return shlex.join(["python3", "-m", "verl.trainer.main_ppo", *overrides(run, algo, data_dir)])
 
 

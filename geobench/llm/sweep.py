@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from geobench.config import check_caps, check_lists
 from geobench.errors import ConfigError
 from geobench.executor import Cell, ExecutorConfig, Resources, pending_cells, run_cells, set_threads
 from geobench.llm.grading import REWARDS
@@ -33,6 +34,12 @@ ALGOS = ("grpo", "gspo", "dapo", "opo", "adpo")
 # What an objective outside ALGOS (a plugin's, say) may declare: the loop scores G completions of
 # each prompt with a verifier, a reward per completion, which is sampled or listwise feedback.
 LLM_FEEDBACK = ("sampled", "listwise")
+# Cells are (algorithm, seed) runs and the progress bar counts them, so a cell with absurdly many
+# steps sits silent for days.
+CAPS = {
+    "seeds": (1_000, "every seed is a full RL run of each algorithm, weeks at the cap; the profiles run 1 to 5"),
+    "steps": (100_000, "a cell shows progress only when it ends; the paper profile runs 224"),
+}
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,10 @@ class LLMConfig:
     hparams: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        check_lists(self, "algos", "levels")
+        check_caps(self, CAPS)
+        if not self.dataset.strip():
+            raise ConfigError("dataset is empty; give arithmetic, column-addition, math-lighteval or a path")
         for algo in self.algos:
             if algo not in ALGOS and get_objective(algo).feedback not in LLM_FEEDBACK:
                 raise ConfigError(

@@ -143,6 +143,9 @@ class MathTask:
         return f"\\boxed{{{problem.answer}}}"
 
 
+LOCAL_FORMATS = (".jsonl", ".json", ".parquet")
+
+
 def load_math(source: str, levels: tuple[int, ...], split: str = "train") -> MathTask:
     """MATH-lighteval from the hub id, a ``save_to_disk`` folder, or a .jsonl/.parquet file.
 
@@ -153,21 +156,35 @@ def load_math(source: str, levels: tuple[int, ...], split: str = "train") -> Mat
     except ImportError:
         raise ConfigError("--dataset math-lighteval needs the `datasets` package: pip install datasets") from None
     path = Path(source)
+    local = path.exists() or path.suffix in LOCAL_FORMATS
+    if local and not path.exists():
+        raise ConfigError(f"dataset file {path} not found; check --dataset")
+    if path.is_file() and path.suffix not in LOCAL_FORMATS:
+        raise ConfigError(f"dataset file {path} is not .jsonl, .json or .parquet; convert it or check --dataset")
+    if path.is_file() and path.stat().st_size == 0:
+        raise ConfigError(f"dataset file {path} is empty; it needs rows with problem, solution and level")
     try:
         if path.is_dir():
             data = datasets.load_from_disk(str(path))
             if isinstance(data, datasets.DatasetDict):
                 data = data[split]
-        elif path.suffix in (".jsonl", ".json", ".parquet"):
+        elif local:
             kind = "parquet" if path.suffix == ".parquet" else "json"
             data = datasets.load_dataset(kind, data_files=str(path), split="train")
         else:
             data = datasets.load_dataset(MATH_HUB_ID if source == "math-lighteval" else source, split=split)
     except Exception as error:  # datasets raises many types for "not here and no network"
+        if local:  # nothing to do with the network: the file or folder itself is not a dataset
+            raise ConfigError(
+                f"cannot read dataset {path} ({type(error).__name__}); it needs rows with problem, solution and "
+                "level, as a .jsonl, .json or .parquet file or a datasets save_to_disk folder"
+            ) from None
         raise ConfigError(
             f"could not load {source!r} ({type(error).__name__}); without network, save MATH-lighteval "
             f"with datasets' save_to_disk on a machine that has it and pass --dataset PATH"
         ) from None
+    if len(data) == 0:
+        raise ConfigError(f"dataset {source!r} is empty; it needs rows with problem, solution and level")
     missing = {"problem", "solution", "level"} - set(data.column_names)
     if missing:
         raise ConfigError(f"dataset {source!r} lacks columns {sorted(missing)}")

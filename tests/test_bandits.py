@@ -148,7 +148,7 @@ def test_a_killed_sweep_resumes_without_redoing_finished_cells(small, tmp_path, 
     [
         (["--noise", "laplace"], "unknown noise 'laplace'; valid: gaussian-outliers, shift, adversarial, cauchy, all"),
         (["--level", "extreme"], "unknown level 'extreme'; valid: light, medium, heavy, all"),
-        (["--methods", "dpo"], "unknown bandit method 'dpo'; valid: adpo-listwise-raw"),
+        (["--methods", "nosuch"], "unknown bandit method 'nosuch'; valid: adpo-listwise-raw"),
         (["--hidden", "64,big"], "--hidden expects comma-separated integers; got '64,big'"),
     ],
 )

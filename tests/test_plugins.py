@@ -110,6 +110,18 @@ def test_cispo_gradient_is_the_clipped_weight_times_the_advantage_on_every_token
     torch.testing.assert_close(grad[inside], grpo_grad[inside])  # r grad log pi = grad r inside the window
 
 
+def test_an_objective_outside_a_table_runs_with_its_feedbacks_anchor(cispo):
+    from geobench.bandits.train import Method, get_method
+    from geobench.distill.sweep import DistillConfig
+    from geobench.errors import ConfigError
+
+    assert get_method("cispo") == Method("cispo", "sampled", "old")
+    assert get_method("sft") == Method("sft", "listwise", "reference")
+    with pytest.raises(ConfigError, match="'cispo';.* or a listwise objective"):
+        DistillConfig(methods=("cispo",))  # the teacher scores every candidate: listwise feedback only
+    assert DistillConfig(methods=("sft",)).methods == ("sft",)
+
+
 def test_a_plugin_objective_runs_in_spawned_workers(cispo, tmp_path):
     config = load_config(bandits.BanditConfig, experiment_file("adpo_fig2"), "quick")
     config = dataclasses.replace(

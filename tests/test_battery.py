@@ -98,6 +98,8 @@ def test_a_listwise_plugin_gets_a_distillation_section(tmp_path, monkeypatch):
         (("--algo", "grpo", "--experiments", "atari"), "unknown experiment 'atari'; valid: toy-saturation"),
         (("--algo", "grpo", "--set", "opo.mu=2"), "--set opo.*: 'opo' is not among --algo (grpo)"),
         (("--algo", "nosuch"), "unknown algorithm 'nosuch'"),
+        (("--algo", ""), "--algo is empty; name one or more objectives"),
+        (("--algo", "grpo", "--experiments", ","), "--experiments is empty; give one or more of toy-saturation"),
         (("--algo", "grpo", "--set", "grpo.nosuch=1"), "grpo: unknown hyperparameter 'nosuch'"),
     ],
 )

@@ -16,6 +16,7 @@ from geobench.cli.common import (
     console,
     executor_config,
     merge_hparams,
+    name_list,
     path_option,
     writable_folder,
 )
@@ -50,9 +51,13 @@ def battery_command(
     from geobench.battery import load_battery, run
 
     writable_folder(results, "--results")
-    config = load_battery(parse_list(algo) or (), budget, merge_hparams({}, hparam or ""))
-    if experiments is not None:
-        config = dataclasses.replace(config, experiments=parse_list(experiments) or ())
+    from geobench.battery.plan import BY_NAME
+
+    hparams = {} if hparam is None else merge_hparams({}, hparam)
+    config = load_battery(parse_list(algo) or (), budget, hparams)
+    chosen = name_list(experiments, "--experiments", BY_NAME)
+    if chosen is not None:
+        config = dataclasses.replace(config, experiments=chosen)
     pool = executor_config(executor, workers, threads, ray_address)
     for card in run(config, results, show_progress=not quiet, executor=pool):
         console.print(f"wrote {card}")

@@ -44,6 +44,7 @@ def load_plugins(specs: list[str] | None) -> list[str] | None:
 PLUGIN = typer.Option(
     None,
     "--plugin",
+    metavar="FILE.py|MODULE",
     callback=load_plugins,
     is_eager=True,
     help="A .py file or module registering objectives with @objective (repeatable); installed "

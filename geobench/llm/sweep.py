@@ -92,11 +92,8 @@ class LLMConfig:
         if not self.dataset.strip():
             raise ConfigError("dataset is empty; give arithmetic, column-addition, math-lighteval or a path")
         for algo in self.algos:
-            if algo not in ALGOS and get_objective(algo).feedback not in LLM_FEEDBACK:
-                raise ConfigError(
-                    f"{algo!r} takes {get_objective(algo).feedback} feedback, which geobench llm does not give; "
-                    f"valid: {', '.join(ALGOS)} or an objective with {' or '.join(LLM_FEEDBACK)} feedback"
-                )
+            if algo not in ALGOS:
+                _check_outside_algo(algo)
             get_objective(algo).validate(dict(self.hparams.get(algo, {})))
         if self.engine not in ENGINES:
             raise ConfigError(f"unknown engine {self.engine!r}; valid: {', '.join(ENGINES)}")
@@ -127,6 +124,17 @@ class LLMConfig:
 
     def sampling(self) -> SamplingSettings:
         return SamplingSettings(self.temperature, self.top_p, self.max_new_tokens)
+
+
+def _check_outside_algo(algo: str) -> None:
+    """An objective outside ALGOS runs if it is registered with a feedback the loop gives, else one line."""
+    valid = f"{', '.join(ALGOS)}, or an objective with {' or '.join(LLM_FEEDBACK)} feedback (`geobench objectives`)"
+    try:
+        feedback = get_objective(algo).feedback
+    except ConfigError:
+        raise ConfigError(f"unknown algorithm {algo!r} for geobench llm; valid: {valid}") from None
+    if feedback not in LLM_FEEDBACK:
+        raise ConfigError(f"{algo!r} takes {feedback} feedback, which geobench llm does not give; valid: {valid}")
 
 
 def _model_path(config: LLMConfig, show_progress: bool) -> str:

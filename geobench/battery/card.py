@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -189,7 +190,7 @@ def bandits_section(frame: pd.DataFrame, objective: str, folder: Path, step: Pla
     for (noise, level), part in main.groupby(["scenario", "level"], sort=False):
         means = dict(zip(part["variant"], part["mean"], strict=True))
         best = max((v for v in means if v != objective), key=means.get)
-        values = lambda v, n=noise, lv=level: bandits_report.seed_values(final, v, **_at(n, lv, hidden))  # noqa: E731
+        values = partial(_winmass, final, _at(noise, level, hidden))
         rows.append(
             {
                 "scenario": f"{noise}/{level}",
@@ -227,6 +228,10 @@ def _at(noise: str, level: str, hidden: int) -> dict:
     return {"scenario": noise, "level": level, "hidden": hidden}
 
 
+def _winmass(final: pd.DataFrame, where: Mapping[str, object], variant: str) -> np.ndarray:
+    return bandits_report.seed_values(final, variant, **where)
+
+
 def mujoco_section(frame: pd.DataFrame, objective: str, folder: Path, step: Plan) -> tuple[str, str]:
     """Student return, NDCG and KL per environment with CIs; the objective's differences in return."""
     fin = mujoco_report.final(frame)
@@ -238,7 +243,7 @@ def mujoco_section(frame: pd.DataFrame, objective: str, folder: Path, step: Plan
             for v in variants
         ]
         means = {v: float(np.mean(mujoco_report.values(fin, env, v, "return"))) for v in variants}
-        returns = lambda v, env=env: mujoco_report.values(fin, env, v, "return")  # noqa: E731
+        returns = partial(_returns, fin, env)
         versus = _versus(returns, objective, [v for v in variants if v != objective], "{:+.1f}")
         text += f"### {env}\n\n{markdown_table(pd.DataFrame(rows))}\n"
         text += f"{objective}'s return ranks {_rank(means, objective)}; its difference from each baseline:\n\n"
@@ -246,6 +251,10 @@ def mujoco_section(frame: pd.DataFrame, objective: str, folder: Path, step: Plan
         verdicts.append(f"{env} return rank {_rank(means, objective)} ({_sides(versus)})")
     text += "\nThe objective runs at its default hyperparameters, anchored on the frozen initial student.\n"
     return text, "; ".join(verdicts) + "."
+
+
+def _returns(fin: pd.DataFrame, env: str, variant: str) -> np.ndarray:
+    return mujoco_report.values(fin, env, variant, "return")
 
 
 def llm_section(frame: pd.DataFrame, objective: str, folder: Path, step: Plan) -> tuple[str, str]:
@@ -261,7 +270,7 @@ def llm_section(frame: pd.DataFrame, objective: str, folder: Path, step: Plan) -
     means = {v: float(np.nanmean(_of(stats["final reward"], v))) for v in variants}
     pairs = []
     for name, table in stats.items():
-        for row in _versus(lambda v, t=table: _of(t, v), objective, [v for v in variants if v != objective]):
+        for row in _versus(partial(_of, table), objective, [v for v in variants if v != objective]):
             pairs.append({"metric": name, **row})
     among = tuple(variants)
     caption = f"{objective} beside the baselines: LLM quick regime (seed mean, 95% band)"

@@ -21,9 +21,9 @@ from geobench.objectives import REGISTRY, get_objective
 from geobench.objectives.plugins import plugin_names
 from geobench.report import bandits_report, llm_regime, mujoco_report, save_figure
 from geobench.report.llm_regime import final_means
-from geobench.report.llm_report import curve_figure
+from geobench.report.llm_report import curve_figure, variant_values
 from geobench.report.markdown import markdown_table
-from geobench.report.stats import bootstrap_diff_ci, bootstrap_mean_ci, sign_verdict
+from geobench.report.stats import bootstrap_diff_ci, ci_text, sign_verdict
 from geobench.report.taxonomy import geometry_frame
 from geobench.report.toy_figure import saturation_figure
 from geobench.results import atomic_write_text, read_run
@@ -143,15 +143,6 @@ def _sides(versus: list[dict]) -> str:
     return "; ".join(parts) or "no baselines"
 
 
-def _ci(values: np.ndarray, fmt: str = "{:.3f}") -> str:
-    values = np.asarray(values, dtype=float)
-    values = values[~np.isnan(values)]
-    if not len(values):
-        return "-"
-    mean, low, high = bootstrap_mean_ci(values)
-    return f"{fmt.format(mean)} [{fmt.format(low)}, {fmt.format(high)}]"
-
-
 def _rank(means: Mapping[str, float], objective: str, higher_is_better: bool = True) -> str:
     order = sorted(means, key=lambda k: -means[k] if higher_is_better else means[k])
     return f"{order.index(objective) + 1} of {len(order)}"
@@ -194,7 +185,7 @@ def bandits_section(frame: pd.DataFrame, objective: str, folder: Path, step: Pla
         rows.append(
             {
                 "scenario": f"{noise}/{level}",
-                objective: _ci(values(objective)),
+                objective: ci_text(values(objective)),
                 "rank": _rank(means, objective),
                 "best baseline": f"{best} {means[best]:.3f}",
             }
@@ -239,7 +230,10 @@ def mujoco_section(frame: pd.DataFrame, objective: str, folder: Path, step: Plan
     for env in sorted(fin["env"].unique()):
         variants = sorted(fin[fin["env"] == env]["variant"].unique())
         rows = [
-            {"method": v, **{m: _ci(mujoco_report.values(fin, env, v, m), "{:.4g}") for m in ("return", "ndcg", "kl")}}
+            {
+                "method": v,
+                **{m: ci_text(mujoco_report.values(fin, env, v, m), "{:.4g}") for m in ("return", "ndcg", "kl")},
+            }
             for v in variants
         ]
         means = {v: float(np.mean(mujoco_report.values(fin, env, v, "return"))) for v in variants}
@@ -266,11 +260,11 @@ def llm_section(frame: pd.DataFrame, objective: str, folder: Path, step: Plan) -
         "final entropy": final_means(frame, "entropy", LLM_FINAL_STEPS),
     }
     variants = sorted(frame["variant"].unique(), key=lambda v: (v != objective, v))
-    rows = [{"algorithm": v, **{k: _ci(_of(t, v)) for k, t in stats.items()}} for v in variants]
-    means = {v: float(np.nanmean(_of(stats["final reward"], v))) for v in variants}
+    rows = [{"algorithm": v, **{k: ci_text(variant_values(t, v)) for k, t in stats.items()}} for v in variants]
+    means = {v: float(np.nanmean(variant_values(stats["final reward"], v))) for v in variants}
     pairs = []
     for name, table in stats.items():
-        for row in _versus(partial(_of, table), objective, [v for v in variants if v != objective]):
+        for row in _versus(partial(variant_values, table), objective, [v for v in variants if v != objective]):
             pairs.append({"metric": name, **row})
     among = tuple(variants)
     caption = f"{objective} beside the baselines: LLM quick regime (seed mean, 95% band)"
@@ -284,10 +278,6 @@ def llm_section(frame: pd.DataFrame, objective: str, folder: Path, step: Plan) -
         text += f"\nThe run does not discriminate, so none of {objective}'s differences above is evidence.\n"
         verdict += " NOT DISCRIMINATING: the objectives coincide in this run."
     return text, verdict
-
-
-def _of(table: pd.DataFrame, variant: str) -> np.ndarray:
-    return table.loc[table["variant"] == variant].sort_values("seed")["value"].to_numpy(dtype=float)
 
 
 SECTIONS = {

@@ -13,7 +13,7 @@ from matplotlib.ticker import ScalarFormatter
 
 from geobench.report.llm_regime import has_collapsed, regime
 from geobench.report.markdown import markdown_table
-from geobench.report.stats import bootstrap_diff_ci, bootstrap_mean_ci, bootstrap_ratio_ci, sign_verdict
+from geobench.report.stats import bootstrap_diff_ci, bootstrap_mean_ci, bootstrap_ratio_ci, ci_text, sign_verdict
 from geobench.report.style import label, style
 
 ORDER = ("opo", "adpo", "grpo", "gspo", "dapo")
@@ -69,16 +69,9 @@ def per_seed(frame: pd.DataFrame, metric: str, how: str = "final") -> pd.DataFra
     return pd.DataFrame(out, columns=["variant", "seed", "value"])
 
 
-def _values(stats: pd.DataFrame, variant: str) -> np.ndarray:
+def variant_values(stats: pd.DataFrame, variant: str) -> np.ndarray:
+    """The per-seed values of ``variant`` in a (variant, seed, value) table."""
     return stats.loc[stats["variant"] == variant, "value"].to_numpy(dtype=float)
-
-
-def _ci_text(values: np.ndarray, fmt: str = "{:.3f}") -> str:
-    values = values[~np.isnan(values)]
-    if len(values) == 0:
-        return "-"
-    mean, low, high = bootstrap_mean_ci(values)
-    return f"{fmt.format(mean)} [{fmt.format(low)}, {fmt.format(high)}]"
 
 
 def curve_figure(frame: pd.DataFrame, metrics: list[str], among: tuple[str, ...], caption: str) -> Figure:
@@ -142,9 +135,9 @@ def table1(frame: pd.DataFrame, paper: pd.DataFrame) -> str:
         rows.append(
             {
                 "algorithm": label(variant),
-                "mean reward, ours": _ci_text(_values(reward, variant)),
+                "mean reward, ours": ci_text(variant_values(reward, variant)),
                 "mean reward, paper": f"{p['reward'].iloc[0]:.3f}" if len(p) else "-",
-                "grad norm, ours": _ci_text(_values(grad, variant), "{:.2f}"),
+                "grad norm, ours": ci_text(variant_values(grad, variant), "{:.2f}"),
                 "grad norm, paper": f"{p['grad_norm'].iloc[0]:.2f}" if len(p) else "-",
                 "held-out accuracy, start -> end (ours)": _heldout_text(frame, variant),
             }
@@ -157,23 +150,23 @@ def _heldout_text(frame: pd.DataFrame, variant: str) -> str:
     if rows.empty:
         return "-"
     first, last = rows[rows["step"] == rows["step"].min()], rows[rows["step"] == rows["step"].max()]
-    return f"{first['value'].mean():.3f} -> {_ci_text(last['value'].to_numpy(dtype=float))}"
+    return f"{first['value'].mean():.3f} -> {ci_text(last['value'].to_numpy(dtype=float))}"
 
 
 def table4(frame: pd.DataFrame, paper: pd.DataFrame, micro_batch: str) -> str:
     """ADPO Table 4 like for like: actor update time per step at one micro-batch for all."""
     times = per_seed(frame, "update_time_s", how="mean")
-    adpo = _values(times, "adpo")
+    adpo = variant_values(times, "adpo")
     rows = []
     for variant in variants(frame):
         p = paper[paper["variant"] == variant]
-        other = _values(times, variant)
+        other = variant_values(times, variant)
         speed = bootstrap_ratio_ci(adpo, other) if len(adpo) and len(other) else None
         rows.append(
             {
                 "algorithm": label(variant),
                 "micro-batch, ours": micro_batch,
-                "update time (s/step), ours": _ci_text(_values(times, variant), "{:.4f}"),
+                "update time (s/step), ours": ci_text(variant_values(times, variant), "{:.4f}"),
                 "ADPO speedup, ours": f"{1 / (speed[0] + 1):.2f}x" if speed else "-",
                 "micro-batch, paper": str(int(p["micro_batch"].iloc[0])) if len(p) else "-",
                 "update time (s), paper": f"{p['update_time_s'].iloc[0]:.1f}" if len(p) else "-",
@@ -192,18 +185,18 @@ def ablation_table(runs: dict[str, pd.DataFrame], variant: str) -> str:
         rows.append(
             {
                 "setting": name,
-                "final reward": _ci_text(_values(per_seed(part, "reward_mean"), variant)),
-                "final held-out accuracy": _ci_text(last) if len(last) else "-",
-                "entropy (final 20)": _ci_text(_values(per_seed(part, "entropy"), variant)),
-                "grad norm (final 20)": _ci_text(_values(per_seed(part, "grad_norm"), variant), "{:.2f}"),
+                "final reward": ci_text(variant_values(per_seed(part, "reward_mean"), variant)),
+                "final held-out accuracy": ci_text(last) if len(last) else "-",
+                "entropy (final 20)": ci_text(variant_values(per_seed(part, "entropy"), variant)),
+                "grad norm (final 20)": ci_text(variant_values(per_seed(part, "grad_norm"), variant), "{:.2f}"),
             }
         )
     return markdown_table(pd.DataFrame(rows))
 
 
 def _best_other(stats: pd.DataFrame, variant: str, among: tuple[str, ...], pick=max) -> str | None:
-    others = [v for v in among if v != variant and len(_values(stats, v))]
-    return pick(others, key=lambda v: _values(stats, v).mean()) if others else None
+    others = [v for v in among if v != variant and len(variant_values(stats, v))]
+    return pick(others, key=lambda v: variant_values(stats, v).mean()) if others else None
 
 
 def claims(frame: pd.DataFrame, paper: pd.DataFrame, task: str) -> pd.DataFrame:
@@ -230,9 +223,9 @@ def claims(frame: pd.DataFrame, paper: pd.DataFrame, task: str) -> pd.DataFrame:
 
     def versus(key, text, artifact, stats, variant, among, pick=max, sign=1, unit="{:+.3f}"):
         other = _best_other(stats, variant, among, pick)
-        if other is None or not len(_values(stats, variant)):
+        if other is None or not len(variant_values(stats, variant)):
             return
-        treated, base = (_values(stats, variant), _values(stats, other))
+        treated, base = (variant_values(stats, variant), variant_values(stats, other))
         mean, low, high = bootstrap_diff_ci(treated, base) if sign > 0 else bootstrap_diff_ci(base, treated)
         ours = f"{unit.format(mean)} [{unit.format(low)}, {unit.format(high)}] vs {label(other)}"
         add(
@@ -281,8 +274,8 @@ def claims(frame: pd.DataFrame, paper: pd.DataFrame, task: str) -> pd.DataFrame:
         every,
     )
     efficiency = per_seed(frame, "response_efficiency", "mean")
-    if len(_values(efficiency, "opo")) and len(_values(efficiency, "grpo")):
-        ratio, low, high = bootstrap_ratio_ci(_values(efficiency, "opo"), _values(efficiency, "grpo"))
+    if len(variant_values(efficiency, "opo")) and len(variant_values(efficiency, "grpo")):
+        ratio, low, high = bootstrap_ratio_ci(variant_values(efficiency, "opo"), variant_values(efficiency, "grpo"))
         add(
             "opo_efficiency_5x",
             "OPO's gradient-response efficiency is ~5x GRPO's",
@@ -301,8 +294,8 @@ def claims(frame: pd.DataFrame, paper: pd.DataFrame, task: str) -> pd.DataFrame:
         fig3,
     )
     peak, final = per_seed(frame, "reward_mean", "peak"), per_seed(frame, "reward_mean")
-    if len(_values(peak, "grpo")):
-        gap = _values(final, "grpo") - 0.5 * _values(peak, "grpo")
+    if len(variant_values(peak, "grpo")):
+        gap = variant_values(final, "grpo") - 0.5 * variant_values(peak, "grpo")
         mean, low, high = bootstrap_mean_ci(gap)
         add(
             "grpo_collapse",
@@ -324,7 +317,7 @@ def claims(frame: pd.DataFrame, paper: pd.DataFrame, task: str) -> pd.DataFrame:
             )
         else:
             start, end = per_seed(frame, "completion_length", "start"), per_seed(frame, "completion_length")
-            ratio, low, high = bootstrap_ratio_ci(_values(end, "adpo"), _values(start, "adpo"))
+            ratio, low, high = bootstrap_ratio_ci(variant_values(end, "adpo"), variant_values(start, "adpo"))
             inside = -0.2 <= low and high <= 0.25
             outside = high < -0.2 or low > 0.25
             add(
@@ -336,8 +329,8 @@ def claims(frame: pd.DataFrame, paper: pd.DataFrame, task: str) -> pd.DataFrame:
                 "ADPO's final / first length; CI inside [0.8, 1.25] reproduces, outside does not",
             )
     times = per_seed(frame, "update_time_s", "mean")
-    if len(_values(times, "adpo")) and len(_values(times, "grpo")):
-        ratio, low, high = bootstrap_ratio_ci(_values(times, "grpo"), _values(times, "adpo"))
+    if len(variant_values(times, "adpo")) and len(variant_values(times, "grpo")):
+        ratio, low, high = bootstrap_ratio_ci(variant_values(times, "grpo"), variant_values(times, "adpo"))
         add(
             "adpo_faster_update",
             "ADPO's actor update is ~3.5x faster than GRPO's (here at the same micro-batch)",

@@ -26,6 +26,16 @@ def bootstrap_mean_ci(
     return float(values.mean()), float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))
 
 
+def ci_text(values: np.ndarray, fmt: str = "{:.3f}") -> str:
+    """'mean [low, high]' over the finite seed values (bootstrap 95% CI); '-' when there are none."""
+    values = np.asarray(values, dtype=float)
+    values = values[~np.isnan(values)]
+    if len(values) == 0:
+        return "-"
+    mean, low, high = bootstrap_mean_ci(values)
+    return f"{fmt.format(mean)} [{fmt.format(low)}, {fmt.format(high)}]"
+
+
 def _bootstrap_two_arms(
     treated, baseline, statistic, level: float, n_boot: int, seed: int
 ) -> tuple[float, float, float]:

@@ -83,6 +83,13 @@ def test_a_refused_plugin_leaves_none_of_its_objectives_registered():
     assert REGISTRY["grpo"].paper.startswith("Shao et al.")
 
 
+def test_a_broken_plugin_is_named_not_taken_for_an_unknown_name():
+    broken = PLUGINS / "broken_import.py"
+    proc = _python("from geobench.bandits.train import get_method\nget_method('nosuch')", GEOBENCH_PLUGINS=str(broken))
+    assert f"plugin {broken} failed to import (ModuleNotFoundError" in proc.stderr
+    assert "unknown bandit method" not in proc.stderr
+
+
 def test_a_plugin_file_is_exported_to_workers():
     proc = _python(
         f"from geobench.objectives import load_plugin\nimport os\nload_plugin({str(CISPO)!r})\n"

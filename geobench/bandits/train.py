@@ -34,7 +34,7 @@ from torch import Tensor
 from geobench.bandits.env import BanditEnv, Draws, NoiseLevel, corrupt, top_items, winmass
 from geobench.errors import ConfigError, require_finite
 from geobench.nn import flatten_params, generator, init_mlp, mlp, unflatten_params
-from geobench.objectives import get_objective, natural_gradient_step, per_seed_objective
+from geobench.objectives import find_objective, natural_gradient_step, per_seed_objective
 
 
 @dataclass(frozen=True)
@@ -71,13 +71,12 @@ def get_method(name: str) -> Method:
     its own method: its declared feedback, that feedback's default anchor, an AdamW update."""
     if name in METHODS:
         return METHODS[name]
-    try:
-        feedback = get_objective(name).feedback
-    except ConfigError:
+    entry = find_objective(name)
+    if entry is None:
         valid = ", ".join(METHODS)
         listed = "or an objective `geobench objectives` lists"
-        raise ConfigError(f"unknown bandit method {name!r}; valid: {valid}, {listed}") from None
-    return Method(name, feedback, DEFAULT_ANCHORS[feedback])
+        raise ConfigError(f"unknown bandit method {name!r}; valid: {valid}, {listed}")
+    return Method(name, entry.feedback, DEFAULT_ANCHORS[entry.feedback])
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from geobench.distill.teachers import ENVS, TEACHERS_DIR, Teacher, evaluate_poli
 from geobench.errors import ConfigError, require_finite
 from geobench.executor import Cell, ExecutorConfig, run_cells, set_threads
 from geobench.nn import generator, init_mlp, mlp
-from geobench.objectives import get_objective, per_seed_objective
+from geobench.objectives import find_objective, per_seed_objective
 from geobench.results import RunDir
 
 EXPERIMENT = "mujoco"
@@ -135,10 +135,8 @@ class Student:
 
 
 def _listwise(name: str) -> bool:
-    try:
-        return get_objective(name).feedback == "listwise"
-    except ConfigError:
-        return False
+    entry = find_objective(name)
+    return entry is not None and entry.feedback == "listwise"
 
 
 def _method_loss(method: str, config: DistillConfig):

@@ -22,7 +22,7 @@ from geobench.llm.rollout import BACKENDS, SamplingSettings, make_rollout, requi
 from geobench.llm.tasks import make_task
 from geobench.llm.train import RLSettings, train_cell
 from geobench.llm.warmstart import WarmStartConfig, ensure_warmstart
-from geobench.objectives import get_objective
+from geobench.objectives import find_objective, get_objective
 from geobench.results import RunDir
 
 EXPERIMENT = "llm"
@@ -129,12 +129,11 @@ class LLMConfig:
 def _check_outside_algo(algo: str) -> None:
     """An objective outside ALGOS runs if it is registered with a feedback the loop gives, else one line."""
     valid = f"{', '.join(ALGOS)}, or an objective with {' or '.join(LLM_FEEDBACK)} feedback (`geobench objectives`)"
-    try:
-        feedback = get_objective(algo).feedback
-    except ConfigError:
-        raise ConfigError(f"unknown algorithm {algo!r} for geobench llm; valid: {valid}") from None
-    if feedback not in LLM_FEEDBACK:
-        raise ConfigError(f"{algo!r} takes {feedback} feedback, which geobench llm does not give; valid: {valid}")
+    entry = find_objective(algo)
+    if entry is None:
+        raise ConfigError(f"unknown algorithm {algo!r} for geobench llm; valid: {valid}")
+    if entry.feedback not in LLM_FEEDBACK:
+        raise ConfigError(f"{algo!r} takes {entry.feedback} feedback, which geobench llm does not give; valid: {valid}")
 
 
 def _model_path(config: LLMConfig, show_progress: bool) -> str:

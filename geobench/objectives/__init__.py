@@ -27,7 +27,15 @@ from geobench.objectives.listwise import listwise_cross_entropy
 from geobench.objectives.pairwise import bradley_terry
 from geobench.objectives.plugins import load_plugin, load_plugins
 from geobench.objectives.policy_gradient import clipped_surrogate, sample_kl
-from geobench.objectives.registry import REGISTRY, Geometry, Objective, get_objective, make_objective, objective
+from geobench.objectives.registry import (
+    REGISTRY,
+    Geometry,
+    Objective,
+    find_objective,
+    get_objective,
+    make_objective,
+    objective,
+)
 from geobench.objectives.seeds import per_seed_objective
 from geobench.objectives.temperature import GuardedTemperature, candidate_confidence, entropy_reward_temperature
 from geobench.objectives.trpo_step import TRPOStep, conjugate_gradient, natural_gradient_step
@@ -47,6 +55,7 @@ __all__ = [
     "clipped_surrogate",
     "conjugate_gradient",
     "entropy_reward_temperature",
+    "find_objective",
     "get_objective",
     "group_advantages",
     "informative_groups",

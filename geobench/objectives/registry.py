@@ -234,20 +234,26 @@ def objective(
     return decorate
 
 
-def get_objective(name: str) -> Objective:
-    """The registered objective ``name``, or a one-line error listing the valid names.
+def find_objective(name: str) -> Objective | None:
+    """The registered objective ``name``, or None if nothing registers it.
 
     A name not yet registered loads the plugins first (entry points and ``$GEOBENCH_PLUGINS``):
-    that is how a spawned worker or a Ray task finds a plugin objective the driver loaded.
+    that is how a spawned worker or a Ray task finds a plugin objective the driver loaded. A plugin
+    that fails to load is its own one-line error, never taken for an unknown name.
     """
     if name not in REGISTRY:
         from geobench.objectives.plugins import load_plugins
 
         load_plugins()
-    try:
-        return REGISTRY[name]
-    except KeyError:
-        raise ConfigError(f"unknown algorithm {name!r}; valid: {', '.join(sorted(REGISTRY))}") from None
+    return REGISTRY.get(name)
+
+
+def get_objective(name: str) -> Objective:
+    """The registered objective ``name``, or a one-line error listing the valid names."""
+    entry = find_objective(name)
+    if entry is None:
+        raise ConfigError(f"unknown algorithm {name!r}; valid: {', '.join(sorted(REGISTRY))}")
+    return entry
 
 
 def make_objective(name: str, **hparams: Any) -> BoundObjective:

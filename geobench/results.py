@@ -204,17 +204,27 @@ def _intact(cell: Path) -> bool:
     return checksum.exists() and checksum.read_text().strip() == _sha256(cell)
 
 
+def read_meta(path: Path | str) -> dict[str, Any] | None:
+    """The ``run.json`` of a run folder, or None if it has not been run; one line if it is unreadable."""
+    meta_path = Path(path) / "run.json"
+    if not meta_path.exists():
+        return None
+    try:
+        return json.loads(meta_path.read_text())
+    except (OSError, ValueError, UnicodeDecodeError) as error:
+        raise ConfigError(f"cannot read the run in {path} ({type(error).__name__}): rerun it") from None
+
+
 def read_run(path: Path | str) -> tuple[pd.DataFrame, dict[str, Any]] | None:
     """The CSV and metadata of a finished run folder, or None if it has not been run.
 
     The CSV must match what its ``run.json`` recorded (checksum, else row count): a damaged
     or edited results file is one line naming it, never a silently different report.
     """
-    meta_path = Path(path) / "run.json"
-    if not meta_path.exists():
+    meta = read_meta(path)
+    if meta is None:
         return None
     try:
-        meta = json.loads(meta_path.read_text())
         csv = Path(path) / meta["csv"]
         damaged = "sha256" in meta and _sha256(csv) != meta["sha256"]
         frame = pd.read_csv(csv)

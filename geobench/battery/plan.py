@@ -14,7 +14,6 @@ cells, run alone, are the cells it would have had in the baselines' sweep.
 from __future__ import annotations
 
 import dataclasses
-import json
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from typing import Any
 from geobench.config import PROFILES, experiment_file, load_config
 from geobench.errors import ConfigError
 from geobench.objectives import get_objective
-from geobench.results import config_hash, profile_folder
+from geobench.results import config_hash, profile_folder, read_meta
 
 
 @dataclass(frozen=True)
@@ -185,7 +184,7 @@ def plan(config: BatteryConfig, objective: str, results: Path) -> tuple[list[Pla
             changes["hparams"] = {**baseline.hparams, objective: given}
         mine = dataclasses.replace(baseline, **changes)
         committed = results / profile_folder(name, profile)
-        reused = _config_hash_of(committed) == config_hash(baseline)
+        reused = (read_meta(committed) or {}).get("config_hash") == config_hash(baseline)
         baseline_out = committed if reused else results / "battery" / "baselines" / config.budget / name
         out = card_dir(results, objective) / name
         plans.append(Plan(experiment, objective, profile, baseline, mine, baseline_out, out, reused))
@@ -195,10 +194,3 @@ def plan(config: BatteryConfig, objective: str, results: Path) -> tuple[list[Pla
 def card_dir(results: Path, objective: str) -> Path:
     """``results/battery/<objective>``: the objective's runs and its ``CARD.md``."""
     return results / "battery" / objective
-
-
-def _config_hash_of(run_folder: Path) -> str | None:
-    try:
-        return json.loads((run_folder / "run.json").read_text())["config_hash"]
-    except (OSError, ValueError, KeyError):
-        return None

@@ -7,7 +7,6 @@ cells were computed and how many reused. The card is then written from those CSV
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from rich.console import Console
 from geobench.battery.card import write_card
 from geobench.battery.plan import BatteryConfig, Plan, card_dir, plan
 from geobench.executor import ExecutorConfig
-from geobench.results import write_csv
+from geobench.results import read_meta, write_csv
 
 LEDGER = "battery.csv"
 
@@ -59,7 +58,7 @@ def _run_stage(step: Plan, results: Path, show_progress: bool, executor: Executo
         started = time.time()
         if not reused:  # a committed run is read as it is: never rerun, never rewritten
             run_fn(config, out, profile=step.profile, show_progress=show_progress, executor=executor)
-        meta = json.loads((out / "run.json").read_text())
+        meta = read_meta(out)
         computed = 0 if reused else meta["cells"] - meta["cells_resumed"]
         rows.append(
             {

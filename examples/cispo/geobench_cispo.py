@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from geobench.objectives import Geometry, GroupBatch, aggregate, masked_mean, objective
+from geobench.objectives import Geometry, GroupBatch, aggregate, objective, policy_gradient_metrics
 
 # verl's and geobench's clamp on the token log-ratio before exp: a weight never overflows.
 _LOG_RATIO_CLAMP = 20.0
@@ -59,11 +59,5 @@ def cispo(
     ratio = (batch.logp - batch.old).clamp(-_LOG_RATIO_CLAMP, _LOG_RATIO_CLAMP).exp()
     weight = ratio.clamp(max=1.0 + clip_high).detach()
     loss = -weight * adv.unsqueeze(-1) * batch.logp
-    mask = batch.fmask
-    metrics = {
-        "clip_frac": masked_mean((ratio > 1.0 + clip_high).to(mask.dtype), mask).detach(),
-        "ratio_mean": masked_mean(ratio, mask).detach(),
-        "approx_kl": masked_mean(batch.old - batch.logp, mask).detach(),
-        "adv_range": (adv.max() - adv.min()).detach(),
-    }
+    metrics = policy_gradient_metrics(batch, ratio, ratio > 1.0 + clip_high, adv)
     return aggregate(loss, batch.mask, agg, totals=batch.totals), metrics

@@ -26,7 +26,7 @@ from geobench.objectives.batch import GroupBatch
 from geobench.objectives.listwise import listwise_cross_entropy
 from geobench.objectives.pairwise import bradley_terry
 from geobench.objectives.plugins import load_plugin, load_plugins
-from geobench.objectives.policy_gradient import clipped_surrogate, sample_kl
+from geobench.objectives.policy_gradient import clipped_surrogate, policy_gradient_metrics, sample_kl
 from geobench.objectives.registry import (
     REGISTRY,
     Geometry,
@@ -70,6 +70,7 @@ __all__ = [
     "overlong_penalty",
     "per_seed_objective",
     "plackett_luce_stages",
+    "policy_gradient_metrics",
     "sample_kl",
     "softmax_target",
     "top1_target",

@@ -52,7 +52,9 @@ def clipped_surrogate(
     return loss, active
 
 
-def _pg_metrics(batch: GroupBatch, ratio: Tensor, active: Tensor, adv: Tensor) -> dict[str, Tensor]:
+def policy_gradient_metrics(batch: GroupBatch, ratio: Tensor, active: Tensor, adv: Tensor) -> dict[str, Tensor]:
+    """The ratio objectives' shared metrics: clip fraction (``active`` (B, G, T) marks clipped tokens),
+    mean ratio, approximate KL(pi_old || pi) and the advantage range; all detached."""
     mask = batch.fmask
     return {
         "clip_frac": masked_mean(active.to(mask.dtype), mask).detach(),
@@ -112,7 +114,7 @@ def ppo_clip(
     ratio = log_ratio.exp()
     token_adv = adv.unsqueeze(-1).expand_as(ratio)
     loss, active = clipped_surrogate(ratio, token_adv, clip_low, clip_high, dual_clip)
-    return aggregate(loss, batch.mask, agg, totals=batch.totals), _pg_metrics(batch, ratio, active, adv)
+    return aggregate(loss, batch.mask, agg, totals=batch.totals), policy_gradient_metrics(batch, ratio, active, adv)
 
 
 @objective(
@@ -150,7 +152,7 @@ def gspo(
     ratio = token_log_ratio.clamp(max=_SEQ_LOG_RATIO_MAX).exp()
     token_adv = adv.unsqueeze(-1).expand_as(ratio)
     loss, active = clipped_surrogate(ratio, token_adv, clip_low, clip_high, None)
-    return aggregate(loss, batch.mask, agg, totals=batch.totals), _pg_metrics(batch, ratio, active, adv)
+    return aggregate(loss, batch.mask, agg, totals=batch.totals), policy_gradient_metrics(batch, ratio, active, adv)
 
 
 @objective(

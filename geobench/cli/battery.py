@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from geobench.cli.common import (
+    FAN_OUT,
     PLUGIN,
     QUIET,
     RAY_ADDRESS,
@@ -40,7 +41,7 @@ def battery_command(
     results: Path = path_option(Path("results"), "--results", "Folder of run folders; cards go to its battery/."),
     plugin: list[str] | None = PLUGIN,
     quiet: bool = QUIET,
-    executor: str = typer.Option("processes", "--executor", help="serial, processes (local cores) or ray."),
+    executor: str = FAN_OUT,
     workers: int = WORKERS,
     threads: int = THREADS,
     ray_address: str | None = RAY_ADDRESS,

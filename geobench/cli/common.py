@@ -26,7 +26,10 @@ PROFILE = typer.Option(
     "quick", "--profile", metavar="[quick|paper]", help="quick (2-core CPU, minutes) or paper (the papers' settings)."
 )
 QUIET = typer.Option(False, "--quiet", help="No progress bars.")
-EXECUTOR = typer.Option("serial", "--executor", help="serial, processes (local cores) or ray (a Ray cluster).")
+_EXECUTOR_HELP = "serial, processes (local cores) or ray (a Ray cluster)."
+EXECUTOR = typer.Option("serial", "--executor", help=_EXECUTOR_HELP)
+# reproduce and battery run many sweeps back to back: the local cores by default
+FAN_OUT = typer.Option("processes", "--executor", help=_EXECUTOR_HELP)
 WORKERS = typer.Option(0, "--workers", help="Parallel cells for processes / CPUs of a local Ray (0: one per core).")
 THREADS = typer.Option(1, "--threads", help="torch threads per cell (1 keeps a shared machine from thrashing).")
 RAY_ADDRESS = typer.Option(None, "--ray-address", help="Ray cluster address (default: $RAY_ADDRESS, else local).")

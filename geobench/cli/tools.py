@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from geobench.cli.common import (
+    FAN_OUT,
     PLUGIN,
     PROFILE,
     QUIET,
@@ -111,7 +112,7 @@ def reproduce_command(
     out: Path = path_option(Path("figures"), "--figures", "Where figures and tables go."),
     plugin: list[str] | None = PLUGIN,
     quiet: bool = QUIET,
-    executor: str = typer.Option("processes", "--executor", help="serial, processes (local cores) or ray."),
+    executor: str = FAN_OUT,
     workers: int = WORKERS,
     threads: int = THREADS,
     ray_address: str | None = RAY_ADDRESS,

@@ -135,12 +135,19 @@ CISPO = Path(__file__).resolve().parents[1] / "examples" / "cispo" / "geobench_c
 
 
 @pytest.fixture
-def cispo(monkeypatch):
-    """CISPO registered for one test; the registry, the plugin cache and the environment restored after."""
+def register_plugin(monkeypatch):
+    """``register_plugin(path)`` loads a plugin for one test; the registry, the plugin cache and
+    ``$GEOBENCH_PLUGINS`` are restored after it."""
     before = set(REGISTRY)
     monkeypatch.setattr(plugins, "_loaded", {})
     monkeypatch.setenv("GEOBENCH_PLUGINS", "")
-    load_plugin(str(CISPO))
-    yield make_objective("cispo")
+    yield lambda path: load_plugin(str(path))
     for name in set(REGISTRY) - before:
         del REGISTRY[name]
+
+
+@pytest.fixture
+def cispo(register_plugin):
+    """CISPO (the worked example) registered for one test."""
+    register_plugin(CISPO)
+    return make_objective("cispo")

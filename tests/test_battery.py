@@ -1,5 +1,6 @@
 """geobench battery: baselines found by config hash and reused, the objective's cells alone, the card."""
 
+import dataclasses
 from pathlib import Path
 
 import pandas as pd
@@ -8,7 +9,6 @@ import pytest
 from geobench.battery import load_battery, plan, run
 from geobench.battery.card import card_summaries
 from geobench.executor import ExecutorConfig
-from geobench.objectives import REGISTRY, load_plugin
 from tests.conftest import cli_error
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,20 +72,10 @@ def test_battery_writes_every_section_and_reuses_the_baselines_it_ran(cispo, tin
         )
 
 
-def test_a_listwise_plugin_gets_a_distillation_section(tmp_path, monkeypatch):
-    from geobench.objectives import plugins
-
-    before = set(REGISTRY)
-    monkeypatch.setattr(plugins, "_loaded", {})
-    monkeypatch.setenv("GEOBENCH_PLUGINS", "")
-    try:
-        load_plugin(str(PLUGINS / "listwise_kd_sharp.py"))
-        config = load_battery(("kd-sharp",), "tiny", {})
-        config = type(config)(**{**config.__dict__, "experiments": ("mujoco",)})
-        (card,) = run(config, tmp_path, show_progress=False, executor=POOL)
-    finally:
-        for name in set(REGISTRY) - before:
-            del REGISTRY[name]
+def test_a_listwise_plugin_gets_a_distillation_section(tmp_path, register_plugin):
+    register_plugin(PLUGINS / "listwise_kd_sharp.py")
+    config = dataclasses.replace(load_battery(("kd-sharp",), "tiny", {}), experiments=("mujoco",))
+    (card,) = run(config, tmp_path, show_progress=False, executor=POOL)
     text = card.read_text()
     assert "## MuJoCo distillation (ADPO Table 2)" in text and "### Hopper-v5" in text
     assert "kd-sharp's return ranks" in text

@@ -19,6 +19,7 @@ from geobench.executor import ExecutorConfig
 from geobench.results import read_meta, write_csv
 
 LEDGER = "battery.csv"
+_COLUMNS = ["experiment", "role", "folder", "cells", "computed", "reused", "wall_time_s"]  # folder: under --results
 
 
 def run(
@@ -43,9 +44,6 @@ def run(
         write_csv(ledger, folder / LEDGER)
         cards.append(write_card(objective, config, plans, skipped, ledger, folder))
     return cards
-
-
-_COLUMNS = ["experiment", "role", "folder", "cells", "computed", "reused", "wall_time_s"]  # folder: under --results
 
 
 def _run_stage(step: Plan, results: Path, show_progress: bool, executor: ExecutorConfig) -> list[dict]:

@@ -17,7 +17,9 @@ import pandas as pd
 
 from geobench.concepts.tables import Tables, read_tables
 from geobench.config import EXPERIMENTS_DIR
-from geobench.report import bandit_claims, llm_report, mujoco_report, toy_figure, with_timing
+from geobench.report import llm_report, mujoco_report, toy_figure
+from geobench.report.artifacts import bandit_claims
+from geobench.report.files import with_timing
 from geobench.report.llm_ablations import stress_claims
 from geobench.report.markdown import markdown_table
 from geobench.report.stats import VERDICTS

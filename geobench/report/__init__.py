@@ -3,7 +3,8 @@
 Where things live: :mod:`~geobench.report.build` (``build_all``, what ``geobench figures`` runs,
 and ``write_report``), :mod:`~geobench.report.artifacts` and :mod:`~geobench.report.llm_artifacts`
 (one builder per artifact), :mod:`~geobench.report.files` (reading run folders, saving figures),
-:mod:`~geobench.report.reproduction` (REPORT.md).
+:mod:`~geobench.report.reproduction` (REPORT.md) and :mod:`~geobench.report.cards` (the battery's
+cards, read from their ``verdicts.csv``). The report imports nothing from the battery.
 """
 
 from geobench.report.artifacts import build_concept, draw_bandits, draw_mujoco, draw_toy

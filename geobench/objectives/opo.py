@@ -4,10 +4,18 @@ OPO Eq. (7), (10), (19) and Algorithm 1. Per sequence y, with Delta = log pi(y) 
 log pi_ref(y) and a centred drive w, the loss is -w Delta + (mu / 2) Delta^2, whose
 minimiser is Delta* = w / mu = (omega_alpha - 1) / mu, Theorem 4.3's linear response.
 
-The drive is computed by :func:`opo_drive` from detached quantities that stay fixed during an
-update (rewards and pi_ref's sequence log-probs). The escort normalisation is a statistic of
-the whole mini-batch (Sec. 4.1), so the trainer computes the drive once per mini-batch
-(:func:`opo_prepare`, the objective's registered ``prepare``) and passes it to every
+Three forms, one registered function (:func:`opo`), selected by ``drive`` and ``escort_ref``:
+
+- Eq. 7 as printed (``drive="escort"``, the default): :func:`escort_weights` with the
+  sg(pi_ref^-(1 - alpha)) factor, centred per group.
+- App. A.3 Step 2 (``escort_ref=False``): the same without the pi_ref factor.
+- the authors' code (``drive="code"``, registered with their configuration as ``opo-code``):
+  :func:`authors_code_loss`, the loss of their public verl fork, which is not Eq. 7.
+
+The escort drive is computed by :func:`opo_drive` from detached quantities that stay
+fixed during an update (rewards and pi_ref's sequence log-probs). Its normalisation is a
+statistic of the whole mini-batch (Sec. 4.1), so the trainer computes the drive once per
+mini-batch (:func:`opo_prepare`, the objective's registered ``prepare``) and passes it to every
 micro-batch in ``GroupBatch.drive``: the loss does not depend on the micro-batch split.
 """
 
@@ -19,6 +27,7 @@ import torch
 from torch import Tensor
 
 from geobench.objectives.batch import GroupBatch
+from geobench.objectives.opo_authors import AUTHORS_CODE, authors_code_loss
 from geobench.objectives.registry import Geometry, objective
 
 # Same guard as the policy-gradient ratios: exp of a log-ratio beyond this is meaningless.
@@ -68,23 +77,6 @@ def escort_weights(
     return w.detach()
 
 
-def code_weights(adv: Tensor, anchored: Tensor, alpha: float, reward_temperature: float) -> Tensor:
-    """The drive of the OPO authors' public verl fork: w = q^alpha p^(1 - alpha), mean 1 per group.
-
-    q = softmax(A / reward_temperature) and p = softmax(log pi - log pi_ref) (the "anchored
-    logits"), both over the G candidates of a group; the geometric mixture is renormalised
-    over the group (G w / sum_g w). It differs from the paper's Eq. (7): alpha weights the
-    reward side here, and p is the policy's current anchored distribution, not
-    pi_ref^-(1 - alpha). SETTINGS.md records this form; it is per group, so it needs no
-    mini-batch statistic. The authors' q uses the raw rewards: ``advantage="none"`` (or
-    "mean": the softmax is shift-invariant) gives that; their reward temperature is 0.15.
-
-    Shapes: adv, anchored (B, G) -> (B, G), detached.
-    """
-    log_w = alpha * torch.log_softmax(adv / reward_temperature, -1) + (1.0 - alpha) * torch.log_softmax(anchored, -1)
-    return (adv.shape[-1] * torch.softmax(log_w, dim=-1)).detach()
-
-
 def opo_drive(
     batch: GroupBatch,
     *,
@@ -108,37 +100,48 @@ def opo_drive(
     adv = batch.advantage(advantage)
     if drive == "escort":
         w = escort_weights(adv, batch.seq_logp("ref"), alpha, escort_norm, escort_ref, temperature)
-    elif drive == "code":
-        anchored = batch.seq_logp("policy").detach() - batch.seq_logp("ref")
-        w = code_weights(adv, anchored, alpha, reward_temperature)
-    else:
+    elif drive == "advantage":
         w = adv.detach()
+    else:  # "code" reads the current policy: authors_code_loss computes its drive inside the loss
+        raise ValueError(f"opo_drive has no precomputable drive for drive={drive!r}")
     return w - w.mean(-1, keepdim=True) if center else w
+
+
+# The hyperparameters :func:`opo_drive` reads; the code form's own stay with :func:`authors_code_loss`.
+_DRIVE_HPARAMS = ("alpha", "advantage", "escort_norm", "escort_ref", "temperature", "center", "reward_temperature")
 
 
 def opo_prepare(batch: GroupBatch, *, drive: str, **hparams: object) -> GroupBatch:
     """``batch`` (a whole mini-batch) with ``drive`` filled in, for the trainer to slice into micro-batches.
 
     The code form reads the current policy's anchored logits, which change during the
-    update; it is per group, so it stays in the loss and is not precomputed.
+    update, so it stays in the loss and is not precomputed.
     """
     if drive == "code":
         return batch
-    return dataclasses.replace(batch, drive=opo_drive(batch, drive=drive, **hparams))
+    keys = {k: hparams[k] for k in _DRIVE_HPARAMS}
+    return dataclasses.replace(batch, drive=opo_drive(batch, drive=drive, **keys))
+
+
+_GEOMETRY = Geometry(
+    sampling="alpha-escort (tunable)",
+    optimization="chi^2 curvature (constant mu I)",
+    coordinates="Ratio v = pi / pi_ref - 1 (log-ratio surrogate)",
+    target="Escort field rho_alpha",
+    behavior="Linear response to the escort drive",
+)
 
 
 @objective(
-    "opo",
-    geometry=Geometry(
-        sampling="alpha-escort (tunable)",
-        optimization="chi^2 curvature (constant mu I)",
-        coordinates="Ratio v = pi / pi_ref - 1 (log-ratio surrogate)",
-        target="Escort field rho_alpha",
-        behavior="Linear response to the escort drive",
-    ),
+    "opo-code",
+    geometry=_GEOMETRY,
     feedback="sampled",
-    paper="OPO Eq. 7, 19, Remark 6.2, Algorithm 1",
+    paper="OPO authors' verl fork (github.com/wk222/verlm, verl/trainer/adpo/core_algos.py, loss_variant opo)",
     prepare=opo_prepare,
+    **AUTHORS_CODE,
+)
+@objective(
+    "opo", geometry=_GEOMETRY, feedback="sampled", paper="OPO Eq. 7, 19, Remark 6.2, Algorithm 1", prepare=opo_prepare
 )
 def opo(
     batch: GroupBatch,
@@ -155,7 +158,19 @@ def opo(
     center: bool = True,
     ratio: str = "log",
     seq_logratio: str = "sum",
+    # The code form's own, at the authors' values (wk222/verlm opo_qwen3_math.yaml): see authors_code_loss.
     reward_temperature: float = 0.15,
+    direction_scale: float | None = None,
+    tau: float = 0.5,
+    tau_adaptive: bool = True,
+    tau_entropy: float = 0.2,
+    tau_reward: float = 0.5,
+    tau_min: float = 0.2,
+    tau_max: float = 1.5,
+    vocab_size: int = 151936,
+    clip_log_ratio: float = 5.0,
+    clip_score: float = 10.0,
+    logit_reg: float = 0.01,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """OPO loss (1/N) sum_y [-w(y) x(y) + (mu/2) x(y)^2] over the N sequences (Alg. 1 line 7).
 
@@ -165,10 +180,13 @@ def opo(
       GSPO-style length normalisation).
     - ``w``: ``batch.drive`` when the trainer precomputed it over the whole mini-batch,
       else :func:`opo_drive` on this batch: the escort weight of Eq. (7) normalised as
-      ``escort_norm`` says (``drive="escort"``), the advantage itself (``drive="advantage"``,
-      the alpha -> 1 reading of Remark 6.2), or the authors' code form q^alpha p^(1 - alpha)
-      (``drive="code"``, :func:`code_weights`, with ``reward_temperature``); centred per
-      group when ``center``.
+      ``escort_norm`` says (``drive="escort"``; without the pi_ref factor, App. A.3 Step 2,
+      when ``escort_ref=False``), the advantage itself (``drive="advantage"``, the
+      alpha -> 1 reading of Remark 6.2); centred per group when ``center``.
+    - ``drive="code"``: the authors' loss instead, :func:`authors_code_loss`, which reads
+      ``alpha``, ``mu``, ``advantage``, ``seq_logratio`` and the hyperparameters from
+      ``reward_temperature`` on (``tau`` is the temperature of its p's logits; the trainer may
+      pass it, adapted, with ``tau_adaptive=False``), and ignores the escort's.
     - ``mu``: the constant curvature; ``alpha``: the escort's sampling geometry;
       ``temperature`` T: the oracle P* ~ exp(A / T). The paper runs OPO with an "adaptive
       tau with range [0.2, 1.5]" (Sec. 9.1) it does not define; the trainer reads it as
@@ -176,6 +194,26 @@ def opo(
 
     Shapes: batch (B, G, T); rewards (B, G); w and Delta (B, G).
     """
+    if drive == "code":
+        return authors_code_loss(
+            batch,
+            alpha=alpha,
+            mu=mu,
+            advantage=advantage,
+            seq_logratio=seq_logratio,
+            reward_temperature=reward_temperature,
+            direction_scale=direction_scale,
+            tau=tau,
+            tau_adaptive=tau_adaptive,
+            tau_entropy=tau_entropy,
+            tau_reward=tau_reward,
+            tau_min=tau_min,
+            tau_max=tau_max,
+            vocab_size=vocab_size,
+            clip_log_ratio=clip_log_ratio,
+            clip_score=clip_score,
+            logit_reg=logit_reg,
+        )
     adv = batch.advantage(advantage)
     mask = batch.fmask
     token_delta = (batch.logp - batch.ref) * mask

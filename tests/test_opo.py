@@ -1,12 +1,12 @@
-"""OPO: escort weights (Eq. 7), the loss gradient, the v-space contraction of Thm 4.3 / Cor. 8.2, and the
-authors' code form against a restatement of their fork."""
+"""OPO: escort weights (Eq. 7), the loss gradient, the v-space contraction of Thm 4.3 / Cor. 8.2, the
+authors' code form against a restatement of their fork, and v5."""
 
 import pytest
 import torch
 
 from geobench.objectives import REGISTRY, GroupBatch, make_objective
 from geobench.objectives.aggregation import Totals
-from geobench.objectives.opo import AUTHORS_CODE, escort_weights
+from geobench.objectives.opo import AUTHORS_CODE, escort_weights, v5_drive
 from tests.conftest import random_batch
 from tests.reference_opo_authors import AUTHORS, authors_opo_loss, centred_advantages
 
@@ -231,7 +231,7 @@ def test_opo_code_entry_carries_the_authors_configuration():
     assert by_name.item() == by_hparams.item()
 
 
-@pytest.mark.parametrize("name", ["opo-code"])
+@pytest.mark.parametrize("name", ["opo-code", "opo-v5"])
 def test_named_forms_are_pure_scalar_losses_with_detached_metrics(name):
     batch = random_batch(b=2, g=3, t=4, seed=11)
     loss_fn = make_objective(name)
@@ -240,3 +240,42 @@ def test_named_forms_are_pure_scalar_losses_with_detached_metrics(name):
     assert loss.dim() == 0 and torch.isfinite(grad).all() and grad.abs().sum() > 0
     assert grad[batch.mask == 0].abs().sum() == 0
     assert all(not v.requires_grad and v.dim() == 0 for v in metrics.values())
+
+
+# --- OPO v5 (arXiv 2601.12415v5): unnormalised escort, centred over the mini-batch ------------
+
+
+def test_v5_loss_on_a_hand_computed_case():
+    """alpha = 0.5, mu = 1, T = 1, one token per sequence, B = 2 groups of G = 2 (N = 4).
+
+    Rewards (1, 0) and (1, 1) -> group-centred A = (0.5, -0.5), (0, 0) (v5: no std).
+    log pi_ref = A - 2 ln k with k = (4, 1), (2, 1), so w~ = exp(0.5 A - 0.5 log pi_ref) = k:
+    w~ = (4, 1, 2, 1), batch mean 2, g = w~ - 2 = (2, -1, 0, -1) (centred over all four, not
+    per group: per group it would be (1.5, -1.5, 0.5, -0.5)).
+    Delta = (0.5, 0, 1, -1): per-sequence -g Delta + Delta^2 / 2 = -0.875, 0, 0.5, -0.5,
+    loss = -0.875 / 4 = -0.21875; dL/dDelta = (Delta - g) / 4 = (-0.375, 0.25, 0.25, 0).
+    """
+    adv = torch.tensor([[0.5, -0.5], [0.0, 0.0]], dtype=torch.float64)
+    k = torch.tensor([[4.0, 1.0], [2.0, 1.0]], dtype=torch.float64)
+    ref = adv - 2 * k.log()
+    delta = torch.tensor([[0.5, 0.0], [1.0, -1.0]], dtype=torch.float64, requires_grad=True)
+    rewards = torch.tensor([[1.0, 0.0], [1.0, 1.0]], dtype=torch.float64)
+    loss_fn = make_objective("opo-v5", alpha=0.5, mu=1.0)
+    batch = GroupBatch.from_sequences(ref + delta, rewards, ref_logp=ref)
+    prepared = loss_fn.prepare(batch)
+    assert torch.allclose(prepared.drive, torch.tensor([[2.0, -1.0], [0.0, -1.0]], dtype=torch.float64))
+    loss, _ = loss_fn(prepared)
+    assert loss.item() == pytest.approx(-0.21875, abs=1e-12)
+    (grad,) = torch.autograd.grad(loss, delta)
+    assert torch.allclose(grad, torch.tensor([[-0.375, 0.25], [0.25, 0.0]], dtype=torch.float64))
+
+
+def test_v5_drive_is_v4s_batch_centred_escort_scaled_by_the_mean_unnormalised_weight():
+    """The scale does not cancel: g_v5 = mean(w~) (omega - 1), omega the batch-normalised (mean-1) escort."""
+    batch = random_batch(b=3, g=4, t=6, seed=8)
+    adv, ref = batch.advantage("mean"), batch.seq_logp("ref")
+    g = v5_drive(adv, ref, 0.4, use_ref=True, temperature=1.0, center=True)
+    w_bar = torch.exp(0.6 * (adv.double() - ref.double())).mean()
+    omega = escort_weights(adv, ref, 0.4, "batch", use_ref=True).double()
+    assert torch.allclose(g.double(), w_bar * (omega - 1.0), rtol=1e-5)
+    assert w_bar.item() > 10  # already so for six tokens: v5's drive is v4's scaled up

@@ -4,16 +4,18 @@ OPO Eq. (7), (10), (19) and Algorithm 1. Per sequence y, with Delta = log pi(y) 
 log pi_ref(y) and a centred drive w, the loss is -w Delta + (mu / 2) Delta^2, whose
 minimiser is Delta* = w / mu = (omega_alpha - 1) / mu, Theorem 4.3's linear response.
 
-Three forms, one registered function (:func:`opo`), selected by ``drive`` and ``escort_ref``:
+Four forms, one registered function (:func:`opo`), selected by ``drive`` and ``escort_ref``:
 
 - Eq. 7 as printed (``drive="escort"``, the default): :func:`escort_weights` with the
   sg(pi_ref^-(1 - alpha)) factor, centred per group.
 - App. A.3 Step 2 (``escort_ref=False``): the same without the pi_ref factor.
 - the authors' code (``drive="code"``, registered with their configuration as ``opo-code``):
   :func:`authors_code_loss`, the loss of their public verl fork, which is not Eq. 7.
+- v5 (``drive="v5"``, registered as ``opo-v5``): :func:`v5_drive`, Algorithm 1 of arXiv
+  2601.12415v5, the unnormalised escort centred over the mini-batch.
 
-The escort drive is computed by :func:`opo_drive` from detached quantities that stay
-fixed during an update (rewards and pi_ref's sequence log-probs). Its normalisation is a
+The escort and v5 drives are computed by :func:`opo_drive` from detached quantities that stay
+fixed during an update (rewards and pi_ref's sequence log-probs). Their normalisation is a
 statistic of the whole mini-batch (Sec. 4.1), so the trainer computes the drive once per
 mini-batch (:func:`opo_prepare`, the objective's registered ``prepare``) and passes it to every
 micro-batch in ``GroupBatch.drive``: the loss does not depend on the micro-batch split.
@@ -77,6 +79,36 @@ def escort_weights(
     return w.detach()
 
 
+def v5_drive(
+    adv: Tensor, ref_seq_logp: Tensor, alpha: float, use_ref: bool, temperature: float, center: bool
+) -> Tensor:
+    """OPO v5's drive g = w~ - w_bar (arXiv 2601.12415v5, Algorithm 1): (B, G) -> (B, G), detached.
+
+    w~ = exp((1 - alpha) A / T) sg(pi_ref(y)^-(1 - alpha)) is the escort of Eq. 7 left
+    unnormalised; w_bar is its mean over the N = B G sequences of the mini-batch (no longer
+    constrained to 1), and the centring is over the mini-batch, not per group. v5 pairs it with
+    group-centred advantages A = R - mean_group R (no std), ``advantage="mean"``; the loss is
+    -g Delta + (mu / 2) Delta^2, so v* = (w~ - w_bar) / mu.
+
+    v5 argues that an overall scale factor of w~ cancels after centring. It does not: centring
+    removes an additive constant, while a factor passes through, g(c w~) = c g(w~). Writing
+    omega = w~ / w_bar for v4's batch-normalised escort (mean 1, ``escort_norm="batch"``),
+    g = w_bar (omega - 1): v5's drive is v4's, centred over the mini-batch, times the batch
+    mean w_bar = mean exp((1 - alpha)(A / T - log pi_ref(y))). For whole sequences
+    -log pi_ref(y) grows with the length, so w_bar is huge (about e^30 = 1e13 at alpha 0.4 for
+    50 tokens of one nat each) and the drive swamps the (mu / 2) Delta^2 term by that factor.
+
+    Computed in float64 and returned in ``adv``'s dtype: where w~ exceeds that dtype's range
+    the drive is inf, which is the form's value, not a rounding artefact. ``center=False``
+    returns w~ itself.
+    """
+    log_w = (1.0 - alpha) * adv.double() / temperature
+    if use_ref:
+        log_w = log_w - (1.0 - alpha) * ref_seq_logp.double()
+    w = log_w.exp()
+    return (w - w.mean() if center else w).to(adv.dtype).detach()
+
+
 def opo_drive(
     batch: GroupBatch,
     *,
@@ -93,11 +125,14 @@ def opo_drive(
     """The centred drive w of OPO's loss, (B, G), detached (see :func:`opo` for the options).
 
     ``center`` subtracts each group's mean (Remark 6.2: the projection onto E_pi_k[v] = 0,
-    taken per context since the conservation law is per context).
+    taken per context since the conservation law is per context); v5 centres over the whole
+    batch instead (:func:`v5_drive`).
     """
     if batch.drive is not None:
         return batch.drive.detach()
     adv = batch.advantage(advantage)
+    if drive == "v5":
+        return v5_drive(adv, batch.seq_logp("ref"), alpha, escort_ref, temperature, center)
     if drive == "escort":
         w = escort_weights(adv, batch.seq_logp("ref"), alpha, escort_norm, escort_ref, temperature)
     elif drive == "advantage":
@@ -132,6 +167,15 @@ _GEOMETRY = Geometry(
 )
 
 
+@objective(
+    "opo-v5",
+    geometry=_GEOMETRY,
+    feedback="sampled",
+    paper="OPO v5 (arXiv 2601.12415v5) Algorithm 1: group-centred A, unnormalised escort centred over the mini-batch",
+    prepare=opo_prepare,
+    drive="v5",
+    advantage="mean",
+)
 @objective(
     "opo-code",
     geometry=_GEOMETRY,
@@ -182,7 +226,8 @@ def opo(
       else :func:`opo_drive` on this batch: the escort weight of Eq. (7) normalised as
       ``escort_norm`` says (``drive="escort"``; without the pi_ref factor, App. A.3 Step 2,
       when ``escort_ref=False``), the advantage itself (``drive="advantage"``, the
-      alpha -> 1 reading of Remark 6.2); centred per group when ``center``.
+      alpha -> 1 reading of Remark 6.2), or v5's unnormalised escort centred over the
+      mini-batch (``drive="v5"``, :func:`v5_drive`); centred per group when ``center``.
     - ``drive="code"``: the authors' loss instead, :func:`authors_code_loss`, which reads
       ``alpha``, ``mu``, ``advantage``, ``seq_logratio`` and the hyperparameters from
       ``reward_temperature`` on (``tau`` is the temperature of its p's logits; the trainer may

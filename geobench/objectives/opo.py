@@ -169,7 +169,7 @@ _GEOMETRY = Geometry(
 
 @objective(
     "opo-v5",
-    geometry=_GEOMETRY,
+    geometry=dataclasses.replace(_GEOMETRY, target="Unnormalised escort w~, centred over the mini-batch"),
     feedback="sampled",
     paper="OPO v5 (arXiv 2601.12415v5) Algorithm 1: group-centred A, unnormalised escort centred over the mini-batch",
     prepare=opo_prepare,
@@ -178,7 +178,13 @@ _GEOMETRY = Geometry(
 )
 @objective(
     "opo-code",
-    geometry=_GEOMETRY,
+    geometry=Geometry(
+        sampling="q^alpha p^(1-alpha): reward softmax x anchored softmax, per group",
+        optimization="chi^2 curvature (constant mu I), clipped",
+        coordinates="Per-token log-ratio (clipped), anchored scores Delta / tau",
+        target="Group mixture of softmax(A / beta) and softmax(Delta / tau)",
+        behavior="Linear response to the mixture drive",
+    ),
     feedback="sampled",
     paper="OPO authors' verl fork (github.com/wk222/verlm, verl/trainer/adpo/core_algos.py, loss_variant opo)",
     prepare=opo_prepare,

@@ -17,6 +17,7 @@ from rich.console import Console
 
 from geobench.config import experiment_file, load_config
 from geobench.executor import ExecutorConfig
+from geobench.objectives.opo_authors import AUTHORS_CODE
 from geobench.results import profile_folder
 
 # The ADPO bandit ablation: these methods rerun with pi_old as their anchor.
@@ -93,9 +94,9 @@ STAGES = (
         ("quick",),
     ),
     Stage(
-        "OPO in the authors' code form: LLM RL with w = q^alpha p^(1-alpha)",
+        "OPO as the authors' verl fork computes it, with their configuration: LLM RL",
         "llm-opo-code",
-        _llm("opo_table1", ("opo",), {"opo": {"drive": "code"}}),
+        _llm("opo_table1", ("opo",), {"opo": dict(AUTHORS_CODE)}),
         ("quick",),
     ),
     Stage(

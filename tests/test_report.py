@@ -6,7 +6,7 @@ import pytest
 
 from geobench.llm import LLMConfig
 from geobench.report import build_all, write_report
-from geobench.report.reproduction import SECTIONS, all_claims
+from geobench.report.reproduction import all_claims, sections
 from geobench.results import RunDir
 from geobench.toy import ToyConfig
 from geobench.toy import run as run_toy
@@ -65,7 +65,7 @@ def test_report_has_every_section_and_names_missing_runs(results, tmp_path):
     figures = tmp_path / "figures"
     build_all(results, figures)
     text = write_report(results, figures).read_text()
-    for spec in SECTIONS:
+    for spec in sections():
         assert f"### {spec.artifact}: {spec.title}" in text
     assert "![OPO Fig. 4](../figures/opo_fig4.png)" in text and (figures / "opo_fig4.png").exists()
     assert "**Not run.** `results/bandits/` has no run.json: run `geobench bandits --scaling`." in text

@@ -34,6 +34,9 @@ PARAMS = (
     "metric",
     "statistic",
     "scenario",
+    "p_from",
+    "z_from",
+    "z_to",
     "quantity",
     "target",
     "direction",
@@ -135,6 +138,14 @@ def evaluate(
         judged.append(line)
     head = WITH_ARTIFACT if "artifact" in rows.columns else COLUMNS
     return pd.DataFrame(judged, columns=[*head, *columns])
+
+
+def evaluate_each(
+    rows: pd.DataFrame, contexts: Iterable[object], guards: Mapping[str, Guard] | None = None
+) -> pd.DataFrame:
+    """:func:`evaluate` on each context in turn (e.g. per environment), the tables one after the other."""
+    tables = [evaluate(rows, context, guards) for context in contexts]
+    return pd.concat(tables, ignore_index=True) if tables else evaluate(rows.iloc[:0], None)
 
 
 # Rules over a mapping of named scalars (a conceptual figure's summary): exact checks, no CIs.

@@ -154,7 +154,7 @@ class Fig2Run:
 
 
 @rule("most_wins")
-def most_wins(run: Fig2Run, subject, threshold, out_of) -> Outcome:
+def most_wins(run: Fig2Run, subject: str, threshold: str, out_of: str) -> Outcome:
     """In how many scenarios ``subject`` has the highest mean of the paper's methods: at least ``threshold``
     of the ``out_of`` reproduces; a sweep of another size is inconclusive."""
     main = run.stats[run.stats["hidden"] == run.hidden]
@@ -172,7 +172,7 @@ def most_wins(run: Fig2Run, subject, threshold, out_of) -> Outcome:
 
 
 @rule("relative_to_best")
-def relative_to_best(run: Fig2Run, subject, versus, scenario, direction, threshold) -> Outcome:
+def relative_to_best(run: Fig2Run, subject: str, versus: str, scenario: str, direction: str, threshold: str) -> Outcome:
     """mean(subject) / mean(the best of ``versus`` over the main sweep) - 1 on one noise type (its levels
     averaged per seed), a CI over seeds ``direction`` ``threshold``."""
     sub = run.final[run.final["hidden"] == run.hidden]
@@ -185,7 +185,7 @@ def relative_to_best(run: Fig2Run, subject, versus, scenario, direction, thresho
 
 
 @rule("best_at_width")
-def best_at_width(run: Fig2Run, subject, threshold) -> Outcome | None:
+def best_at_width(run: Fig2Run, subject: str, threshold: str) -> Outcome | None:
     """``subject`` minus the best other paper method at the scaling study's middle hidden size."""
     sizes = run.scaling[2]
     width = sizes[len(sizes) // 2]
@@ -203,7 +203,7 @@ def best_at_width(run: Fig2Run, subject, threshold) -> Outcome | None:
 
 
 @rule("width_change")
-def width_change(run: Fig2Run, subject, direction, threshold) -> Outcome:
+def width_change(run: Fig2Run, subject: str, direction: str, threshold: str) -> Outcome:
     """``subject``'s WinMass at the largest minus at the smallest hidden size of the scaling study."""
     sizes = run.scaling[2]
     small, large = seed_values(run.at_width(sizes[0]), subject), seed_values(run.at_width(sizes[-1]), subject)

@@ -1,16 +1,18 @@
 """Claims as data: each claim of the papers is a row of ``experiments/paper/*_claims.csv``, judged by a named rule.
 
 A row names the claim (``claim``, a key), its artifact, the paper's statement (``statement``) and
-value (``paper``), what of the run it is judged on (:data:`PARAMS`: ``subject``, ``versus``,
-``metric``, ``statistic``, ...), the rule that judges it (``rule``, a name in :data:`RULES`) and the
-rule's thresholds (``threshold``, ``lower``, ``upper``, ...), kept as text as the CSV writes them.
-``rule_text`` is the rule as the claims table prints it, a ``str.format`` template over the row's
-parameters and what the rule measured (so a threshold is printed as written); ``statement`` and
-``ours_text`` (for rules that show scalars) are templates too. Python holds the rules' code only.
+value (``paper``), what of the run it is judged on and the rule's thresholds (the columns in
+:data:`PARAMS`, kept as text as the CSV writes them), and the rule that judges it (``rule``, a name
+in :data:`RULES`). ``rule_text`` is the rule as the claims table prints it: a ``str.format``
+template over the row's parameters and what the rule measured, so a threshold is printed as the
+data writes it; ``statement`` and ``ours_text`` (for rules that show scalars) are templates too.
+``guards`` names reasons that can void a verdict (see :data:`Guard`).
 
-A rule is ``rule(context, **params) -> Outcome | None``: the context is whatever the artifact's
-report judges (a run's frame, a conceptual figure's scalars); ``None`` means the run has not got the
-claim's subject, and the claim gets no line.
+A rule is ``rule(context, **params) -> Outcome | None``; the context is what the artifact's report
+judges (a run's frame, a conceptual figure's scalars), and ``None`` means the run lacks the claim's
+subject, so the claim gets no line. This module holds the evaluator and the rules over scalars; the
+rules over a run's frame live beside the code that reads that frame (``llm_report``,
+``llm_ablations``, ``bandits_report``, ``toy_figure``, ``mujoco_report``) and register here.
 """
 
 from __future__ import annotations
@@ -28,22 +30,24 @@ PAPER_DIR = EXPERIMENTS_DIR / "paper"
 COLUMNS = ("claim", "paper", "ours", "verdict", "rule")  # a claims table, as every artifact prints it
 WITH_ARTIFACT = ("artifact", *COLUMNS)
 REPORT_COLUMNS = ("paper", "artifact", "claim", "paper_value", "ours", "verdict", "rule")  # REPORT.md's table
-PARAMS = (
+PARAMS = (  # the row columns a rule takes, as keywords
+    # what of the run the claim is judged on
     "subject",
     "versus",
     "metric",
     "statistic",
     "scenario",
+    "quantity",
+    "target",
     "p_from",
     "z_from",
     "z_to",
-    "quantity",
-    "target",
-    "direction",
+    # the thresholds, and on which side of them the claim holds
     "threshold",
     "lower",
     "upper",
     "out_of",
+    "direction",
 )
 _DIRECTIONS = {"above": 1, "below": -1}
 

@@ -67,7 +67,9 @@ def _ci(values: np.ndarray, fmt: str = "{:.3f}") -> str:
 
 
 @rule("large_not_exploding")
-def large_not_exploding(run: LLMRun, subject, versus, metric, statistic, threshold) -> Outcome | None:
+def large_not_exploding(
+    run: LLMRun, subject: str, versus: str, metric: str, statistic: str, threshold: str
+) -> Outcome | None:
     """``subject``'s gradient norm above ``versus``'s (a CI over seeds above 0), and no seed's largest
     pre-clip norm above ``threshold`` times its median: large, but not exploding."""
     grad = per_seed(run.frame, metric, statistic)

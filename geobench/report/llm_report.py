@@ -217,7 +217,9 @@ def _best_other(stats: pd.DataFrame, variant: str, among: list[str], pick=max) -
     return pick(others, key=lambda v: variant_values(stats, v).mean()) if others else None
 
 
-def _beats_the_rest(run: LLMRun, subject, metric, statistic, threshold, versus="", pick=max) -> Outcome | None:
+def _beats_the_rest(
+    run: LLMRun, subject: str, metric: str, statistic: str, threshold: str, versus: str = "", pick=max
+) -> Outcome | None:
     stats = per_seed(run.frame, metric, statistic)
     other = _best_other(stats, subject, versus.split() or variants(run.frame), pick)
     if other is None or not len(variant_values(stats, subject)):
@@ -231,19 +233,19 @@ def _beats_the_rest(run: LLMRun, subject, metric, statistic, threshold, versus="
 
 
 @rule("highest")
-def highest(run: LLMRun, subject, metric, statistic, threshold, versus="") -> Outcome | None:
+def highest(run: LLMRun, subject: str, metric: str, statistic: str, threshold: str, versus: str = "") -> Outcome | None:
     """``subject`` minus the best of ``versus`` (default: every other algorithm of the run), a CI over seeds."""
     return _beats_the_rest(run, subject, metric, statistic, threshold, versus)
 
 
 @rule("lowest")
-def lowest(run: LLMRun, subject, metric, statistic, threshold, versus="") -> Outcome | None:
+def lowest(run: LLMRun, subject: str, metric: str, statistic: str, threshold: str, versus: str = "") -> Outcome | None:
     """The lowest of ``versus`` (default: every other algorithm) minus ``subject``, a CI over seeds."""
     return _beats_the_rest(run, subject, metric, statistic, threshold, versus, pick=min)
 
 
 @rule("ratio_above")
-def ratio_above(run: LLMRun, subject, versus, metric, statistic, threshold) -> Outcome | None:
+def ratio_above(run: LLMRun, subject: str, versus: str, metric: str, statistic: str, threshold: str) -> Outcome | None:
     """mean(subject) / mean(versus) with a CI over seeds, held above ``threshold``."""
     stats = per_seed(run.frame, metric, statistic)
     treated, base = variant_values(stats, subject), variant_values(stats, versus)
@@ -256,7 +258,7 @@ def ratio_above(run: LLMRun, subject, versus, metric, statistic, threshold) -> O
 
 
 @rule("collapses")
-def collapses(run: LLMRun, subject, metric, threshold) -> Outcome | None:
+def collapses(run: LLMRun, subject: str, metric: str, threshold: str) -> Outcome | None:
     """The final-20 mean of ``metric`` minus half its peak (5-step rolling mean), held below ``threshold``."""
     peak, final = per_seed(run.frame, metric, "peak"), per_seed(run.frame, metric)
     if not len(variant_values(peak, subject)):
@@ -266,7 +268,7 @@ def collapses(run: LLMRun, subject, metric, threshold) -> Outcome | None:
 
 
 @rule("stays_within")
-def stays_within(run: LLMRun, subject, metric, lower, upper) -> Outcome | None:
+def stays_within(run: LLMRun, subject: str, metric: str, lower: str, upper: str) -> Outcome | None:
     """Final-20 over first-20 mean of ``metric``: a CI inside [lower, upper] reproduces, wholly outside refutes."""
     start, end = per_seed(run.frame, metric, "start"), per_seed(run.frame, metric)
     if not len(variant_values(end, subject)):
@@ -281,12 +283,14 @@ def stays_within(run: LLMRun, subject, metric, lower, upper) -> Outcome | None:
 
 
 @rule("not_judged")
-def not_judged(run: LLMRun, subject, **_) -> Outcome | None:
+def not_judged(run: LLMRun, subject: str, **_: str) -> Outcome | None:
     """A claim this run's task cannot test (the row's ``skip_task``): inconclusive, for the reason given."""
     return Outcome("-", "inconclusive") if subject in variants(run.frame) else None
 
 
-def collapsed(run: LLMRun, params: Mapping[str, str], verdict: str, what: str = "numbers cannot support the claim"):
+def collapsed(
+    run: LLMRun, params: Mapping[str, str], verdict: str, what: str = "numbers cannot support the claim"
+) -> str | None:
     """A verdict about an algorithm's gradients or entropy means nothing once it has collapsed."""
     subject = params["subject"]
     if verdict == "reproduced" and has_collapsed(run.frame, subject):

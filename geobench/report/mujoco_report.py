@@ -93,7 +93,7 @@ class Environment:
 
 
 @rule("gain_over")
-def gain_over(run: Environment, subject, versus, metric, threshold) -> Outcome | None:
+def gain_over(run: Environment, subject: str, versus: str, metric: str, threshold: str) -> Outcome | None:
     """mean(subject) - mean(versus) of ``metric``, a CI over seeds above ``threshold``."""
     treated, base = values(run.fin, run.env, subject, metric), values(run.fin, run.env, versus, metric)
     if len(treated) == 0 or len(base) == 0:
@@ -105,7 +105,7 @@ def gain_over(run: Environment, subject, versus, metric, threshold) -> Outcome |
 
 
 @rule("fold_reduction")
-def fold_reduction(run: Environment, subject, versus, metric, threshold) -> Outcome | None:
+def fold_reduction(run: Environment, subject: str, versus: str, metric: str, threshold: str) -> Outcome | None:
     """mean(versus) / mean(subject) of ``metric`` (how many times lower), a CI over seeds above ``threshold``."""
     treated, base = values(run.fin, run.env, subject, metric), values(run.fin, run.env, versus, metric)
     if len(treated) == 0 or len(base) == 0:

@@ -71,7 +71,7 @@ class Reading:
 
 
 @rule("grows_past")
-def grows_past(run: Reading, subject, p_from, threshold) -> Outcome | None:
+def grows_past(run: Reading, subject: str, p_from: str, threshold: str) -> Outcome | None:
     """|dL/dz| at the largest p is at least ``threshold`` and above its value at ``p_from``."""
     grad = run.grad(subject, p_from)
     if not len(grad):
@@ -85,7 +85,7 @@ def grows_past(run: Reading, subject, p_from, threshold) -> Outcome | None:
 
 
 @rule("vanishes")
-def vanishes(run: Reading, subject, p_from, threshold) -> Outcome | None:
+def vanishes(run: Reading, subject: str, p_from: str, threshold: str) -> Outcome | None:
     """The largest |dL/dz| over p >= ``p_from`` of the ``subject`` algorithms is at most ``threshold``."""
     present = [v for v in subject.split() if len(run.grad(v, p_from))]
     if not present:
@@ -97,7 +97,7 @@ def vanishes(run: Reading, subject, p_from, threshold) -> Outcome | None:
 
 
 @rule("log_slope_within")
-def log_slope_within(run: Reading, subject, z_from, z_to, lower, upper) -> Outcome | None:
+def log_slope_within(run: Reading, subject: str, z_from: str, z_to: str, lower: str, upper: str) -> Outcome | None:
     """The slope of log|dL/dz| in z over [z_from, z_to] lies in [lower, upper] (exp(-z) decay: -1)."""
     part = run.frame
     fit = part[(part["variant"] == subject) & (part["z"].between(float(z_from), float(z_to))) & (part["value"] > 0)]

@@ -1,12 +1,15 @@
 """REPORT.md: every section from fixture runs, verdicts that follow the numbers, missing runs named."""
 
+import tomllib
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from geobench.llm import LLMConfig
 from geobench.report import build_all, write_report
-from geobench.report.reproduction import all_claims, sections
+from geobench.report.claims import PAPER_DIR
+from geobench.report.reproduction import JUDGES, all_claims, sections
 from geobench.results import RunDir
 from geobench.toy import ToyConfig
 from geobench.toy import run as run_toy
@@ -95,6 +98,17 @@ def test_claims_table_columns_are_fixed_even_with_no_runs(tmp_path):
     claims = all_claims(tmp_path / "empty")
     assert list(claims.columns) == ["paper", "artifact", "claim", "paper_value", "ours", "verdict", "rule"]
     assert set(claims["verdict"]) == {"inconclusive"} and claims["ours"].str.startswith("not run").all()
+
+
+def test_every_claims_source_of_the_layout_has_a_judge_and_every_section_a_unique_artifact():
+    layout = tomllib.loads((PAPER_DIR / "sections.toml").read_text())
+    assert [spec["source"] for spec in layout["claims"]] == list(JUDGES)
+    artifacts = [spec.artifact for spec in sections()]
+    assert len(artifacts) == len(set(artifacts)) and {spec.paper for spec in sections()} == {
+        "OPO",
+        "ADPO",
+        "Ablation (ours)",
+    }
 
 
 def test_reproduce_runs_the_profiles_stages_then_writes_the_report(tmp_path, monkeypatch):

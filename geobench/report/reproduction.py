@@ -21,6 +21,7 @@ import pandas as pd
 from geobench.concepts.tables import Tables, read_tables
 from geobench.report import bandit_claims, llm_report, mujoco_report, toy_figure, with_timing
 from geobench.report.claims import PAPER_DIR, REPORT_COLUMNS, read_claims
+from geobench.report.concept_report import CONCEPTS
 from geobench.report.llm_ablations import stress_claims
 from geobench.report.markdown import markdown_table
 from geobench.report.stats import VERDICTS
@@ -113,19 +114,16 @@ def _llm_claims(frame: pd.DataFrame, meta: dict) -> pd.DataFrame:
     return llm_report.claims(frame, read_claims("llm_claims"), llm_report.task_of(frame, meta))
 
 
-def _judges() -> dict[str, Callable[[Any, dict], pd.DataFrame]]:
-    """Per source of ``sections.toml``'s claims: its claims table from (the source's frame or tables, run.json)."""
-    from geobench.report.concept_report import CONCEPTS
-
-    return {
-        "opo_fig1": lambda t, m: CONCEPTS["opo_fig1"].claims(t),
-        "toy-saturation": lambda f, m: toy_figure.claims(f),
-        "llm": _llm_claims,
-        "llm-stress": lambda f, m: stress_claims(f),
-        "adpo_fig1": lambda t, m: CONCEPTS["adpo_fig1"].claims(t),
-        "bandits": bandit_claims,
-        "mujoco": lambda f, m: mujoco_report.claims(mujoco_report.final(f)),
-    }
+# Per source of sections.toml's claims: its claims table from (the source's frame or tables, its run.json).
+JUDGES: dict[str, Callable[[Any, dict], pd.DataFrame]] = {
+    "opo_fig1": lambda t, m: CONCEPTS["opo_fig1"].claims(t),
+    "toy-saturation": lambda f, m: toy_figure.claims(f),
+    "llm": _llm_claims,
+    "llm-stress": lambda f, m: stress_claims(f),
+    "adpo_fig1": lambda t, m: CONCEPTS["adpo_fig1"].claims(t),
+    "bandits": bandit_claims,
+    "mujoco": lambda f, m: mujoco_report.claims(mujoco_report.final(f)),
+}
 
 
 def all_claims(results: Path, figures: Path | None = None) -> pd.DataFrame:
@@ -134,9 +132,6 @@ def all_claims(results: Path, figures: Path | None = None) -> pd.DataFrame:
     The conceptual figures' claims come from the CSVs ``build_all`` wrote into ``figures``
     (none given: 'not run' rows naming ``geobench figures``).
     """
-    from geobench.report.concept_report import CONCEPTS
-
-    judges = _judges()
     parts = []
     for spec in _layout()["claims"]:
         folder, artifact = spec["source"], spec["artifact"]
@@ -152,7 +147,7 @@ def all_claims(results: Path, figures: Path | None = None) -> pd.DataFrame:
             }
             parts.append(_labelled(pd.DataFrame([missing]), artifact))
         else:
-            parts.append(_labelled(judges[folder](*run), artifact))
+            parts.append(_labelled(JUDGES[folder](*run), artifact))
     adpo_run = read_run(preferred_run(results, "llm-adpo"))  # the paper profile runs ADPO's LLM study on its own
     if adpo_run is not None:
         frame = with_timing(adpo_run[0], preferred_run(results, "llm-adpo"))

@@ -4,10 +4,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from geobench.report.claims import read_claims
 from geobench.report.llm_regime import pairwise_table, regime, regime_table
 from geobench.report.llm_report import claims
 
 ALGOS = ("grpo", "gspo", "dapo", "opo", "adpo")
+PAPER = read_claims("llm_claims").set_index("claim", drop=False)
 
 
 def synthetic_run(on_policy: float, clip: float, length_std: float, opo_gain: float = 0.0, seeds: int = 5):
@@ -42,8 +44,7 @@ def test_an_on_policy_fixed_length_run_cannot_discriminate_and_its_verdicts_say_
     frame = synthetic_run(on_policy=1.0, clip=0.0, length_std=0.3, opo_gain=0.3)
     found = regime(frame)
     assert not found.discriminates and "cannot tell the objectives apart" in found.sentence()
-    paper = pd.DataFrame({"claim": ["opo_best_reward"], "paper": ["0.756"]})
-    table = claims(frame, paper, "arithmetic")
+    table = claims(frame, PAPER.loc[["opo_best_reward"]], "arithmetic")
     best = table[table["claim"] == "OPO reaches the highest final reward"].iloc[0]
     assert best["verdict"] == "inconclusive" and "NOT DISCRIMINATING" in best["rule"]
 
@@ -53,8 +54,7 @@ def test_an_off_policy_run_with_varied_lengths_discriminates_and_keeps_its_verdi
     found = regime(frame)
     assert found.ratios_leave_one and found.clip_acts and found.lengths_vary and found.discriminates
     assert "can discriminate" in found.sentence()
-    paper = pd.DataFrame({"claim": ["opo_best_reward"], "paper": ["0.756"]})
-    best = claims(frame, paper, "column-addition")
+    best = claims(frame, PAPER.loc[["opo_best_reward"]], "column-addition")
     assert best.loc[best["claim"] == "OPO reaches the highest final reward", "verdict"].iloc[0] == "reproduced"
 
 
@@ -79,9 +79,8 @@ def test_claims_about_a_collapsed_algorithms_gradients_do_not_count():
     frame.loc[opo, "value"] = 0.01  # OPO collapses after step 10
     grad = (frame["variant"] == "opo") & (frame["metric"] == "grad_norm")
     frame.loc[grad, "value"] = 100.0  # and its gradients blow up
-    paper = pd.DataFrame({"claim": ["opo_largest_grad"], "paper": ["0.90"]})
     row = (
-        claims(frame, paper, "column-addition")
+        claims(frame, PAPER.loc[["opo_largest_grad"]], "column-addition")
         .set_index("claim")
         .loc["OPO keeps the largest gradient norm at convergence"]
     )

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import tomllib
 
 import numpy as np
 import pandas as pd
@@ -10,7 +11,8 @@ import pytest
 from geobench.llm import LLMConfig
 from geobench.report import build_all, write_report
 from geobench.report.cards import VERDICT_COLUMNS, card_summaries
-from geobench.report.reproduction import SECTIONS, all_claims
+from geobench.report.claims import PAPER_DIR
+from geobench.report.reproduction import JUDGES, all_claims, sections
 from geobench.results import RunDir, write_csv
 from geobench.toy import ToyConfig
 from geobench.toy import run as run_toy
@@ -69,7 +71,7 @@ def test_report_has_every_section_and_names_missing_runs(results, tmp_path):
     figures = tmp_path / "figures"
     build_all(results, figures)
     text = write_report(results, figures).read_text()
-    for spec in SECTIONS:
+    for spec in sections():
         assert f"### {spec.artifact}: {spec.title}" in text
     assert "![OPO Fig. 4](../figures/opo_fig4.png)" in text and (figures / "opo_fig4.png").exists()
     assert "**Not run.** `results/bandits/` has no run.json: run `geobench bandits --scaling`." in text
@@ -99,6 +101,17 @@ def test_claims_table_columns_are_fixed_even_with_no_runs(tmp_path):
     claims = all_claims(tmp_path / "empty")
     assert list(claims.columns) == ["paper", "artifact", "claim", "paper_value", "ours", "verdict", "rule"]
     assert set(claims["verdict"]) == {"inconclusive"} and claims["ours"].str.startswith("not run").all()
+
+
+def test_every_claims_source_of_the_layout_has_a_judge_and_every_section_a_unique_artifact():
+    layout = tomllib.loads((PAPER_DIR / "sections.toml").read_text())
+    assert [spec["source"] for spec in layout["claims"]] == list(JUDGES)
+    artifacts = [spec.artifact for spec in sections()]
+    assert len(artifacts) == len(set(artifacts)) and {spec.paper for spec in sections()} == {
+        "OPO",
+        "ADPO",
+        "Ablation (ours)",
+    }
 
 
 def test_reproduce_runs_the_profiles_stages_then_writes_the_report(tmp_path, monkeypatch):

@@ -1,24 +1,26 @@
 """ADPO Fig. 2 from ``winmass.csv``: panels (a) and (b), their tables, and the claims with verdicts.
 
-Every number here is computed from the CSV a run wrote; the paper's numbers come from
-``experiments/paper/adpo_fig2_claims.csv``. Each verdict follows a rule written below.
+Every number here is computed from the CSV a run wrote; the claims, the paper's numbers and the
+thresholds are rows of ``experiments/paper/adpo_fig2_claims.csv``, judged by the rules below.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from geobench.report.claims import Outcome, ci_verdict, evaluate, rule, verdict_of
 from geobench.report.markdown import markdown_table
-from geobench.report.stats import bootstrap_diff_ci, bootstrap_mean_ci, bootstrap_ratio_ci, last_logged, sign_verdict
+from geobench.report.stats import bootstrap_diff_ci, bootstrap_mean_ci, bootstrap_ratio_ci, last_logged
 from geobench.report.style import style
 
 NOISE_ORDER = ("gaussian-outliers", "shift", "adversarial", "cauchy")
 LEVEL_ORDER = ("light", "medium", "heavy")
 # The methods ADPO Fig. 2 compares; grpo and opo are ours, shown but not counted in its claims.
 PAPER_METHODS = ("adpo-listwise-raw", "adpo-listwise-rank", "adpo-pairwise", "dpo-soft", "dpo-hard", "ppo", "trpo")
-DPO = ("dpo-soft", "dpo-hard")
 
 
 def final_values(frame: pd.DataFrame, metric: str = "winmass") -> pd.DataFrame:
@@ -134,6 +136,87 @@ def scenario_table(stats: pd.DataFrame, hidden: int) -> str:
     return markdown_table(pd.DataFrame(rows))
 
 
+@dataclass(frozen=True)
+class Fig2Run:
+    """What ADPO Fig. 2's claims are judged on: a bandits run's final WinMass per seed (:func:`final_values`),
+    its :func:`summary`, the main sweep's hidden size and the scaling study (noise, level, hidden sizes)."""
+
+    final: pd.DataFrame
+    stats: pd.DataFrame
+    hidden: int
+    scaling: tuple[str, str, tuple[int, ...]]
+
+    def at_width(self, hidden: int) -> pd.DataFrame:
+        """The final rows of the scaling study's scenario at one hidden size."""
+        noise, level, _ = self.scaling
+        final = self.final
+        return final[(final["scenario"] == noise) & (final["level"] == level) & (final["hidden"] == hidden)]
+
+
+@rule("most_wins")
+def most_wins(run: Fig2Run, subject: str, threshold: str, out_of: str) -> Outcome:
+    """In how many scenarios ``subject`` has the highest mean of the paper's methods: at least ``threshold``
+    of the ``out_of`` reproduces; a sweep of another size is inconclusive."""
+    main = run.stats[run.stats["hidden"] == run.hidden]
+    winners = [
+        cell[cell["variant"].isin(PAPER_METHODS)].set_index("variant")["mean"].idxmax()
+        for _, cell in main.groupby(["scenario", "level"])
+    ]
+    wins = winners.count(subject)
+    most = max(sorted(set(winners)), key=winners.count) if winners else "none"
+    complete = len(winners) == int(out_of)
+    return Outcome(
+        f"{wins}/{len(winners)} (most wins: {most}, {winners.count(most)})",
+        verdict_of(wins >= float(threshold)) if complete else "inconclusive",
+    )
+
+
+@rule("relative_to_best")
+def relative_to_best(run: Fig2Run, subject: str, versus: str, scenario: str, direction: str, threshold: str) -> Outcome:
+    """mean(subject) / mean(the best of ``versus`` over the main sweep) - 1 on one noise type (its levels
+    averaged per seed), a CI over seeds ``direction`` ``threshold``."""
+    sub = run.final[run.final["hidden"] == run.hidden]
+    best = max(versus.split(), key=lambda v: seed_values(sub, v).mean() if len(seed_values(sub, v)) else -1)
+    treated, base = seed_values(sub, subject, scenario=scenario), seed_values(sub, best, scenario=scenario)
+    if len(treated) == 0 or len(base) == 0:
+        return Outcome("not run", "inconclusive", rule="needs the scenario")
+    mean, low, high = bootstrap_ratio_ci(treated, base)
+    return Outcome(f"{mean:+.1%} [{low:+.1%}, {high:+.1%}] vs {best}", ci_verdict(low, high, threshold, direction))
+
+
+@rule("best_at_width")
+def best_at_width(run: Fig2Run, subject: str, threshold: str) -> Outcome | None:
+    """``subject`` minus the best other paper method at the scaling study's middle hidden size."""
+    sizes = run.scaling[2]
+    width = sizes[len(sizes) // 2]
+    at = run.at_width(width)
+    others = [v for v in PAPER_METHODS if v != subject and len(seed_values(at, v))]
+    if not len(seed_values(at, subject)) or not others:
+        return None
+    rival = max(others, key=lambda v: seed_values(at, v).mean())
+    mean, low, high = bootstrap_diff_ci(seed_values(at, subject), seed_values(at, rival))
+    return Outcome(
+        f"{seed_values(at, subject).mean():.3f}; vs {rival} {mean:+.3f} [{low:+.3f}, {high:+.3f}]",
+        ci_verdict(low, high, threshold, "above"),
+        {"width": width},
+    )
+
+
+@rule("width_change")
+def width_change(run: Fig2Run, subject: str, direction: str, threshold: str) -> Outcome:
+    """``subject``'s WinMass at the largest minus at the smallest hidden size of the scaling study."""
+    sizes = run.scaling[2]
+    small, large = seed_values(run.at_width(sizes[0]), subject), seed_values(run.at_width(sizes[-1]), subject)
+    if len(small) == 0 or len(large) == 0:
+        return Outcome("not run", "inconclusive", rule="needs --scaling")
+    mean, low, high = bootstrap_diff_ci(large, small)
+    return Outcome(
+        f"{small.mean():.3f} -> {large.mean():.3f}; {mean:+.3f} [{low:+.3f}, {high:+.3f}]",
+        ci_verdict(low, high, threshold, direction),
+        {"smallest": sizes[0], "largest": sizes[-1]},
+    )
+
+
 def claims(
     final: pd.DataFrame,
     stats: pd.DataFrame,
@@ -141,84 +224,10 @@ def claims(
     hidden: int,
     scaling: tuple[str, str, tuple[int, ...]],
 ) -> pd.DataFrame:
-    """One row per claim of ADPO Sec. 6.1: the paper's value, ours with a 95% CI, a verdict."""
-    paper = paper.set_index("claim")
-    rows = []
-
-    def add(claim: str, ours: str, verdict: str, rule: str) -> None:
-        p = paper.loc[claim]
-        rows.append(
-            {
-                "claim": p["statement"],
-                "paper": f"{p['paper_value']:g} ({p['unit']})",
-                "ours": ours,
-                "verdict": verdict,
-                "rule": rule,
-            }
-        )
-
-    main = stats[stats["hidden"] == hidden]
-    winners = [
-        cell[cell["variant"].isin(PAPER_METHODS)].set_index("variant")["mean"].idxmax()
-        for _, cell in main.groupby(["scenario", "level"])
-    ]
-    wins = winners.count("trpo")
-    most = max(set(winners), key=winners.count) if winners else "none"
-    add(
-        "trpo_wins",
-        f"{wins}/{len(winners)} (most wins: {most}, {winners.count(most)})",
-        "reproduced"
-        if wins >= 8 and len(winners) == 12
-        else ("not reproduced" if len(winners) == 12 else "inconclusive"),
-        "reproduced if TRPO has the highest mean in >= 8 of the 12 scenarios",
-    )
-    sub = final[final["hidden"] == hidden]
-    best_dpo = max(DPO, key=lambda v: seed_values(sub, v).mean() if len(seed_values(sub, v)) else -1)
-    for claim, variant, noise, sign in [
-        ("listwise_raw_shift", "adpo-listwise-raw", "shift", 1),
-        ("listwise_raw_adversarial", "adpo-listwise-raw", "adversarial", 1),
-        ("ppo_shift", "ppo", "shift", -1),
-    ]:
-        treated, base = seed_values(sub, variant, scenario=noise), seed_values(sub, best_dpo, scenario=noise)
-        if len(treated) == 0 or len(base) == 0:
-            add(claim, "not run", "inconclusive", "needs the scenario")
-            continue
-        mean, low, high = bootstrap_ratio_ci(treated, base)
-        add(
-            claim,
-            f"{mean:+.1%} [{low:+.1%}, {high:+.1%}] vs {best_dpo}",
-            sign_verdict(low, high, sign),
-            f"relative to the better DPO, mean over the 3 {noise} levels; "
-            f"CI {'above' if sign > 0 else 'below'} 0 reproduces",
-        )
-    noise, level, sizes = scaling
-    scal = final[(final["scenario"] == noise) & (final["level"] == level)]
-    at = {h: scal[scal["hidden"] == h] for h in sizes}
-    mid = sizes[len(sizes) // 2]
-    others = [v for v in PAPER_METHODS if v != "trpo" and len(seed_values(at[mid], v))]
-    if len(seed_values(at[mid], "trpo")) and others:
-        rival = max(others, key=lambda v: seed_values(at[mid], v).mean())
-        mean, low, high = bootstrap_diff_ci(seed_values(at[mid], "trpo"), seed_values(at[mid], rival))
-        trpo_mean = seed_values(at[mid], "trpo").mean()
-        add(
-            "trpo_128",
-            f"{trpo_mean:.3f}; vs {rival} {mean:+.3f} [{low:+.3f}, {high:+.3f}]",
-            sign_verdict(low, high, 1),
-            f"TRPO minus the best other paper method at hidden {mid}; CI above 0 reproduces",
-        )
-    for claim, variant, sign in [("listwise_scaling", "adpo-listwise-raw", 1), ("ppo_scaling", "ppo", -1)]:
-        small, large = seed_values(at[sizes[0]], variant), seed_values(at[sizes[-1]], variant)
-        if len(small) == 0 or len(large) == 0:
-            add(claim, "not run", "inconclusive", "needs --scaling")
-            continue
-        mean, low, high = bootstrap_diff_ci(large, small)
-        add(
-            claim,
-            f"{small.mean():.3f} -> {large.mean():.3f}; {mean:+.3f} [{low:+.3f}, {high:+.3f}]",
-            sign_verdict(low, high, sign),
-            f"WinMass at {sizes[-1]} minus at {sizes[0]}; CI {'above' if sign > 0 else 'below'} 0 reproduces",
-        )
-    return pd.DataFrame(rows)
+    """ADPO Sec. 6.1's claims (rows of ``experiments/paper/adpo_fig2_claims.csv``): the paper's value, ours
+    with a 95% CI, a verdict."""
+    shown = [f"{float(value):g} ({unit})" for value, unit in zip(paper["paper_value"], paper["unit"], strict=True)]
+    return evaluate(paper.assign(paper=shown), Fig2Run(final, stats, hidden, scaling))
 
 
 def anchor_ablation_table(fixed: pd.DataFrame, moving: pd.DataFrame, hidden: int) -> str:

@@ -1,8 +1,8 @@
 """ADPO Fig. 1 and OPO Figs. 1-2: captions, "what it shows" and claim verdicts, from the tables of
 ``geobench.concepts`` (read back from the CSV ``geobench figures`` writes beside each figure).
 
-Every number in the text is formatted from those tables; each verdict follows the rule
-printed beside it.
+Every number in the text is formatted from those tables; the claims and their thresholds are rows
+of ``experiments/paper/{adpo,opo}_fig1_claims.csv``.
 """
 
 from __future__ import annotations
@@ -16,16 +16,8 @@ from matplotlib.figure import Figure
 from geobench.concepts import adpo_geometry, opo_algorithm, opo_response
 from geobench.concepts.tables import Tables, scalars
 from geobench.report import concept_figures
+from geobench.report.claims import evaluate, read_claims
 from geobench.report.markdown import markdown_table
-
-COLUMNS = ["claim", "paper", "ours", "verdict", "rule"]
-HESSIAN_TOL = 1e-8  # autograd vs closed form: float64 round-off, not an approximation
-RESPONSE_TOL = 1e-8  # v* after 60 contractions by 1/2 is at round-off
-CONSERVATION_TOL = 1e-10
-
-
-def _verdict(ok: bool) -> str:
-    return "reproduced" if ok else "not reproduced"
 
 
 def _vector(s: dict[str, float], prefix: str, k: int = 3) -> str:
@@ -33,27 +25,8 @@ def _vector(s: dict[str, float], prefix: str, k: int = 3) -> str:
 
 
 def adpo_fig1_claims(tables: Tables) -> pd.DataFrame:
-    s = scalars(tables["summary"])
-    rows = [
-        {
-            "claim": "SFT's gradient on the simplex never vanishes before the target corner (the 'slippery slope')",
-            "paper": "a slope that steeply shifts all mass to one corner (Fig. 1b)",
-            "ours": f"|grad_z L_SFT| / (1 - P1) >= {s['grad_over_gap_min']:.3f} along the flow; "
-            f"|grad| {s['grad_norm_start']:.3f} at pi_ref -> {s['grad_norm_min']:.2e} at 1 - P1 = {s['corner_eps']:g}",
-            "verdict": _verdict(s["grad_over_gap_min"] >= 1.0),
-            "rule": f"min over the flow (until 1 - P1 < {s['corner_eps']:g}) of |grad_z L| / (1 - P1) >= 1: "
-            "zero only at the corner",
-        },
-        {
-            "claim": "ADPO's bowl has the softmax Fisher, times 1/tau^2, as its curvature",
-            "paper": "(1/tau^2)(Diag(q) - q q^T) (App. A, Eq. 16-18)",
-            "ours": f"autograd Hessian vs (1/tau^2) x stage Fishers: max relative error {s['hessian_rel_err']:.1e} "
-            "(anchor: p = uniform; minimum: p = q; Plackett-Luce at the anchor)",
-            "verdict": _verdict(s["hessian_rel_err"] <= HESSIAN_TOL),
-            "rule": f"max relative Frobenius error <= {HESSIAN_TOL:g}",
-        },
-    ]
-    return pd.DataFrame(rows, columns=COLUMNS)
+    """ADPO Fig. 1's claims (``experiments/paper/adpo_fig1_claims.csv``) judged on the figure's scalars."""
+    return evaluate(read_claims("adpo_fig1_claims"), scalars(tables["summary"]))
 
 
 def adpo_fig1_caption(tables: Tables) -> str:
@@ -102,33 +75,11 @@ def adpo_fig1_text(tables: Tables) -> str:
 
 
 def opo_fig1_claims(tables: Tables) -> pd.DataFrame:
+    """OPO Fig. 1's claims (``experiments/paper/opo_fig1_claims.csv``) judged on the figure's scalars and
+    Cor. 8.2's contraction rate |1 - eta mu|, what the measured rate is held to."""
     s = scalars(tables["summary"])
-    rate = abs(1 - s["eta"] * s["mu"])
-    rows = [
-        {
-            "claim": "The response is v* = (omega_alpha - 1) / mu (Theorem 4.3)",
-            "paper": "v* = (omega_alpha - 1) / mu (Eq. 11)",
-            "ours": f"max |v* - (omega - 1)/mu| = {s['max_err']:.1e} after {s['iterations']:.0f} steps on the opo "
-            "objective (ratio=exact, escort_norm=batch, centred)",
-            "verdict": _verdict(s["max_err"] <= RESPONSE_TOL),
-            "rule": f"max abs error over the actions <= {RESPONSE_TOL:g}",
-        },
-        {
-            "claim": "The response conserves probability: E_pi_k[v*] = 0",
-            "paper": "E_pi_k[v] = 0 (Eq. 9, Fig. 1)",
-            "ours": f"E_pi_k[v*] = {s['mean_v']:.1e}",
-            "verdict": _verdict(abs(s["mean_v"]) <= CONSERVATION_TOL),
-            "rule": f"|E_pi_k[v*]| <= {CONSERVATION_TOL:g}",
-        },
-        {
-            "claim": "Gradient descent in v-space contracts at |1 - eta mu| (Cor. 8.2)",
-            "paper": "|1 - eta mu|^m (Eq. 20)",
-            "ours": f"rate {s['rate']:.6f} at eta mu = {s['eta'] * s['mu']:g}",
-            "verdict": _verdict(abs(s["rate"] - rate) <= 1e-6),
-            "rule": "|measured rate - |1 - eta mu|| <= 1e-6",
-        },
-    ]
-    return pd.DataFrame(rows, columns=COLUMNS)
+    eta_mu = s["eta"] * s["mu"]
+    return evaluate(read_claims("opo_fig1_claims"), {**s, "eta_mu": eta_mu, "contraction": abs(1 - eta_mu)})
 
 
 def opo_fig1_caption(tables: Tables) -> str:

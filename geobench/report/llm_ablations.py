@@ -1,6 +1,7 @@
 """LLM ablations of ours: OPO's three forms side by side, and the stress run where collapse can happen.
 
-Pure functions of the runs' ``metrics.csv`` frames; verdicts follow the rules written beside them.
+Pure functions of the runs' ``metrics.csv`` frames; the stress run's claims are rows of
+``experiments/paper/llm_stress_claims.csv``.
 """
 
 from __future__ import annotations
@@ -8,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from geobench.report.llm_regime import has_collapsed
-from geobench.report.llm_report import ablation_table, per_seed, variants
+from geobench.report.claims import Outcome, evaluate, read_claims, rule
+from geobench.report.llm_report import GUARDS, LLMRun, ablation_table, per_seed, variant_values, variants
 from geobench.report.markdown import markdown_table
 from geobench.report.stats import bootstrap_diff_ci, bootstrap_mean_ci, sign_verdict
 from geobench.report.style import label
@@ -19,7 +20,6 @@ OPO_FORMS = (
     ("App. A.3 Step 2 (no pi_ref factor)", "llm-opo-escort-no-ref"),
     ("authors' code (w = q^alpha p^(1-alpha), per group)", "llm-opo-code"),
 )
-EXPLODE_RATIO = 10.0  # a run whose largest pre-clip gradient norm exceeds 10x its median has exploded
 
 
 def opo_forms_table(runs: dict[str, pd.DataFrame]) -> str:
@@ -66,41 +66,28 @@ def _ci(values: np.ndarray, fmt: str = "{:.3f}") -> str:
     return f"{fmt.format(mean)} [{fmt.format(low)}, {fmt.format(high)}]"
 
 
+@rule("large_not_exploding")
+def large_not_exploding(
+    run: LLMRun, subject: str, versus: str, metric: str, statistic: str, threshold: str
+) -> Outcome | None:
+    """``subject``'s gradient norm above ``versus``'s (a CI over seeds above 0), and no seed's largest
+    pre-clip norm above ``threshold`` times its median: large, but not exploding."""
+    grad = per_seed(run.frame, metric, statistic)
+    treated, base = variant_values(grad, subject), variant_values(grad, versus)
+    if not len(treated) or not len(base):
+        return None
+    mean, low, high = bootstrap_diff_ci(treated, base)
+    spikes = _per_seed_max_over_median(run.frame, subject)
+    large = sign_verdict(low, high, 1)
+    verdict = large if spikes.max() < float(threshold) or large != "reproduced" else "not reproduced"
+    return Outcome(
+        f"{label(subject)} - {label(versus)} grad norm {mean:+.2f} [{low:+.2f}, {high:+.2f}]; "
+        f"max/median {spikes.max():.1f}",
+        verdict,
+    )
+
+
 def stress_claims(frame: pd.DataFrame) -> pd.DataFrame:
-    """'GRPO collapses near step 40' and 'OPO's gradients stay large but non-exploding', judged on the stress run."""
-    rows = []
-    peak, final = per_seed(frame, "reward_mean", "peak"), per_seed(frame, "reward_mean")
-    values = lambda stats, v: stats.loc[stats["variant"] == v, "value"].to_numpy(float)  # noqa: E731
-    if len(values(peak, "grpo")):
-        mean, low, high = bootstrap_mean_ci(values(final, "grpo") - 0.5 * values(peak, "grpo"))
-        rows.append(
-            {
-                "artifact": "ADPO Fig. 3a (stress ablation)",
-                "claim": "GRPO collapses (reward falls towards 0) under a larger step",
-                "paper": "collapses near step 40",
-                "ours": f"final - peak/2 = {mean:+.3f} [{low:+.3f}, {high:+.3f}]",
-                "verdict": sign_verdict(low, high, -1),
-                "rule": "stress run (larger lr): GRPO's final-20 reward minus half its peak; CI below 0 reproduces",
-            }
-        )
-    grad = per_seed(frame, "grad_norm")
-    if len(values(grad, "opo")) and len(values(grad, "grpo")):
-        mean, low, high = bootstrap_diff_ci(values(grad, "opo"), values(grad, "grpo"))
-        spikes = _per_seed_max_over_median(frame, "opo")
-        large = sign_verdict(low, high, 1)
-        verdict = large if spikes.max() < EXPLODE_RATIO or large != "reproduced" else "not reproduced"
-        rule_note = ""
-        if verdict == "reproduced" and has_collapsed(frame, "opo"):
-            verdict, rule_note = "inconclusive", "; OPO COLLAPSED in this run, so its gradients support nothing"
-        rows.append(
-            {
-                "artifact": "OPO Sec. 9 (stress ablation)",
-                "claim": "OPO's gradients stay large but do not explode",
-                "paper": "large, non-exploding gradients",
-                "ours": f"OPO - GRPO grad norm {mean:+.2f} [{low:+.2f}, {high:+.2f}]; max/median {spikes.max():.1f}",
-                "verdict": verdict,
-                "rule": f"final-20 pre-clip grad norm above GRPO's (CI > 0) and no seed's max/median above "
-                f"{EXPLODE_RATIO:.0f}{rule_note}",
-            }
-        )
-    return pd.DataFrame(rows, columns=["artifact", "claim", "paper", "ours", "verdict", "rule"])
+    """The claims ``experiments/paper/llm_stress_claims.csv`` judges on the stress run (collapse, exploding
+    gradients)."""
+    return evaluate(read_claims("llm_stress_claims"), LLMRun(frame), GUARDS)

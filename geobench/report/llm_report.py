@@ -1,19 +1,25 @@
 """OPO Table 1 / Figs. 4-7 and ADPO Fig. 3 / Table 4 from ``metrics.csv``: pure functions.
 
 Every number is a per-seed statistic of the run's CSV (final-20-step means, peaks, run
-means) with a 95% bootstrap CI over seeds; verdicts follow the rules written beside them.
+means) with a 95% bootstrap CI over seeds. The claims are rows of ``experiments/paper/llm_claims.csv``;
+the rules that judge them, and the guards that void a verdict, are here.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cached_property, partial
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import ScalarFormatter
 
+from geobench.report.claims import Outcome, ci_verdict, evaluate, rule, text
 from geobench.report.llm_regime import has_collapsed, regime
 from geobench.report.markdown import markdown_table
-from geobench.report.stats import bootstrap_diff_ci, bootstrap_mean_ci, bootstrap_ratio_ci, ci_text, sign_verdict
+from geobench.report.stats import bootstrap_diff_ci, bootstrap_mean_ci, bootstrap_ratio_ci, ci_text
 from geobench.report.style import label, style
 
 ORDER = ("opo", "adpo", "grpo", "gspo", "dapo")
@@ -194,154 +200,124 @@ def ablation_table(runs: dict[str, pd.DataFrame], variant: str) -> str:
     return markdown_table(pd.DataFrame(rows))
 
 
-def _best_other(stats: pd.DataFrame, variant: str, among: tuple[str, ...], pick=max) -> str | None:
+@dataclass(frozen=True)
+class LLMRun:
+    """What the LLM claims are judged on: a run's metrics (with its timing rows) and the task it trained on."""
+
+    frame: pd.DataFrame
+    task: str = ""
+
+    @cached_property
+    def discriminates(self) -> bool:
+        return regime(self.frame).discriminates
+
+
+def _best_other(stats: pd.DataFrame, variant: str, among: list[str], pick=max) -> str | None:
     others = [v for v in among if v != variant and len(variant_values(stats, v))]
     return pick(others, key=lambda v: variant_values(stats, v).mean()) if others else None
 
 
+def _beats_the_rest(
+    run: LLMRun, subject: str, metric: str, statistic: str, threshold: str, versus: str = "", pick=max
+) -> Outcome | None:
+    stats = per_seed(run.frame, metric, statistic)
+    other = _best_other(stats, subject, versus.split() or variants(run.frame), pick)
+    if other is None or not len(variant_values(stats, subject)):
+        return None
+    treated, base = variant_values(stats, subject), variant_values(stats, other)
+    # The gap is always taken so that the claim holds when it is above 0: subject - best, lowest - subject.
+    mean, low, high = bootstrap_diff_ci(treated, base) if pick is max else bootstrap_diff_ci(base, treated)
+    return Outcome(
+        f"{mean:+.3f} [{low:+.3f}, {high:+.3f}] vs {label(other)}", ci_verdict(low, high, threshold, "above")
+    )
+
+
+@rule("highest")
+def highest(run: LLMRun, subject: str, metric: str, statistic: str, threshold: str, versus: str = "") -> Outcome | None:
+    """``subject`` minus the best of ``versus`` (default: every other algorithm of the run), a CI over seeds."""
+    return _beats_the_rest(run, subject, metric, statistic, threshold, versus)
+
+
+@rule("lowest")
+def lowest(run: LLMRun, subject: str, metric: str, statistic: str, threshold: str, versus: str = "") -> Outcome | None:
+    """The lowest of ``versus`` (default: every other algorithm) minus ``subject``, a CI over seeds."""
+    return _beats_the_rest(run, subject, metric, statistic, threshold, versus, pick=min)
+
+
+@rule("ratio_above")
+def ratio_above(run: LLMRun, subject: str, versus: str, metric: str, statistic: str, threshold: str) -> Outcome | None:
+    """mean(subject) / mean(versus) with a CI over seeds, held above ``threshold``."""
+    stats = per_seed(run.frame, metric, statistic)
+    treated, base = variant_values(stats, subject), variant_values(stats, versus)
+    if not len(treated) or not len(base):
+        return None
+    ratio, low, high = bootstrap_ratio_ci(treated, base)
+    return Outcome(
+        f"{ratio + 1:.2f}x [{low + 1:.2f}, {high + 1:.2f}]", ci_verdict(low + 1, high + 1, threshold, "above")
+    )
+
+
+@rule("collapses")
+def collapses(run: LLMRun, subject: str, metric: str, threshold: str) -> Outcome | None:
+    """The final-20 mean of ``metric`` minus half its peak (5-step rolling mean), held below ``threshold``."""
+    peak, final = per_seed(run.frame, metric, "peak"), per_seed(run.frame, metric)
+    if not len(variant_values(peak, subject)):
+        return None
+    mean, low, high = bootstrap_mean_ci(variant_values(final, subject) - 0.5 * variant_values(peak, subject))
+    return Outcome(f"final - peak/2 = {mean:+.3f} [{low:+.3f}, {high:+.3f}]", ci_verdict(low, high, threshold, "below"))
+
+
+@rule("stays_within")
+def stays_within(run: LLMRun, subject: str, metric: str, lower: str, upper: str) -> Outcome | None:
+    """Final-20 over first-20 mean of ``metric``: a CI inside [lower, upper] reproduces, wholly outside refutes."""
+    start, end = per_seed(run.frame, metric, "start"), per_seed(run.frame, metric)
+    if not len(variant_values(end, subject)):
+        return None
+    ratio, low, high = bootstrap_ratio_ci(variant_values(end, subject), variant_values(start, subject))
+    low, high, lower, upper = low + 1, high + 1, float(lower), float(upper)
+    inside, outside = lower <= low and high <= upper, high < lower or low > upper
+    return Outcome(
+        f"final / first {FINAL_STEPS} steps {ratio + 1:.2f}x [{low:.2f}, {high:.2f}]",
+        "reproduced" if inside else "not reproduced" if outside else "inconclusive",
+    )
+
+
+@rule("not_judged")
+def not_judged(run: LLMRun, subject: str, **_: str) -> Outcome | None:
+    """A claim this run's task cannot test (the row's ``skip_task``): inconclusive, for the reason given."""
+    return Outcome("-", "inconclusive") if subject in variants(run.frame) else None
+
+
+def collapsed(
+    run: LLMRun, params: Mapping[str, str], verdict: str, what: str = "numbers cannot support the claim"
+) -> str | None:
+    """A verdict about an algorithm's gradients or entropy means nothing once it has collapsed."""
+    subject = params["subject"]
+    if verdict == "reproduced" and has_collapsed(run.frame, subject):
+        return f"{label(subject)} COLLAPSED in this run, so its {what}"
+    return None
+
+
+def not_discriminating(run: LLMRun, params: Mapping[str, str], verdict: str) -> str | None:
+    """The objectives coincide in this run's regime: no comparison between them can count."""
+    return None if run.discriminates else "NOT DISCRIMINATING: this run's regime makes the objectives coincide"
+
+
+GUARDS = {
+    "collapsed": collapsed,
+    "collapsed-gradients": partial(collapsed, what="gradients support nothing"),
+    "regime": not_discriminating,
+}
+
+
 def claims(frame: pd.DataFrame, paper: pd.DataFrame, task: str) -> pd.DataFrame:
-    """The LLM claims of both papers with rule-based verdicts (rows need the algorithms run)."""
-    said = paper.set_index("claim")["paper"].to_dict()
-    rows: list[dict[str, str]] = []
+    """The LLM claims of both papers (rows of ``experiments/paper/llm_claims.csv``) judged on a run.
 
-    def add(key: str, text: str, artifact: str, ours: str, verdict: str, rule: str) -> None:
-        # A verdict about an algorithm's gradients or entropy means nothing once it has collapsed.
-        subject = key.split("_")[0]
-        if verdict == "reproduced" and subject in collapsed and not key.endswith(("collapse", "faster_update")):
-            verdict = "inconclusive"
-            rule += f"; {label(subject)} COLLAPSED in this run, so its numbers cannot support the claim"
-        rows.append(
-            {
-                "artifact": artifact,
-                "claim": text,
-                "paper": said.get(key, "-"),
-                "ours": ours,
-                "verdict": verdict,
-                "rule": rule,
-            }
-        )
-
-    def versus(key, text, artifact, stats, variant, among, pick=max, sign=1, unit="{:+.3f}"):
-        other = _best_other(stats, variant, among, pick)
-        if other is None or not len(variant_values(stats, variant)):
-            return
-        treated, base = (variant_values(stats, variant), variant_values(stats, other))
-        mean, low, high = bootstrap_diff_ci(treated, base) if sign > 0 else bootstrap_diff_ci(base, treated)
-        ours = f"{unit.format(mean)} [{unit.format(low)}, {unit.format(high)}] vs {label(other)}"
-        add(
-            key,
-            text,
-            artifact,
-            ours,
-            sign_verdict(low, high, 1),
-            f"difference to the {'best' if pick is max else 'lowest'} other algorithm; CI above 0 reproduces",
-        )
-
-    every = tuple(variants(frame))
-    collapsed = {v for v in every if has_collapsed(frame, v)}
-    versus(
-        "opo_best_reward",
-        "OPO reaches the highest final reward",
-        "OPO Table 1",
-        per_seed(frame, "reward_mean"),
-        "opo",
-        every,
-    )
-    versus(
-        "opo_largest_grad",
-        "OPO keeps the largest gradient norm at convergence",
-        "OPO Table 1",
-        per_seed(frame, "grad_norm"),
-        "opo",
-        every,
-    )
-    versus(
-        "dapo_smallest_grad",
-        "DAPO has the smallest gradient norm",
-        "OPO Table 1",
-        per_seed(frame, "grad_norm"),
-        "dapo",
-        every,
-        pick=min,
-        sign=-1,
-    )
-    versus(
-        "opo_higher_entropy",
-        "OPO keeps a higher entropy than the baselines",
-        "OPO Fig. 7",
-        per_seed(frame, "entropy", "mean"),
-        "opo",
-        every,
-    )
-    efficiency = per_seed(frame, "response_efficiency", "mean")
-    if len(variant_values(efficiency, "opo")) and len(variant_values(efficiency, "grpo")):
-        ratio, low, high = bootstrap_ratio_ci(variant_values(efficiency, "opo"), variant_values(efficiency, "grpo"))
-        add(
-            "opo_efficiency_5x",
-            "OPO's gradient-response efficiency is ~5x GRPO's",
-            "OPO Fig. 6b",
-            f"{ratio + 1:.2f}x [{low + 1:.2f}, {high + 1:.2f}]",
-            sign_verdict(low + 1 - 2.5, high + 1 - 2.5, 1),
-            "run-mean efficiency OPO / GRPO; CI above 2.5x (half the claim) reproduces, below does not",
-        )
-    fig3 = tuple(v for v in ADPO_FIG3 if v in every)
-    versus(
-        "adpo_peak_reward",
-        "ADPO reaches a higher peak reward than GRPO and GSPO",
-        "ADPO Fig. 3a",
-        per_seed(frame, "reward_mean", "peak"),
-        "adpo",
-        fig3,
-    )
-    peak, final = per_seed(frame, "reward_mean", "peak"), per_seed(frame, "reward_mean")
-    if len(variant_values(peak, "grpo")):
-        gap = variant_values(final, "grpo") - 0.5 * variant_values(peak, "grpo")
-        mean, low, high = bootstrap_mean_ci(gap)
-        add(
-            "grpo_collapse",
-            "GRPO collapses (reward falls towards 0)",
-            "ADPO Fig. 3a",
-            f"final - peak/2 = {mean:+.3f} [{low:+.3f}, {high:+.3f}]",
-            sign_verdict(low, high, -1),
-            "GRPO's final-20 reward minus half its peak; CI below 0 (a collapse) reproduces",
-        )
-    if "adpo" in every:
-        if task == "arithmetic":
-            add(
-                "adpo_stable_length",
-                "ADPO keeps a stable completion length",
-                "ADPO Fig. 3b",
-                "-",
-                "inconclusive",
-                "paper profile only: arithmetic answers are at most a few tokens, so length cannot degenerate",
-            )
-        else:
-            start, end = per_seed(frame, "completion_length", "start"), per_seed(frame, "completion_length")
-            ratio, low, high = bootstrap_ratio_ci(variant_values(end, "adpo"), variant_values(start, "adpo"))
-            inside = -0.2 <= low and high <= 0.25
-            outside = high < -0.2 or low > 0.25
-            add(
-                "adpo_stable_length",
-                "ADPO keeps a stable completion length",
-                "ADPO Fig. 3b",
-                f"final / first 20 steps {ratio + 1:.2f}x [{low + 1:.2f}, {high + 1:.2f}]",
-                "reproduced" if inside else "not reproduced" if outside else "inconclusive",
-                "ADPO's final / first length; CI inside [0.8, 1.25] reproduces, outside does not",
-            )
-    times = per_seed(frame, "update_time_s", "mean")
-    if len(variant_values(times, "adpo")) and len(variant_values(times, "grpo")):
-        ratio, low, high = bootstrap_ratio_ci(variant_values(times, "grpo"), variant_values(times, "adpo"))
-        add(
-            "adpo_faster_update",
-            "ADPO's actor update is ~3.5x faster than GRPO's (here at the same micro-batch)",
-            "ADPO Table 4",
-            f"{ratio + 1:.2f}x [{low + 1:.2f}, {high + 1:.2f}]",
-            sign_verdict(low + 1 - 1.75, high + 1 - 1.75, 1),
-            "update time GRPO / ADPO at equal micro-batch; CI above 1.75x (half the claim) reproduces, below does not",
-        )
-    table = pd.DataFrame(rows, columns=["artifact", "claim", "paper", "ours", "verdict", "rule"])
-    if not regime(frame).discriminates:  # the objectives coincide here: no comparison between them can count
-        between = table["artifact"] != "ADPO Table 4"  # update time is a property of the code, not the regime
-        table.loc[between, "verdict"] = "inconclusive"
-        table.loc[between, "rule"] += "; NOT DISCRIMINATING: this run's regime makes the objectives coincide"
-    return table
+    A row whose ``skip_task`` names ``task`` is not judged and says why (``skip_rule``).
+    """
+    rows = paper.copy()
+    if "skip_task" in rows.columns:
+        skip = rows["skip_task"].map(lambda tasks: task in text(tasks).split())
+        rows.loc[skip, "rule"] = "not_judged"
+        rows.loc[skip, "rule_text"] = rows.loc[skip, "skip_rule"]
+    return evaluate(rows, LLMRun(frame, task), GUARDS)

@@ -1,11 +1,14 @@
-"""OPO Fig. 3 from ``saturation.csv``: |dL/dz| against p, linear and log (p >= 0.5) panels."""
+"""OPO Fig. 3 from ``saturation.csv``: |dL/dz| against p, linear and log (p >= 0.5) panels, and its claims."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from geobench.report.claims import Outcome, evaluate_each, read_claims, rule, verdict_of
 from geobench.report.style import style
 
 _ORDER = ("sft", "dpo", "grpo", "dapo", "gspo", "opo")
@@ -55,51 +58,63 @@ def saturation_figure(frame: pd.DataFrame, log_floor: float, caption: str = "") 
     return fig
 
 
+@dataclass(frozen=True)
+class Reading:
+    """What OPO Fig. 3's claims are judged on: the saturation rows of one coordinate reading."""
+
+    frame: pd.DataFrame
+    reading: str
+
+    def grad(self, variant: str, p_from: str) -> pd.DataFrame:
+        part = self.frame
+        return part[(part["variant"] == variant) & (part["p"] >= float(p_from))].sort_values("p")
+
+
+@rule("grows_past")
+def grows_past(run: Reading, subject: str, p_from: str, threshold: str) -> Outcome | None:
+    """|dL/dz| at the largest p is at least ``threshold`` and above its value at ``p_from``."""
+    grad = run.grad(subject, p_from)
+    if not len(grad):
+        return None
+    low, high = grad["value"].iloc[0], grad["value"].iloc[-1]
+    return Outcome(
+        f"|dL/dz| {low:.3g} at p = {p_from} -> {high:.3g} at p = {grad['p'].iloc[-1]:g}",
+        verdict_of(high >= float(threshold) and high > low),
+        {"reading": run.reading},
+    )
+
+
+@rule("vanishes")
+def vanishes(run: Reading, subject: str, p_from: str, threshold: str) -> Outcome | None:
+    """The largest |dL/dz| over p >= ``p_from`` of the ``subject`` algorithms is at most ``threshold``."""
+    present = [v for v in subject.split() if len(run.grad(v, p_from))]
+    if not present:
+        return None
+    worst = max(run.grad(v, p_from)["value"].max() for v in present)
+    return Outcome(
+        f"max |dL/dz| over p >= {p_from}: {worst:.3g}", verdict_of(worst <= float(threshold)), {"reading": run.reading}
+    )
+
+
+@rule("log_slope_within")
+def log_slope_within(run: Reading, subject: str, z_from: str, z_to: str, lower: str, upper: str) -> Outcome | None:
+    """The slope of log|dL/dz| in z over [z_from, z_to] lies in [lower, upper] (exp(-z) decay: -1)."""
+    part = run.frame
+    fit = part[(part["variant"] == subject) & (part["z"].between(float(z_from), float(z_to))) & (part["value"] > 0)]
+    if len(fit) <= 2:
+        return None
+    slope = float(np.polyfit(fit["z"], np.log(fit["value"]), 1)[0])
+    return Outcome(
+        f"d log|dL/dz| / dz = {slope:.3f} over z in [{z_from}, {z_to}]",
+        verdict_of(float(lower) <= slope <= float(upper)),
+        {"reading": run.reading},
+    )
+
+
 def claims(frame: pd.DataFrame) -> pd.DataFrame:
-    """OPO Sec. 8.3's statements about Fig. 3, per reading; the toy is exact, so no CIs."""
-    rows = []
-    for reading in sorted(frame["coordinates"].unique()):
-        part = frame[frame["coordinates"] == reading]
-
-        def grad(variant: str, p_low: float, part=part) -> pd.DataFrame:
-            sel = part[(part["variant"] == variant) & (part["p"] >= p_low)]
-            return sel.sort_values("p")
-
-        opo = grad("opo", 0.9)
-        if len(opo):
-            low, high = opo["value"].iloc[0], opo["value"].iloc[-1]
-            ok = high >= 1.0 and high > low
-            rows.append(
-                {
-                    "claim": f"OPO's gradient stays O(1) and grows as p -> 1 ({reading})",
-                    "paper": "grows linearly (Sec. 8.3)",
-                    "ours": f"|dL/dz| {low:.3g} at p = 0.9 -> {high:.3g} at p = {opo['p'].iloc[-1]:g}",
-                    "verdict": "reproduced" if ok else "not reproduced",
-                    "rule": "reproduced if |dL/dz| at the largest p is >= 1 and above its value at p = 0.9",
-                }
-            )
-        clipped = [v for v in ("grpo", "dapo", "gspo") if len(grad(v, 0.9))]
-        if clipped:
-            worst = max(grad(v, 0.9)["value"].max() for v in clipped)
-            rows.append(
-                {
-                    "claim": f"GRPO, DAPO and GSPO drop to zero outside the clip window ({reading})",
-                    "paper": "machine epsilon (Sec. 8.3)",
-                    "ours": f"max |dL/dz| over p >= 0.9: {worst:.3g}",
-                    "verdict": "reproduced" if worst <= 1e-12 else "not reproduced",
-                    "rule": "max |dL/dz| over p >= 0.9 <= 1e-12 (machine zero)",
-                }
-            )
-        dpo = part[(part["variant"] == "dpo") & (part["z"].between(3.0, 9.0)) & (part["value"] > 0)]
-        if len(dpo) > 2:
-            slope = float(np.polyfit(dpo["z"], np.log(dpo["value"]), 1)[0])
-            rows.append(
-                {
-                    "claim": f"DPO's gradient decays exponentially ({reading})",
-                    "paper": "exponential decay (Sec. 8.3)",
-                    "ours": f"d log|dL/dz| / dz = {slope:.3f} over z in [3, 9]",
-                    "verdict": "reproduced" if -1.2 <= slope <= -0.8 else "not reproduced",
-                    "rule": "log-gradient slope in z within [-1.2, -0.8] (exp(-z) decay)",
-                }
-            )
-    return pd.DataFrame(rows, columns=["claim", "paper", "ours", "verdict", "rule"])
+    """OPO Sec. 8.3's statements about Fig. 3 (``experiments/paper/opo_fig3_claims.csv``), per reading;
+    the toy is exact, so no CIs."""
+    readings = sorted(frame["coordinates"].unique())
+    return evaluate_each(
+        read_claims("opo_fig3_claims"), (Reading(frame[frame["coordinates"] == r], r) for r in readings)
+    )

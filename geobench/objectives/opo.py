@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from geobench.objectives.batch import GroupBatch
-from geobench.objectives.registry import Geometry, objective
+from geobench.objectives.registry import Geometry, objective, variant
 
 # Same guard as the policy-gradient ratios: exp of a log-ratio beyond this is meaningless.
 _LOG_RATIO_CLAMP = 20.0
@@ -127,15 +127,18 @@ def opo_prepare(batch: GroupBatch, *, drive: str, **hparams: object) -> GroupBat
     return dataclasses.replace(batch, drive=opo_drive(batch, drive=drive, **hparams))
 
 
+_OPO_GEOMETRY = Geometry(
+    sampling="alpha-escort (tunable)",
+    optimization="chi^2 curvature (constant mu I)",
+    coordinates="Ratio v = pi / pi_ref - 1 (log-ratio surrogate)",
+    target="Escort field rho_alpha",
+    behavior="Linear response to the escort drive",
+)
+
+
 @objective(
     "opo",
-    geometry=Geometry(
-        sampling="alpha-escort (tunable)",
-        optimization="chi^2 curvature (constant mu I)",
-        coordinates="Ratio v = pi / pi_ref - 1 (log-ratio surrogate)",
-        target="Escort field rho_alpha",
-        behavior="Linear response to the escort drive",
-    ),
+    geometry=_OPO_GEOMETRY,
     feedback="sampled",
     paper="OPO Eq. 7, 19, Remark 6.2, Algorithm 1",
     prepare=opo_prepare,
@@ -204,3 +207,20 @@ def opo(
         "tau": torch.as_tensor(temperature, dtype=delta.dtype).mean().detach(),
     }
     return loss, metrics
+
+
+# OPO's two other forms, each run beside Eq. 7 in the LLM ablations (results/llm-opo-*/).
+variant(
+    "opo-escort-no-ref",
+    "opo",
+    paper="OPO App. A.3 Step 2: Eq. 7 without its pi_ref factor, 'absorbed by the sampling measure'",
+    geometry=dataclasses.replace(_OPO_GEOMETRY, target="Escort field exp((1 - alpha) A), no pi_ref factor"),
+    escort_ref=False,
+)
+variant(
+    "opo-code",
+    "opo",
+    paper="The OPO authors' public verl fork (SETTINGS.md): w = q^alpha p^(1 - alpha) per group, code_weights",
+    geometry=dataclasses.replace(_OPO_GEOMETRY, target="Geometric mixture q^alpha p^(1 - alpha) per group"),
+    drive="code",
+)

@@ -20,6 +20,16 @@ class CellsFailed(RuntimeError):
     """Some cells of a sweep raised; the others finished and were written."""
 
 
+class Terminated(BaseException):
+    """The process was sent SIGTERM: unwind like Ctrl-C (workers stopped), exit ``128 + signum``.
+
+    A ``BaseException``, as KeyboardInterrupt is, so no ``except Exception`` swallows it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"terminated by signal {signum}")
+        self.signum = signum
+
+
 class NonFinite(ConfigError):
     """A run diverged (a loss or metric became NaN or infinite): the settings are the cause."""
 

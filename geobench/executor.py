@@ -18,16 +18,19 @@ and the driver, runs with an explicit thread count, set before its first torch o
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
-from collections.abc import Callable, Mapping, Sequence
+import signal
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
-from geobench.errors import CellsFailed, ConfigError
+from geobench.errors import CellsFailed, ConfigError, Terminated
 from geobench.progress import progress_bar
 
 EXECUTORS = ("serial", "processes", "ray")
@@ -105,7 +108,7 @@ def run_cells(
     """
     set_threads(executor.threads)
     failures: list[str] = []
-    with progress_bar(show_progress) as bar:
+    with _sigterm_unwinds(), progress_bar(show_progress) as bar:
         task = bar.add_task(description, total=len(cells))
 
         def finished(cell: Cell, result: Callable[[], pd.DataFrame]) -> None:
@@ -129,6 +132,25 @@ def run_cells(
         )
 
 
+@contextlib.contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """While cells run, SIGTERM raises :class:`Terminated` in the driver, so the sweep unwinds as on
+    Ctrl-C: workers stopped, finished cells kept. Its default action would kill the driver alone and
+    leave spawned workers orphaned (PPID 1), each blocked on a queue nobody reads."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise Terminated(signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _first_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else repr(error)
@@ -150,8 +172,20 @@ def _processes(cells: Sequence[Cell], executor: ExecutorConfig, finished: Callab
                 for future in sorted(done, key=lambda f: cells.index(pending[f])):
                     finished(pending.pop(future), future.result)
         except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
+            _stop_workers(pool)
             raise
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Cancel what has not started and terminate the workers that run a cell: ``shutdown`` alone
+    lets a running cell finish, minutes for an LLM cell, after the driver has given up on it."""
+    workers = list((getattr(pool, "_processes", None) or {}).values())  # no public handle before 3.14
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in workers:
+        if process.is_alive():
+            process.terminate()
+    for process in workers:
+        process.join(timeout=5)
 
 
 def _ray(cells: Sequence[Cell], executor: ExecutorConfig, finished: Callable) -> None:

@@ -31,10 +31,10 @@ class Stage:
     experiment: Experiment
     out: str = ""  # its run folder under results/ (default: the experiment's name)
     settings: Mapping[str, Any] = field(default_factory=dict)
-    # A registry variant run under its base objective's name: the committed runs of OPO's forms
-    # record "opo" with the variant's fixed hyperparameters, and the LLM loop gives OPO's own
-    # adaptive temperature to "opo" by name.
-    form: str = ""
+    # (a registered form, the objective it is a form of): the form's hyperparameters that differ
+    # from that objective's, run under the objective's name. The runs of OPO's forms record "opo"
+    # with them, and the LLM loop gives OPO's own adaptive temperature to "opo" by name.
+    form: tuple[str, str] = ()
     artifact: str = ""  # another TOML file of the experiment (default: its own)
     profiles: tuple[str, ...] = ("quick", "paper")
     gpu_profiles: tuple[str, ...] = ()  # profiles in which this stage needs a GPU (skipped without one)
@@ -47,10 +47,11 @@ class Stage:
         """The stage's resolved config at ``profile``, exactly as its run records it in run.json."""
         settings = dict(self.settings)
         if self.form:
-            entry = get_objective(self.form)
-            settings = merge(
-                settings, {self.experiment.methods_field: (entry.base,), "hparams": {entry.base: entry.fixed}}
-            )
+            form, of = (get_objective(name) for name in self.form)
+            if form.fn is not of.fn:
+                raise ValueError(f"stage {self.folder}: {form.name} is not a form of {of.name}")
+            changed = {k: v for k, v in form.defaults.items() if of.defaults[k] != v}
+            settings = merge(settings, {self.experiment.methods_field: (of.name,), "hparams": {of.name: changed}})
         path = experiment_file(self.artifact) if self.artifact else None
         return self.experiment.load(profile, settings, path)
 
@@ -77,14 +78,14 @@ STAGES = (
         "OPO in App. A.3's form: LLM RL without the pi_ref escort factor",
         LLM,
         "llm-opo-escort-no-ref",
-        form="opo-escort-no-ref",
+        form=("opo-escort-no-ref", "opo"),
         profiles=("quick",),
     ),
     Stage(
-        "OPO in the authors' code form: LLM RL with w = q^alpha p^(1-alpha)",
+        "OPO as the authors' verl fork computes it, with their configuration: LLM RL",
         LLM,
         "llm-opo-code",
-        form="opo-code",
+        form=("opo-code", "opo"),
         profiles=("quick",),
     ),
     Stage("LLM stress ablation: 3.3x learning rate", LLM, "llm-stress", settings=STRESS, profiles=("quick",)),

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from geobench.battery import load_battery, plan, run
-from geobench.battery.card import card_summaries
 from geobench.executor import ExecutorConfig
+from geobench.report.cards import VERDICT_COLUMNS, card_summaries, read_verdicts, verdict_lines
 from tests.conftest import cli_error
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,6 +24,13 @@ def test_the_committed_quick_runs_are_the_quick_budget_baselines():
         ("toy-saturation", "bandits", "mujoco", "llm"), True
     )
     assert all(p.baseline_out == ROOT / "results" / p.experiment.name for p in plans)
+
+
+def test_the_committed_cards_verdicts_csv_is_the_cards_verdicts():
+    """If this fails, CARD.md was rewritten without its verdicts.csv (or by hand)."""
+    folder = ROOT / "results" / "battery" / "cispo"
+    lines = verdict_lines(read_verdicts(folder))
+    assert len(lines.splitlines()) == 4 and f"## Verdicts\n\n{lines}\n\n" in (folder / "CARD.md").read_text()
 
 
 def test_an_objective_runs_only_where_its_feedback_allows():
@@ -53,6 +60,13 @@ def test_battery_writes_every_section_and_reuses_the_baselines_it_ran(cispo, tin
     assert ledger.loc[("bandits", "objective"), "computed"] == 3
     assert ledger.loc[("llm", "objective"), "computed"] == 2
 
+    verdicts = pd.read_csv(card.parent / "verdicts.csv", keep_default_na=False)
+    assert list(verdicts.columns) == VERDICT_COLUMNS
+    assert verdicts["experiment"].tolist() == ["toy-saturation", "bandits", "llm", "mujoco"]
+    assert verdicts["status"].tolist() == ["run", "run", "run", "not run"]
+    assert set(verdicts["objective"]) == {"cispo"} and set(verdicts["budget"]) == {"tiny"}
+    assert verdicts["verdict"].iloc[3].startswith("cispo declares sampled feedback")
+    assert f"## Verdicts\n\n{verdict_lines(read_verdicts(card.parent))}\n\n" in text  # the card's own lines
     summary = card_summaries(tiny_results, tiny_results / "REPORT.md")
     assert "### [`cispo`](battery/cispo/CARD.md)" in summary and "- **LLM math RL" in summary
 

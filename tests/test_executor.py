@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -93,6 +94,47 @@ def test_a_killed_process_sweep_resumes_serially_with_only_the_missing_cells(tmp
     assert meta["cells_resumed"] == finished and meta["cells"] == 7  # 6 method cells + the reference
     clean = bandits.run(config, tmp_path / "clean", show_progress=False)
     assert resumed.read_bytes() == clean.read_bytes()
+
+
+def _children(pid):
+    """Live processes whose parent is ``pid`` (from /proc, so no extra dependency)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid):
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the process table from /proc")
+def test_sigterm_stops_a_process_sweep_and_its_workers_with_exit_143(tmp_path):
+    """SIGTERM to the driver alone (as a scheduler sends it) unwinds like Ctrl-C: no orphaned workers."""
+    command = [sys.executable, "-m", "geobench", "bandits", "--noise", "cauchy", "--level", "all", "--hidden", "32"]
+    command += ["--methods", "adpo-listwise-raw,grpo", "--seeds", "2", "--steps", "400", "--no-draw", "--quiet"]
+    command += ["--executor", "processes", "--workers", "2", "--out", str(tmp_path / "run")]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while len(_cells_on_disk(tmp_path / "run")) < 1 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    workers = _children(proc.pid)
+    assert proc.poll() is None and workers, "the sweep ended before it could be interrupted"
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr
+    assert stderr.strip().splitlines()[-1].startswith("geobench: terminated by signal 15"), stderr
+    time.sleep(0.5)
+    assert not [pid for pid in workers if _alive(pid)], "workers outlived the driver"
+    assert _cells_on_disk(tmp_path / "run"), "finished cells are kept"
 
 
 @pytest.mark.parametrize("kind", ["serial", "processes", "ray"])

@@ -1,6 +1,10 @@
 """`make figures` end to end: every artifact drawn from small real runs, none skipped."""
 
 import dataclasses
+import io
+
+import pytest
+from matplotlib.figure import Figure
 
 from geobench import toy
 from geobench.bandits import BanditConfig
@@ -8,7 +12,7 @@ from geobench.bandits import run as run_bandits
 from geobench.config import experiment_file, load_config
 from geobench.distill.sweep import run as run_distill
 from geobench.llm import run as run_llm
-from geobench.report import BUILDERS, build_all
+from geobench.report import BUILDERS, build_all, save_figure
 from tests.conftest import tiny_llm_config
 
 
@@ -63,3 +67,29 @@ def test_every_artifact_builds_from_small_real_runs(tmp_path, tiny_distill, tiny
     assert "GRPO collapses" in (figures / "llm_stress.md").read_text()
     assert {"adpo_fig1.png", "opo_fig1.png", "opo_fig2.png"} <= names
     assert len(BUILDERS) == 11
+
+
+def _line_figure(slope: float) -> Figure:
+    fig = Figure(figsize=(3, 2))
+    fig.subplots().plot([0, 1], [0, slope])
+    return fig
+
+
+def test_save_figure_writes_what_savefig_writes(tmp_path):
+    fig = _line_figure(1.0)
+    png, pdf = save_figure(fig, tmp_path / "new", "line")  # the folder is made
+    for path, options in ((png, {"dpi": 150}), (pdf, {"metadata": {"CreationDate": None}})):
+        direct = io.BytesIO()
+        fig.savefig(direct, format=path.suffix[1:], **options)
+        assert path.read_bytes() == direct.getvalue()
+    assert sorted(p.name for p in (tmp_path / "new").iterdir()) == ["line.pdf", "line.png"]
+
+
+def test_a_figure_that_fails_to_draw_leaves_the_previous_one_whole(tmp_path):
+    before = [p.read_bytes() for p in save_figure(_line_figure(1.0), tmp_path, "line")]
+    broken = _line_figure(2.0)
+    broken.axes[0].lines[0].draw = lambda renderer: (_ for _ in ()).throw(KeyboardInterrupt)  # killed mid-draw
+    with pytest.raises(KeyboardInterrupt):
+        save_figure(broken, tmp_path, "line")
+    assert [(tmp_path / n).read_bytes() for n in ("line.png", "line.pdf")] == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["line.pdf", "line.png"]  # no temp file left

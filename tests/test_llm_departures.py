@@ -15,7 +15,6 @@ from geobench.llm.train import (
     train_cell,
 )
 from geobench.objectives import AGG_MODES, GroupBatch, candidate_confidence, make_objective
-from geobench.objectives.opo import opo_drive
 from tests.conftest import random_batch
 
 
@@ -197,23 +196,6 @@ def test_dapo_overlong_filter_gives_truncated_responses_zero_gradient(policy):
     with_filter = [_grads(model, loss_fn, r.mask_truncated(), rewards, None, 2) for r in (rolled, other)]
     without = [_grads(model, loss_fn, r, rewards, None, 2) for r in (rolled, other)]
     assert torch.allclose(*with_filter, atol=1e-7) and not torch.allclose(*without, atol=1e-6)
-
-
-def test_opo_code_drive_is_the_authors_geometric_mixture():
-    """drive="code": w = q^alpha p^(1-alpha), q = softmax(A / T_r), p = softmax(log pi - log pi_ref), per group."""
-    batch = random_batch(b=2, g=4, seed=5)
-    alpha, temp = 0.75, 0.15
-    loss, metrics = make_objective("opo", drive="code", alpha=alpha, reward_temperature=temp, advantage="none")(batch)
-    assert torch.isfinite(loss)
-    hparams = dict(alpha=alpha, advantage="none", drive="code", escort_norm="batch", escort_ref=True)
-    w = opo_drive(batch, **hparams, temperature=1.0, center=False, reward_temperature=temp)
-    q = torch.softmax(batch.rewards / temp, -1)
-    p = torch.softmax(batch.seq_logp("policy").detach() - batch.seq_logp("ref"), -1)
-    mix = q**alpha * p ** (1 - alpha)
-    assert torch.allclose(w, 4 * mix / mix.sum(-1, keepdim=True), atol=1e-6)
-    centred = opo_drive(batch, **hparams, temperature=1.0, center=True, reward_temperature=temp)
-    assert torch.allclose(centred.mean(-1), torch.zeros(2), atol=1e-6)
-    assert float(metrics["w_range"]) == pytest.approx(float(centred.max() - centred.min()), abs=1e-6)
 
 
 @pytest.mark.parametrize(

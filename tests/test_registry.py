@@ -80,7 +80,6 @@ VARIANTS = {
     "adpo-self-anchor-ema": ("adpo", {"target": "softmax", "advantage": "none"}),
     "dpo-hard": ("dpo", {"label_smoothing": 0.0}),
     "opo-escort-no-ref": ("opo", {"escort_ref": False}),
-    "opo-code": ("opo", {"drive": "code"}),
 }
 
 

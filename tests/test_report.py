@@ -1,13 +1,17 @@
 """REPORT.md: every section from fixture runs, verdicts that follow the numbers, missing runs named."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from geobench.llm import LLMConfig
 from geobench.report import build_all, write_report
+from geobench.report.cards import VERDICT_COLUMNS, card_summaries
 from geobench.report.reproduction import SECTIONS, all_claims
-from geobench.results import RunDir
+from geobench.results import RunDir, write_csv
 from geobench.toy import ToyConfig
 from geobench.toy import run as run_toy
 
@@ -157,3 +161,40 @@ def test_reproduce_paper_without_a_gpu_skips_gpu_stages_and_writes_paper_folders
     monkeypatch.setattr(rep, "_has_gpu", lambda: False)
     rep.reproduce("paper", tmp_path / "results", tmp_path / "figures", show_progress=False)
     assert calls == ["toy-saturation-paper"]
+
+
+def test_the_report_reads_a_cards_verdicts_csv_not_its_markdown(tmp_path):
+    results = tmp_path / "results"
+    card = results / "battery" / "kd-sharp"
+    card.mkdir(parents=True)
+    (card / "CARD.md").write_text("# Report card\n\n## Verdicts\n\n- **Toy**: what the Markdown says\n")
+    rows = [
+        ("kd-sharp", "quick", "toy-saturation", "Toy saturation (OPO Fig. 3)", "run", "vanishes (1e-05)."),
+        ("kd-sharp", "quick", "llm", "LLM math RL", "not run", "kd-sharp declares listwise feedback"),
+    ]
+    write_csv(pd.DataFrame(rows, columns=VERDICT_COLUMNS), card / "verdicts.csv")
+    (results / "battery" / "baselines").mkdir()  # the battery's shared baselines are not a card
+    (results / "battery" / "baselines" / "CARD.md").write_text("not a card")
+    summary = card_summaries(results, results / "REPORT.md")
+    assert "### [`kd-sharp`](battery/kd-sharp/CARD.md)" in summary and "`baselines`" not in summary
+    assert "- **Toy saturation (OPO Fig. 3)**: vanishes (1e-05).\n" in summary
+    assert "- **LLM math RL**: not run (kd-sharp declares listwise feedback).\n" in summary
+    assert "what the Markdown says" not in summary
+    assert card_summaries(tmp_path / "no-cards", tmp_path / "REPORT.md") == ""
+
+
+def test_a_card_without_verdicts_csv_is_listed_with_the_command_that_writes_one(tmp_path):
+    card = tmp_path / "battery" / "cispo"
+    card.mkdir(parents=True)
+    (card / "CARD.md").write_text("## Verdicts\n\n- **Toy**: from an old card\n")
+    summary = card_summaries(tmp_path, tmp_path / "REPORT.md")
+    assert "### [`cispo`](battery/cispo/CARD.md)" in summary and "from an old card" not in summary
+    assert "No `verdicts.csv` beside this card" in summary and "`geobench battery --algo cispo`" in summary
+
+
+def test_the_report_imports_neither_the_battery_nor_pyplot():
+    """The battery is the layer above the report; figures are files, drawn without pyplot's backends."""
+    above = ("geobench.battery", "matplotlib.pyplot")
+    code = f"import sys, geobench.report; print(sorted(m for m in sys.modules if m.startswith({above})))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

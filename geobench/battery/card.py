@@ -1,9 +1,12 @@
-"""An objective's report card: ``results/battery/<name>/CARD.md`` and its figures, from CSVs only.
+"""An objective's report card: ``results/battery/<name>/CARD.md``, its figures and ``verdicts.csv``,
+from CSVs only.
 
 Per experiment: the objective's numbers with 95% bootstrap CIs over seeds beside every
 baseline's, its rank, the differences from each baseline that the CIs resolve, and the
 experiment's own diagnostics (the saturation curve in the toy, the regime check on the LLM).
-Every number is computed here from the run folders the battery wrote or reused.
+Every number is computed here from the run folders the battery wrote or reused. The card's
+verdicts, one row per experiment, also go to ``verdicts.csv`` (columns:
+:data:`geobench.report.cards.VERDICT_COLUMNS`), which is what REPORT.md reads.
 """
 
 from __future__ import annotations
@@ -20,15 +23,15 @@ from geobench.battery.plan import BY_NAME, BatteryConfig, Plan
 from geobench.objectives import REGISTRY, get_objective
 from geobench.objectives.plugins import plugin_names
 from geobench.report import bandits_report, llm_regime, mujoco_report, save_figure
+from geobench.report.cards import CARD, VERDICT_COLUMNS, VERDICTS, verdict_lines
 from geobench.report.llm_regime import final_means
 from geobench.report.llm_report import curve_figure, variant_values
 from geobench.report.markdown import markdown_table
 from geobench.report.stats import bootstrap_diff_ci, ci_text, sign_verdict
 from geobench.report.taxonomy import geometry_frame
 from geobench.report.toy_figure import saturation_figure
-from geobench.results import atomic_write_text, read_run
+from geobench.results import atomic_write_text, read_run, write_csv
 
-CARD = "CARD.md"
 TOY_P = (0.5, 0.9, 0.99, 0.999)
 SATURATED = 1e-2  # |dL/dz| at the largest p below 1% of its value at p = 0.5: the gradient has vanished
 LLM_FINAL_STEPS = 20  # OPO Table 1's "final 20 training steps"
@@ -42,37 +45,24 @@ def write_card(
     ledger: pd.DataFrame,
     folder: Path,
 ) -> Path:
-    """Write ``folder/CARD.md`` (and its PNG/PDF figures); returns its path."""
-    sections, summary = [], []
+    """Write ``folder/CARD.md`` (and its PNG/PDF figures) and ``folder/verdicts.csv``; returns the card's path."""
+    sections, rows = [], []  # rows: (experiment, title, status, verdict)
     for step in plans:
         baselines, _ = read_run(step.baseline_out)
         mine, _ = read_run(step.out)
         frame = pd.concat([baselines[baselines["variant"] != objective], mine], ignore_index=True)
         text, verdict = SECTIONS[step.experiment.name](frame, objective, folder, step)
         sections.append(f"## {step.experiment.title}\n\n{text}")
-        summary.append(f"- **{step.experiment.title}**: {verdict}")
+        rows.append((step.experiment.name, step.experiment.title, "run", verdict))
     for name, why in skipped.items():
         sections.append(f"## {BY_NAME[name].title}\n\nNot run: {why}.\n")
-        summary.append(f"- **{BY_NAME[name].title}**: not run ({why}).")
-    verdicts = "## Verdicts\n\n" + "\n".join(summary) + "\n"
+        rows.append((name, BY_NAME[name].title, "not run", why))
+    verdicts = pd.DataFrame([(objective, config.budget, *row) for row in rows], columns=VERDICT_COLUMNS)
+    write_csv(verdicts, folder / VERDICTS)
+    summary = f"## Verdicts\n\n{verdict_lines(verdicts)}\n"
     path = folder / CARD
-    atomic_write_text(path, "\n".join([_header(objective, config, plans, ledger), verdicts, *sections]))
+    atomic_write_text(path, "\n".join([_header(objective, config, plans, ledger), summary, *sections]))
     return path
-
-
-def card_summaries(results: Path, report: Path) -> str:
-    """REPORT.md's section on the cards under ``results/battery``: each card's verdicts, linked; '' if none."""
-    cards = sorted(p for p in (results / "battery").glob("*/" + CARD) if p.parent.name != "baselines")
-    if not cards:
-        return ""
-    lines = ["## Report cards (`geobench battery`)", ""]
-    lines.append("Objectives measured beside the papers' baselines; each card has the numbers, CIs and figures.\n")
-    for card in cards:
-        text = card.read_text()
-        verdicts = text.split("## Verdicts\n\n", 1)[1].split("\n\n", 1)[0] if "## Verdicts\n\n" in text else ""
-        link = card.relative_to(results) if report.parent == results else card.resolve()
-        lines += [f"### [`{card.parent.name}`]({link})", "", verdicts, ""]
-    return "\n".join(lines) + "\n"
 
 
 def _header(objective: str, config: BatteryConfig, plans: list[Plan], ledger: pd.DataFrame) -> str:

@@ -8,7 +8,7 @@ import typer
 
 from geobench.cli import battery, experiments, tools  # noqa: F401  (their decorators register the commands on ``app``)
 from geobench.cli.common import app
-from geobench.errors import CellsFailed, ConfigError
+from geobench.errors import CellsFailed, ConfigError, Terminated
 
 
 def _version(show: bool) -> None:
@@ -36,6 +36,9 @@ def main() -> None:
     except CellsFailed as error:
         print(f"geobench: error: {error}", file=sys.stderr)
         sys.exit(1)
+    except Terminated as error:  # SIGTERM mid-sweep: workers are stopped, finished cells kept
+        print(f"geobench: {error}; finished cells are kept, rerun to resume", file=sys.stderr)
+        sys.exit(128 + error.signum)
     except OSError as error:  # --out naming a file, a read-only folder, a full disk: the path and why
         where = f"{error.filename}: " if error.filename else ""
         print(f"geobench: error: {where}{error.strerror or error}; choose another path", file=sys.stderr)

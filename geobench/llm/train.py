@@ -291,6 +291,8 @@ def train_cell(
     prompts_rng = random.Random(seed)  # same prompts for every algorithm at a given seed
     held_out = task.sample(settings.eval_prompts, random.Random(10_000 + seed))
     hparams = dict(settings.hparams.get(algo, {}))
+    if "vocab_size" in get_objective(algo).defaults:  # OPO's code form: its adaptive tau divides by log |vocab|
+        hparams.setdefault("vocab_size", policy.config.vocab_size)
     optimizer = torch.optim.AdamW(policy.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     scheduler = _scheduler(optimizer, settings)
     guard, guarded = temperature_guard(algo, settings)

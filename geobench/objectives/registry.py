@@ -108,7 +108,7 @@ BOUNDS: dict[str, Range | tuple[str, ...]] = {
     "agg": AGG_MODES,
     "advantage": ADVANTAGE_MODES,
     "target": TARGETS,
-    "drive": ("escort", "advantage", "code"),
+    "drive": ("escort", "advantage", "code", "v5"),
     "escort_norm": ("batch", "group", "zscore"),
     "reward_temperature": POSITIVE,
     "ratio": ("log", "exact"),

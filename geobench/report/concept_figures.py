@@ -11,9 +11,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import FancyBboxPatch, Polygon
 
 from geobench.concepts.tables import Tables, scalars
-from geobench.report.style import style
+from geobench.report.style import GREEN, GREY, VERMILLION, style
 
-GREEN, RED, GREY = "#009E73", "#D55E00", "0.55"
 SQRT3_2 = math.sqrt(3) / 2
 
 
@@ -42,7 +41,7 @@ def adpo_fig1(tables: Tables, caption: str = "") -> Figure:
     x, y = _barycentric(path["p1"].to_numpy(), path["p2"].to_numpy(), path["p3"].to_numpy())
     ax_a.plot(x, y, color=GREEN, lw=2, label="SFT gradient flow (in logits)")
     ax_a.annotate("", (x[-1], y[-1]), (x[-8], y[-8]), arrowprops={"arrowstyle": "-|>", "color": GREEN, "lw": 2})
-    ax_a.plot(x[0], y[0], "o", color=RED, ms=8, label="reference prior pi_ref")
+    ax_a.plot(x[0], y[0], "o", color=VERMILLION, ms=8, label="reference prior pi_ref")
     ax_a.set(xlim=(-0.08, 1.08), ylim=(-0.28, 0.98), aspect="equal", title="(a) SFT on the probability simplex")
     ax_a.axis("off")
     ax_a.legend(loc="lower center", fontsize=8, frameon=False, ncols=2)
@@ -50,7 +49,7 @@ def adpo_fig1(tables: Tables, caption: str = "") -> Figure:
     filled = ax_b.tricontourf(simplex["p1"], simplex["p2"], simplex["loss"], levels=20, cmap="viridis")
     fig.colorbar(filled, ax=ax_b, label="SFT loss = -log P1")
     ax_b.plot(path["p1"], path["p2"], color="white", lw=2)
-    ax_b.plot(path["p1"].iloc[0], path["p2"].iloc[0], "o", color=RED, ms=8)
+    ax_b.plot(path["p1"].iloc[0], path["p2"].iloc[0], "o", color=VERMILLION, ms=8)
     ax_b.set(xlabel="P1", ylabel="P2", xlim=(0, 1), ylim=(0, 1), title="(b) SFT's loss over the simplex")
 
     n = int(round(math.sqrt(len(bowl))))
@@ -61,8 +60,10 @@ def adpo_fig1(tables: Tables, caption: str = "") -> Figure:
     fig.colorbar(filled, ax=ax_c, label="ADPO loss")
     ax_c.contour(d1, d2, quad, levels=levels, colors="k", linewidths=0.6, linestyles="--")
     boundary = rays[["e1", "e2"]].to_numpy() * rays[["radius"]].to_numpy()
-    ax_c.plot(*np.vstack([boundary, boundary[:1]]).T, color=RED, lw=1.2, label=f"quadratic within {s['quad_tol']:.0%}")
-    ax_c.plot(0, 0, "D", color=RED, ms=8, label="anchor (d = 0)")
+    ax_c.plot(
+        *np.vstack([boundary, boundary[:1]]).T, color=VERMILLION, lw=1.2, label=f"quadratic within {s['quad_tol']:.0%}"
+    )
+    ax_c.plot(0, 0, "D", color=VERMILLION, ms=8, label="anchor (d = 0)")
     ax_c.plot(s["minimum_d1"], s["minimum_d2"], "*", color="k", ms=12, label="minimum d* = tau log q")
     ax_c.set(
         xlabel="d1 = log(pi1 / pi_ref1) - c",

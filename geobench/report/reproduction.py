@@ -17,7 +17,10 @@ import pandas as pd
 
 from geobench.concepts.tables import Tables, read_tables
 from geobench.config import EXPERIMENTS_DIR
-from geobench.report import bandit_claims, llm_report, mujoco_report, toy_figure, with_timing
+from geobench.report import llm_report, mujoco_report, toy_figure
+from geobench.report.artifacts import bandit_claims
+from geobench.report.cards import card_summaries
+from geobench.report.files import with_timing
 from geobench.report.llm_ablations import stress_claims
 from geobench.report.markdown import markdown_table
 from geobench.report.stats import VERDICTS
@@ -376,8 +379,6 @@ def build_report(results: Path, figures: Path, out: Path) -> str:
     for paper in ("OPO", "ADPO", "Ablation (ours)"):
         body.append(f"## {paper}\n")
         body += [section(s, results, figures, str(link_prefix)) for s in SECTIONS if s.paper == paper]
-    from geobench.battery.card import card_summaries  # the battery imports the report: import it late
-
     body.append(card_summaries(results, out))
     tail = ["## Claims", "", markdown_table(claims)]
     return "\n".join(head) + "\n" + "\n".join(body) + "\n".join(tail)

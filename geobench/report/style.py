@@ -1,21 +1,23 @@
-"""One colour and marker per algorithm, used by every figure (the key is the registry name)."""
+"""The figures' palette, and one colour and marker per algorithm (the key is the registry name).
+
+Every figure is a ``matplotlib.figure.Figure`` saved to files (:func:`geobench.report.save_figure`);
+nothing imports ``pyplot``, so no GUI backend is ever chosen and drawing needs no screen.
+"""
 
 from __future__ import annotations
 
 import zlib
 
-import matplotlib
-
-matplotlib.use("Agg")  # figures are files; never open a window (CI and SSH have no screen)
-
-# Colour-blind-safe (Okabe-Ito and Tol) with OPO and ADPO in the strongest hues.
+# Colour-blind-safe (Okabe-Ito and Tol) with OPO and ADPO in the strongest hues; the conceptual
+# figures draw with the same two (GREEN for flows and roles, VERMILLION for anchors) and GREY.
+VERMILLION, GREEN, GREY = "#D55E00", "#009E73", "0.55"
 STYLES: dict[str, tuple[str, str]] = {
-    "opo": ("#D55E00", "o"),
-    "adpo": ("#009E73", "s"),
-    "adpo-listwise-raw": ("#009E73", "s"),
+    "opo": (VERMILLION, "o"),
+    "adpo": (GREEN, "s"),
+    "adpo-listwise-raw": (GREEN, "s"),
     "adpo-listwise-rank": ("#66C2A5", "D"),
     "adpo-pairwise": ("#1B7837", "v"),
-    "adpo-self-anchor": ("#009E73", "s"),
+    "adpo-self-anchor": (GREEN, "s"),
     "adpo-self-anchor-ema": ("#66C2A5", "D"),
     "grpo": ("#0072B2", "^"),
     "gspo": ("#56B4E9", "<"),

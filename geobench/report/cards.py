@@ -1,0 +1,55 @@
+"""REPORT.md's section on the battery's report cards, read from the ``verdicts.csv`` beside each card.
+
+The battery (``geobench battery``, the layer above this one) writes ``results/battery/<name>/``
+with ``CARD.md`` and ``verdicts.csv``; the file names and the CSV's columns are declared here, where
+they are read, and the battery writes to them. The report never parses a card's Markdown.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+CARD = "CARD.md"
+VERDICTS = "verdicts.csv"
+# One row per experiment of a card: status is "run" or "not run"; verdict is the card's one-line answer
+# (for "not run", why). title is the experiment's heading in the card.
+VERDICT_COLUMNS = ["objective", "budget", "experiment", "title", "status", "verdict"]
+
+
+def verdict_lines(verdicts: pd.DataFrame) -> str:
+    """A card's verdicts as Markdown bullets: '- **title**: verdict' ('not run (why).' for one not run)."""
+    lines = []
+    for row in verdicts.itertuples():
+        text = row.verdict if row.status == "run" else f"not run ({row.verdict})."
+        lines.append(f"- **{row.title}**: {text}")
+    return "\n".join(lines)
+
+
+def read_verdicts(card_folder: Path) -> pd.DataFrame | None:
+    """A card folder's ``verdicts.csv`` (every cell a string), or None where the card has none."""
+    path = card_folder / VERDICTS
+    if not path.exists():
+        return None
+    return pd.read_csv(path, dtype=str, keep_default_na=False).reindex(columns=VERDICT_COLUMNS)
+
+
+def card_summaries(results: Path, report: Path) -> str:
+    """REPORT.md's section on the cards under ``results/battery``: each card's verdicts, linked; '' if none."""
+    cards = sorted(p for p in (results / "battery").glob("*/" + CARD) if p.parent.name != "baselines")
+    if not cards:
+        return ""
+    lines = ["## Report cards (`geobench battery`)", ""]
+    lines.append("Objectives measured beside the papers' baselines; each card has the numbers, CIs and figures.\n")
+    for card in cards:
+        verdicts = read_verdicts(card.parent)
+        text = (
+            f"No `{VERDICTS}` beside this card (written before the battery wrote one): "
+            f"rerun `geobench battery --algo {card.parent.name}` for its verdicts."
+            if verdicts is None
+            else verdict_lines(verdicts)
+        )
+        link = card.relative_to(results) if report.parent == results else card.resolve()
+        lines += [f"### [`{card.parent.name}`]({link})", "", text, ""]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,130 @@
+"""The LLM runs' artifacts: OPO Table 1 and Figs. 4-7, ADPO Fig. 3 and Table 4, the regime check,
+the pairwise differences, the claims, and the OPO-form and stress ablations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from geobench.config import EXPERIMENTS_DIR
+from geobench.report import llm_ablations, llm_regime, llm_report
+from geobench.report.files import require_run, save_figure, with_timing
+from geobench.report.markdown import markdown_table
+from geobench.results import atomic_write_text, preferred_run
+
+ADPO_LLM_STEMS = frozenset({"adpo_fig3", "adpo_table4"})
+
+
+def draw_llm(run_folder: Path, figures: Path, only: frozenset[str] | None = None) -> list[Path]:
+    """OPO Table 1, Figs. 4-7 and ADPO Fig. 3, Table 4 (figures, tables, claims) from an LLM run folder;
+    ``only`` restricts it to some of those artifacts (by file stem)."""
+    frame, meta = require_run(run_folder, "geobench llm")
+    frame = with_timing(frame, run_folder)
+    config = meta["config"]
+    task = llm_report.task_of(frame, meta)
+    basis = (
+        f"{meta['profile']} profile, {task}, {frame['seed'].nunique()} seeds, {config['steps']} steps, "
+        f"{config['prompts_per_step']} prompts x {config['group']} samples; mean +- 95% CI over seeds"
+    )
+    panels = {
+        "opo_fig4": (["reward_mean"], llm_report.ORDER, "OPO Fig. 4: training reward"),
+        "opo_fig5": (["grad_norm"], llm_report.ORDER, "OPO Fig. 5: gradient norm"),
+        "opo_fig7": (["entropy"], llm_report.ORDER, "OPO Fig. 7: policy entropy"),
+        "adpo_fig3": (
+            ["reward_mean", "completion_length"],
+            llm_report.ADPO_FIG3,
+            "ADPO Fig. 3: (a) reward, (b) length",
+        ),
+    }
+    paths: list[Path] = []
+    for stem, (metrics, among, title) in panels.items():
+        if only is not None and stem not in only:
+            continue
+        fig = llm_report.curve_figure(frame, metrics, among, f"{title} ({basis})")
+        paths += save_figure(fig, figures, stem)
+    if only is None or "opo_fig6" in only:
+        fig = llm_report.saturation_figure(frame, f"OPO Fig. 6: gradient saturation ({basis})")
+        paths += save_figure(fig, figures, "opo_fig6")
+    paper_t1 = pd.read_csv(EXPERIMENTS_DIR / "paper" / "opo_table1.csv")
+    paper_t4 = pd.read_csv(EXPERIMENTS_DIR / "paper" / "adpo_table4.csv")
+    paper_claims = pd.read_csv(EXPERIMENTS_DIR / "paper" / "llm_claims.csv")
+    micro = str(config["micro_batch"] or "whole mini-batch")
+    texts = {
+        "opo_table1": f"### OPO Table 1: ours ({basis}) beside the paper's\n\nMean over the final "
+        f"{llm_report.FINAL_STEPS} steps per seed, then mean [95% bootstrap CI] over seeds.\n\n"
+        + llm_report.table1(frame, paper_t1),
+        "adpo_table4": f"### ADPO Table 4: actor update time ({basis})\n\n"
+        "Ours: every algorithm at the same micro-batch, on the same machine, mean seconds per RL step of "
+        "the update phase (forward, backward, optimizer). The paper's times are at unequal micro-batches "
+        "(ADPO 8, GRPO/GSPO 6), so its 3.5x is not a like-for-like figure.\n\n"
+        + llm_report.table4(frame, paper_t4, micro),
+        "llm_regime": f"### Regime check: could this run tell the objectives apart? ({basis})\n\n"
+        + llm_regime.regime(frame).sentence()
+        + "\n\n"
+        + llm_regime.regime_table(frame),
+        "llm_pairwise": f"### Which algorithms this run can tell apart ({basis})\n\n"
+        "Differences (row's first algorithm minus second), mean [95% bootstrap CI] over seeds; final reward "
+        "and entropy over the final 20 steps, held-out accuracy at the last evaluation.\n\n"
+        + llm_regime.pairwise_table(frame),
+        "llm_claims": f"### LLM claims of both papers beside ours ({basis})\n\n"
+        + markdown_table(llm_report.claims(frame, paper_claims, task)),
+    }
+    for stem, text in texts.items():
+        if only is not None and stem not in only:
+            continue
+        path = figures / f"{stem}.md"
+        atomic_write_text(path, text)
+        paths.append(path)
+    return paths
+
+
+def build_llm(results: Path, figures: Path) -> list[Path]:
+    """The LLM artifacts from results/llm; ADPO's from results/llm-adpo where the paper profile made it."""
+    paths = draw_llm(preferred_run(results, "llm"), figures)
+    adpo = preferred_run(results, "llm-adpo")
+    if (adpo / "run.json").exists():
+        paths += draw_llm(adpo, figures, only=ADPO_LLM_STEMS)
+    return paths
+
+
+def build_opo_forms(results: Path, figures: Path) -> list[Path]:
+    """OPO in three forms on the same seeds and prompts: Eq. 7 as printed, App. A.3, the authors' code."""
+    runs = {}
+    for name, folder in llm_ablations.OPO_FORMS:
+        frame, meta = require_run(results / folder, f"make reproduce (the {folder} stage)")
+        runs[name] = frame
+    text = (
+        "### OPO in three forms\n\n"
+        "Eq. 7 weights each sampled sequence by exp((1 - alpha) A) pi_ref(y)^-(1 - alpha), normalised over the "
+        "mini-batch; for whole sequences the second factor favours the least likely samples whatever their "
+        "reward. App. A.3 (Step 2) drops it as absorbed by the sampling measure. The authors' public code "
+        "uses w = q^alpha p^(1-alpha) per group (q = softmax of rewards, p = softmax of anchored log-ratios), "
+        "renormalised and centred. Same seeds, prompts and settings otherwise; mean [95% bootstrap CI] over "
+        f"seeds ({meta['profile']} profile).\n\n" + llm_ablations.opo_forms_table(runs)
+    )
+    path = figures / "opo_forms.md"
+    atomic_write_text(path, text)
+    return [path]
+
+
+def build_llm_stress(results: Path, figures: Path) -> list[Path]:
+    """The stress ablation: a larger step where collapse can happen, with its two claims."""
+    frame, meta = require_run(preferred_run(results, "llm-stress"), "make reproduce (the llm-stress stage)")
+    config = meta["config"]
+    text = (
+        f"### Stress ablation (ours): lr {config['lr']:g}, {config['epochs']} epochs x {config['minibatches']} "
+        f"mini-batches per rollout batch, {frame['seed'].nunique()} seeds\n\n"
+        + llm_regime.regime(frame).sentence()
+        + "\n\n"
+        + llm_ablations.stress_table(frame)
+        + "\n\n"
+        + markdown_table(llm_ablations.stress_claims(frame))
+    )
+    path = figures / "llm_stress.md"
+    atomic_write_text(path, text)
+    paths = [path]
+    fig = llm_report.curve_figure(
+        frame, ["reward_mean", "grad_norm"], llm_report.ORDER, "Stress ablation: reward and pre-clip gradient norm"
+    )
+    return paths + save_figure(fig, figures, "llm_stress")

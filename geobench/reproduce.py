@@ -1,111 +1,102 @@
 """``make reproduce``: every experiment of a profile in order, then every figure, table and the report.
 
-Each stage is an experiment's own ``run(config)``; the sweeps resume their finished cells,
-so rerunning after an interruption picks up where it stopped. Between stages a rule line
-says which stage runs, which are left and the elapsed time.
+A stage is an experiment of the catalog (:mod:`geobench.experiments`), the profile it runs and
+the settings it changes, merged into the profile as a profile merges into what it inherits.
+The sweeps resume their finished cells, so rerunning after an interruption picks up where it
+stopped. Between stages a rule line says which stage runs, which are left and the elapsed time.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
-from geobench.config import experiment_file, load_config
+from geobench.config import experiment_file, merge
 from geobench.executor import ExecutorConfig
-from geobench.objectives.opo_authors import AUTHORS_CODE
+from geobench.experiments import BANDITS, LLM, MUJOCO, TOY, Experiment
+from geobench.objectives import get_objective
 from geobench.results import profile_folder
-
-# The ADPO bandit ablation: these methods rerun with pi_old as their anchor.
-ADPO_BANDIT = ("adpo-listwise-raw", "adpo-listwise-rank", "adpo-pairwise")
 
 
 @dataclass(frozen=True)
 class Stage:
-    name: str
-    out: str  # run folder under results/
-    run: Callable[[str, Path, bool, ExecutorConfig], Path]  # (profile, out, show_progress, executor) -> CSV
+    """One run of ``make reproduce``: ``experiment`` at a profile, with ``settings`` merged in."""
+
+    title: str
+    experiment: Experiment
+    out: str = ""  # its run folder under results/ (default: the experiment's name)
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    # (a registered form, the objective it is a form of): the form's hyperparameters that differ
+    # from that objective's, run under the objective's name. The runs of OPO's forms record "opo"
+    # with them, and the LLM loop gives OPO's own adaptive temperature to "opo" by name.
+    form: tuple[str, str] = ()
+    artifact: str = ""  # another TOML file of the experiment (default: its own)
     profiles: tuple[str, ...] = ("quick", "paper")
     gpu_profiles: tuple[str, ...] = ()  # profiles in which this stage needs a GPU (skipped without one)
 
+    @property
+    def folder(self) -> str:
+        return self.out or self.experiment.name
 
-def _toy(profile: str, out: Path, progress: bool, executor: ExecutorConfig) -> Path:
-    from geobench import toy
-
-    return toy.run(
-        load_config(toy.ToyConfig, experiment_file("opo_fig3"), profile), out, profile=profile, show_progress=progress
-    )
-
-
-def _bandits(overrides: dict[str, Any]) -> Callable[[str, Path, bool, ExecutorConfig], Path]:
-    def go(profile: str, out: Path, progress: bool, executor: ExecutorConfig) -> Path:
-        from geobench import bandits
-
-        config = load_config(bandits.BanditConfig, experiment_file("adpo_fig2"), profile, overrides)
-        return bandits.run(config, out, profile=profile, show_progress=progress, executor=executor)
-
-    return go
+    def config(self, profile: str) -> Any:
+        """The stage's resolved config at ``profile``, exactly as its run records it in run.json."""
+        settings = dict(self.settings)
+        if self.form:
+            form, of = (get_objective(name) for name in self.form)
+            if form.fn is not of.fn:
+                raise ValueError(f"stage {self.folder}: {form.name} is not a form of {of.name}")
+            changed = {k: v for k, v in form.defaults.items() if of.defaults[k] != v}
+            settings = merge(settings, {self.experiment.methods_field: (of.name,), "hparams": {of.name: changed}})
+        path = experiment_file(self.artifact) if self.artifact else None
+        return self.experiment.load(profile, settings, path)
 
 
-def _mujoco(profile: str, out: Path, progress: bool, executor: ExecutorConfig) -> Path:
-    from geobench.distill import sweep
-
-    config = load_config(sweep.DistillConfig, experiment_file("adpo_table2"), profile)
-    return sweep.run(config, out, profile=profile, show_progress=progress, executor=executor)
-
-
+# The ADPO bandit ablation: these methods rerun with pi_old as their anchor.
+ADPO_BANDIT = ("adpo-listwise-raw", "adpo-listwise-rank", "adpo-pairwise")
 # The stress ablation (ours): where collapse can happen, to test "GRPO collapses near step 40"
 # (ADPO Fig. 3a) and "OPO's gradients stay large but non-exploding" (OPO Sec. 9) off the main run.
-STRESS_ALGOS = ("grpo", "opo", "adpo")
-STRESS = {"lr": 1e-3, "steps": 60, "seeds": 3}  # 3.3x the main run's lr; shorter and fewer seeds to fit the budget
-
-
-def _llm(name: str, algos: tuple[str, ...] | None = None, hparams: dict | None = None, overrides: dict | None = None):
-    def go(profile: str, out: Path, progress: bool, executor: ExecutorConfig) -> Path:
-        from geobench import llm
-
-        config = load_config(llm.LLMConfig, experiment_file(name), profile, {"algos": algos, **(overrides or {})})
-        if hparams:
-            merged = {a: {**config.hparams.get(a, {}), **hparams.get(a, {})} for a in {*config.hparams, *hparams}}
-            config = replace(config, hparams=merged)
-        return llm.run(config, out, profile=profile, show_progress=progress, executor=executor)
-
-    return go
-
+# 3.3x the main run's lr; shorter and fewer seeds to fit the budget.
+STRESS = {"algos": ("grpo", "opo", "adpo"), "lr": 1e-3, "steps": 60, "seeds": 3}
 
 STAGES = (
-    Stage("OPO Fig. 3: toy saturation", "toy-saturation", _toy),
-    Stage("ADPO Fig. 2: bandits + scaling", "bandits", _bandits({"scaling": True})),
+    Stage("OPO Fig. 3: toy saturation", TOY),
+    Stage("ADPO Fig. 2: bandits + scaling", BANDITS, settings={"scaling": True}),
     Stage(
         "ADPO Fig. 2 ablation: on-policy anchor",
+        BANDITS,
         "bandits-onpolicy-anchor",
-        _bandits({"methods": ADPO_BANDIT, "anchors": {m: "old" for m in ADPO_BANDIT}}),
+        settings={"methods": ADPO_BANDIT, "anchors": dict.fromkeys(ADPO_BANDIT, "old")},
     ),
-    Stage("ADPO Table 2: MuJoCo distillation", "mujoco", _mujoco),
-    Stage("OPO Table 1 / Figs. 4-7 (+ ADPO Fig. 3 quick): LLM RL", "llm", _llm("opo_table1"), gpu_profiles=("paper",)),
+    Stage("ADPO Table 2: MuJoCo distillation", MUJOCO),
+    Stage("OPO Table 1 / Figs. 4-7 (+ ADPO Fig. 3 quick): LLM RL", LLM, gpu_profiles=("paper",)),
     Stage(
         "OPO in App. A.3's form: LLM RL without the pi_ref escort factor",
+        LLM,
         "llm-opo-escort-no-ref",
-        _llm("opo_table1", ("opo",), {"opo": {"escort_ref": False}}),
-        ("quick",),
+        form=("opo-escort-no-ref", "opo"),
+        profiles=("quick",),
     ),
     Stage(
         "OPO as the authors' verl fork computes it, with their configuration: LLM RL",
+        LLM,
         "llm-opo-code",
-        _llm("opo_table1", ("opo",), {"opo": dict(AUTHORS_CODE)}),
-        ("quick",),
+        form=("opo-code", "opo"),
+        profiles=("quick",),
     ),
+    Stage("LLM stress ablation: 3.3x learning rate", LLM, "llm-stress", settings=STRESS, profiles=("quick",)),
     Stage(
-        "LLM stress ablation: 3.3x learning rate",
-        "llm-stress",
-        _llm("opo_table1", STRESS_ALGOS, overrides=STRESS),
-        ("quick",),
+        "ADPO Fig. 3 / Table 4: LLM RL (paper settings)",
+        LLM,
+        "llm-adpo",
+        artifact="adpo_fig3",
+        profiles=("paper",),
+        gpu_profiles=("paper",),
     ),
-    Stage("ADPO Fig. 3 / Table 4: LLM RL (paper settings)", "llm-adpo", _llm("adpo_fig3"), ("paper",), ("paper",)),
 )
 
 
@@ -123,14 +114,17 @@ def reproduce(
     stages = [s for s in STAGES if profile in s.profiles]
     start = time.time()
     for i, stage in enumerate(stages, 1):
-        left = ", ".join(s.out for s in stages[i:]) or "figures and report"
+        left = ", ".join(s.folder for s in stages[i:]) or "figures and report"
         console.rule(
-            f"[bold][{i}/{len(stages)}] {stage.name}[/] | elapsed {_clock(time.time() - start)} | then: {left}"
+            f"[bold][{i}/{len(stages)}] {stage.title}[/] | elapsed {_clock(time.time() - start)} | then: {left}"
         )
         if profile in stage.gpu_profiles and not _has_gpu():
-            console.print(f"[yellow]skipped {stage.out}[/]: the {profile} profile of this stage needs a CUDA GPU")
+            console.print(f"[yellow]skipped {stage.folder}[/]: the {profile} profile of this stage needs a CUDA GPU")
             continue
-        csv = stage.run(profile, results / profile_folder(stage.out, profile), show_progress, executor)
+        out = results / profile_folder(stage.folder, profile)
+        csv = stage.experiment.run(
+            stage.config(profile), out, profile=profile, show_progress=show_progress, executor=executor
+        )
         console.print(f"wrote {csv}")
     console.rule(f"[bold]figures and report[/] | elapsed {_clock(time.time() - start)}")
     written, skipped = build_all(results, figures)

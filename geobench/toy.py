@@ -33,6 +33,7 @@ import torch.nn.functional as F
 
 from geobench.config import check_caps, check_lists
 from geobench.errors import ConfigError
+from geobench.executor import ExecutorConfig
 from geobench.objectives import GroupBatch, get_objective
 from geobench.progress import progress_bar
 from geobench.results import RunDir
@@ -121,8 +122,19 @@ def saturation_curve(config: ToyConfig, objective: str, reading: str) -> pd.Data
     )
 
 
-def run(config: ToyConfig, out: Path | str, *, profile: str = "custom", show_progress: bool = True) -> Path:
-    """Compute every (objective, reading) curve, resuming finished ones; returns the CSV path."""
+def run(
+    config: ToyConfig,
+    out: Path | str,
+    *,
+    profile: str = "custom",
+    show_progress: bool = True,
+    executor: ExecutorConfig = ExecutorConfig(),
+) -> Path:
+    """Compute every (objective, reading) curve, resuming finished ones; returns the CSV path.
+
+    ``executor`` is taken so that every experiment's ``run`` has one signature, and ignored: a
+    cell is one autograd pass over the grid, milliseconds, less than a worker takes to start.
+    """
     run_dir = RunDir(out, EXPERIMENT, config)
     cells = [(o, r) for r in config.readings for o in config.objectives]
     with progress_bar(show_progress) as bar:

@@ -1,11 +1,13 @@
 """The command line and the report builders: outputs on disk, one-line errors, missing runs."""
 
+import json
 import re
 
 import pytest
 from typer.testing import CliRunner
 
 from geobench.cli import app
+from geobench.experiments import BANDITS, LLM, MUJOCO, TOY
 from geobench.objectives import REGISTRY
 from geobench.report import build_all
 from tests.conftest import cli_error
@@ -53,32 +55,25 @@ def test_objectives_at_80_columns_show_every_name_and_default_whole():
             assert f"{key}={value}" in result.output, (name, key)
 
 
-# Each option whose help quotes the profiles' defaults: the command's default config and the setting.
+# Each option whose help quotes the profiles' values: the command's experiment and the setting.
 PROFILE_DEFAULTS = {
-    ("toy-saturation", "--grid"): ("ToyConfig", "opo_fig3", "grid_points"),
-    ("bandits", "--seeds"): ("BanditConfig", "adpo_fig2", "seeds"),
-    ("bandits", "--steps"): ("BanditConfig", "adpo_fig2", "steps"),
-    ("mujoco distill", "--seeds"): ("DistillConfig", "adpo_table2", "seeds"),
-    ("mujoco distill", "--steps"): ("DistillConfig", "adpo_table2", "steps"),
-    ("llm", "--seeds"): ("LLMConfig", "opo_table1", "seeds"),
-    ("llm", "--steps"): ("LLMConfig", "opo_table1", "steps"),
-    ("llm", "--dataset"): ("LLMConfig", "opo_table1", "dataset"),
-    ("llm", "--rollout"): ("LLMConfig", "opo_table1", "rollout"),
-    ("llm", "--engine"): ("LLMConfig", "opo_table1", "engine"),
-    ("llm", "--reward"): ("LLMConfig", "opo_table1", "reward"),
+    ("toy-saturation", "--grid"): (TOY, "grid_points"),
+    ("bandits", "--seeds"): (BANDITS, "seeds"),
+    ("bandits", "--steps"): (BANDITS, "steps"),
+    ("mujoco distill", "--seeds"): (MUJOCO, "seeds"),
+    ("mujoco distill", "--steps"): (MUJOCO, "steps"),
+    ("llm", "--seeds"): (LLM, "seeds"),
+    ("llm", "--steps"): (LLM, "steps"),
+    ("llm", "--dataset"): (LLM, "dataset"),
+    ("llm", "--rollout"): (LLM, "rollout"),
+    ("llm", "--engine"): (LLM, "engine"),
+    ("llm", "--reward"): (LLM, "reward"),
 }
 
 
-def test_help_quotes_the_profiles_defaults_as_the_config_files_set_them():
+def test_help_quotes_the_profiles_values_as_the_resolved_configs_have_them():
     import typer
 
-    from geobench.bandits import BanditConfig
-    from geobench.config import experiment_file, load_config
-    from geobench.distill.sweep import DistillConfig
-    from geobench.llm import LLMConfig
-    from geobench.toy import ToyConfig
-
-    classes = {c.__name__: c for c in (ToyConfig, BanditConfig, DistillConfig, LLMConfig)}
     commands = {}
     for name, command in typer.main.get_command(app).commands.items():
         for sub, leaf in getattr(command, "commands", {"": command}).items():
@@ -89,13 +84,34 @@ def test_help_quotes_the_profiles_defaults_as_the_config_files_set_them():
             match = re.search(r"\(quick: ([^,]+), paper: ([^)]+)\)", param.help or "")
             if match:
                 quoted[name, param.opts[0]] = match.groups()
-    assert set(quoted) == set(PROFILE_DEFAULTS)  # a new quoted default needs its entry above
-    for (name, option), (cls, config, setting) in PROFILE_DEFAULTS.items():
-        actual = tuple(
-            str(getattr(load_config(classes[cls], experiment_file(config), profile), setting))
-            for profile in ("quick", "paper")
-        )
+    assert set(quoted) == set(PROFILE_DEFAULTS)  # a new quoted value needs its entry above
+    for (name, option), (experiment, setting) in PROFILE_DEFAULTS.items():
+        actual = tuple(str(getattr(experiment.load(profile), setting)) for profile in ("quick", "paper"))
         assert quoted[name, option] == actual, (name, option)
+
+
+def test_set_is_repeatable_and_merges_into_the_profiles_table(tmp_path):
+    out = tmp_path / "toy"
+    args = ["toy-saturation", "--out", str(out), "--grid", "5", "--no-draw", "--quiet"]
+    result = runner.invoke(app, [*args, "--set", "opo.mu=2.0", "--set", "dpo.beta=0.5,opo.alpha=0.3"])
+    assert result.exit_code == 0, result.output
+    hparams = json.loads((out / "run.json").read_text())["config"]["hparams"]
+    assert hparams["opo"] == {"mu": 2.0, "drive": "advantage", "center": False, "alpha": 0.3}  # the TOML's, then ours
+    assert hparams["dpo"] == {"beta": 0.5} and hparams["grpo"] == {"clip_low": 0.2, "clip_high": 0.2}
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["toy-saturation", "--objectives", "sft", "--set", "opo.mu=2"], "'opo' is not among the selected algorithms"),
+        (["bandits", "--set", "adpo-listwise-raw.target=top1"], "adpo-listwise-raw: target is fixed at 'softmax'"),
+        (["bandits", "--set", "ppo.nosuch=1"], "ppo: unknown hyperparameter 'nosuch'"),
+        (["toy-saturation", "--set", "mu=2"], "--set expects algo.key=value, got mu=2"),
+    ],
+)
+def test_bad_set_is_refused_before_any_work(refused, tmp_path, args, message):
+    assert message in refused(*args, "--out", str(tmp_path / "r"), "--no-draw")
+    assert not (tmp_path / "r").exists()
 
 
 def test_figures_with_no_runs_skip_artifacts_but_write_taxonomy(tmp_path):

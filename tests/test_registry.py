@@ -54,7 +54,9 @@ def test_bad_hyperparameters_raise_one_line_errors(name, hparams, message):
 
 
 def test_unknown_name_lists_the_valid_ones():
-    with pytest.raises(ConfigError, match="unknown algorithm 'ppo2'; valid: adpo, adpo-pairwise, dapo"):
+    with pytest.raises(
+        ConfigError, match="unknown algorithm 'ppo2'; valid: adpo, adpo-listwise-rank, adpo-listwise-raw, adpo-pairwise"
+    ):
         get_objective("ppo2")
 
 
@@ -68,3 +70,49 @@ def test_variants_share_a_function_but_not_defaults():
 def test_batch_shape_errors_are_config_errors():
     with pytest.raises(ConfigError, match=r"mask has shape \(2, 3\), expected \(2, 3, 4\)"):
         GroupBatch(logp=torch.zeros(2, 3, 4), mask=torch.ones(2, 3), rewards=torch.zeros(2, 3))
+
+
+# The names the experiments' CSVs and legends use for a form of another objective.
+VARIANTS = {
+    "adpo-listwise-raw": ("adpo", {"target": "softmax", "advantage": "zscore"}),
+    "adpo-listwise-rank": ("adpo", {"target": "plackett-luce", "advantage": "none"}),
+    "adpo-self-anchor": ("adpo", {"target": "softmax", "advantage": "none"}),
+    "adpo-self-anchor-ema": ("adpo", {"target": "softmax", "advantage": "none"}),
+    "dpo-hard": ("dpo", {"label_smoothing": 0.0}),
+    "opo-escort-no-ref": ("opo", {"escort_ref": False}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_a_variant_is_its_base_with_fixed_hyperparameters_whatever_the_config_says(name):
+    base, fixed = VARIANTS[name]
+    entry = REGISTRY[name]
+    assert (entry.base, entry.fixed, entry.fn, entry.feedback) == (
+        base,
+        fixed,
+        REGISTRY[base].fn,
+        REGISTRY[base].feedback,
+    )
+    batch = random_batch(b=2, g=3, t=4, seed=5)
+    settable = {"tau": 0.7} if base == "adpo" else {"mu": 2.0} if base == "opo" else {"beta": 0.5}
+    mine, _ = make_objective(name, **settable)(batch)
+    theirs, _ = make_objective(base, **settable, **fixed)(batch)
+    assert mine.item() == theirs.item()
+    again, _ = make_objective(name, **settable, **fixed)(batch)  # a config may restate a fixed value
+    assert again.item() == mine.item()
+
+
+def test_a_variants_fixed_hyperparameter_cannot_be_changed():
+    with pytest.raises(
+        ConfigError, match=r"adpo-listwise-raw: target is fixed at 'softmax' \(adpo-listwise-raw is adpo"
+    ):
+        make_objective("adpo-listwise-raw", target="plackett-luce")
+
+
+def test_the_bandits_listwise_forms_differ_without_hyperparameter_tables():
+    """A custom config without the TOML's tables used to run raw and rank both as Plackett-Luce."""
+    batch = random_batch(b=2, g=4, t=1, seed=2)
+    raw, _ = make_objective("adpo-listwise-raw")(batch)
+    rank, _ = make_objective("adpo-listwise-rank")(batch)
+    assert raw.item() != rank.item()
+    assert rank.item() == make_objective("adpo", advantage="none")(batch)[0].item()

@@ -49,11 +49,11 @@ class Method:
 
 ANCHORS = ("reference", "old")
 METHODS: dict[str, Method] = {
-    "adpo-listwise-raw": Method("adpo", "listwise", "reference"),
-    "adpo-listwise-rank": Method("adpo", "listwise", "reference"),
+    "adpo-listwise-raw": Method("adpo-listwise-raw", "listwise", "reference"),
+    "adpo-listwise-rank": Method("adpo-listwise-rank", "listwise", "reference"),
     "adpo-pairwise": Method("adpo-pairwise", "pairwise", "reference"),
     "dpo-soft": Method("dpo-soft", "pairwise", "reference"),
-    "dpo-hard": Method("dpo", "pairwise", "reference"),
+    "dpo-hard": Method("dpo-hard", "pairwise", "reference"),
     "ppo": Method("ppo", "sampled", "old"),
     "trpo": Method("trpo", "sampled", "old", update="trpo"),
     "grpo": Method("grpo", "sampled", "old"),

@@ -14,97 +14,19 @@ cells, run alone, are the cells it would have had in the baselines' sweep.
 from __future__ import annotations
 
 import dataclasses
-import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from geobench.config import PROFILES, experiment_file, load_config
+from geobench.config import PROFILES, experiment_file, read_toml
 from geobench.errors import ConfigError
+from geobench.experiments import BANDITS, LLM, MUJOCO, TOY, Experiment
 from geobench.objectives import get_objective
 from geobench.results import config_hash, profile_folder, read_meta
 
-
-@dataclass(frozen=True)
-class Experiment:
-    """One experiment as the battery drives it."""
-
-    name: str  # its results folder and the section of the card
-    artifact: str  # experiments/<artifact>.toml
-    title: str
-    methods_field: str  # the config field listing the methods it compares
-    feedback: tuple[str, ...]  # the feedback an objective must declare to run in it
-    why_not: str  # the card's sentence for an objective it cannot run
-    # (config class, run(config, out, *, profile, show_progress, executor) -> CSV), imported when used
-    load: Callable[[], tuple[type, Callable[..., Path]]]
-
-
-def _toy():
-    from geobench import toy
-
-    def run(config, out, *, profile, show_progress, executor):  # the toy is one process, milliseconds a cell
-        return toy.run(config, out, profile=profile, show_progress=show_progress)
-
-    return toy.ToyConfig, run
-
-
-def _bandits():
-    from geobench import bandits
-
-    return bandits.BanditConfig, bandits.run
-
-
-def _mujoco():
-    from geobench.distill import sweep
-
-    return sweep.DistillConfig, sweep.run
-
-
-def _llm():
-    from geobench import llm
-
-    return llm.LLMConfig, llm.run
-
-
-EXPERIMENTS = (
-    Experiment(
-        "toy-saturation",
-        "opo_fig3",
-        "Toy saturation (OPO Fig. 3)",
-        "objectives",
-        ("sampled", "pairwise", "listwise"),
-        "",
-        _toy,
-    ),
-    Experiment(
-        "bandits",
-        "adpo_fig2",
-        "Noisy bandits and model scaling (ADPO Fig. 2)",
-        "methods",
-        ("sampled", "pairwise", "listwise"),
-        "",
-        _bandits,
-    ),
-    Experiment(
-        "mujoco",
-        "adpo_table2",
-        "MuJoCo distillation (ADPO Table 2)",
-        "methods",
-        ("listwise",),
-        "the teacher scores every candidate action, which is listwise feedback",
-        _mujoco,
-    ),
-    Experiment(
-        "llm",
-        "opo_table1",
-        "LLM math RL, quick regime (OPO Table 1, ADPO Fig. 3)",
-        "algos",
-        ("sampled", "listwise"),
-        "the verifier gives one reward per sampled completion, which is sampled or listwise feedback",
-        _llm,
-    ),
-)
+# The experiments an objective is put through, from the catalog, in the card's order.
+EXPERIMENTS = (TOY, BANDITS, MUJOCO, LLM)
 BY_NAME = {e.name: e for e in EXPERIMENTS}
 
 
@@ -136,8 +58,7 @@ def load_battery(
 ) -> BatteryConfig:
     """The battery config of ``budget`` from ``experiments/battery.toml`` (or ``path``)."""
     path = path or experiment_file("battery")
-    with path.open("rb") as handle:
-        budgets = tomllib.load(handle)
+    budgets = read_toml(path)
     if budget not in budgets:
         raise ConfigError(f"unknown budget {budget!r}; valid: {', '.join(budgets)} (the tables of {path.name})")
     table = budgets[budget]
@@ -164,8 +85,7 @@ def experiment_configs(experiment: Experiment, settings: Mapping[str, Any]) -> t
     profile = values.pop("profile", "quick")
     if profile not in PROFILES:
         raise ConfigError(f"battery: {experiment.name}.profile must be one of {', '.join(PROFILES)}; got {profile!r}")
-    cls, _ = experiment.load()
-    return profile, load_config(cls, experiment_file(experiment.artifact), profile, values)
+    return profile, experiment.load(profile, values)
 
 
 def plan(config: BatteryConfig, objective: str, results: Path) -> tuple[list[Plan], dict[str, str]]:

@@ -47,7 +47,6 @@ def run(
 
 
 def _run_stage(step: Plan, results: Path, show_progress: bool, executor: ExecutorConfig) -> list[dict]:
-    _, run_fn = step.experiment.load()
     rows = []
     for role, config, out, reused in (
         ("baselines", step.baseline_config, step.baseline_out, step.baseline_reused),
@@ -55,7 +54,7 @@ def _run_stage(step: Plan, results: Path, show_progress: bool, executor: Executo
     ):
         started = time.time()
         if not reused:  # a committed run is read as it is: never rerun, never rewritten
-            run_fn(config, out, profile=step.profile, show_progress=show_progress, executor=executor)
+            step.experiment.run(config, out, profile=step.profile, show_progress=show_progress, executor=executor)
         meta = read_meta(out)
         computed = 0 if reused else meta["cells"] - meta["cells_resumed"]
         rows.append(

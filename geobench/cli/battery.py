@@ -11,17 +11,19 @@ from geobench.cli.common import (
     PLUGIN,
     QUIET,
     RAY_ADDRESS,
+    SET,
     THREADS,
     WORKERS,
     app,
     console,
     executor_config,
-    merge_hparams,
     name_list,
+    parse_set,
     path_option,
     writable_folder,
 )
 from geobench.config import parse_list
+from geobench.experiments import EXPERIMENTS
 
 
 @app.command("battery")
@@ -33,11 +35,9 @@ def battery_command(
         help="quick (the committed runs' settings: baselines reused) or tiny (minutes, no verdicts).",
     ),
     experiments: str | None = typer.Option(
-        None, "--experiments", help="A comma subset of toy-saturation, bandits, mujoco, llm (default: the budget's)."
+        None, "--experiments", help=f"A comma subset of {', '.join(EXPERIMENTS)} (default: the budget's)."
     ),
-    hparam: str | None = typer.Option(
-        None, "--set", help="The objectives' hyperparameters, e.g. cispo.clip_high=0.5 (TOML values)."
-    ),
+    hparam: list[str] | None = SET,
     results: Path = path_option(Path("results"), "--results", "Folder of run folders; cards go to its battery/."),
     plugin: list[str] | None = PLUGIN,
     quiet: bool = QUIET,
@@ -50,12 +50,10 @@ def battery_command(
     import dataclasses
 
     from geobench.battery import load_battery, run
-
-    writable_folder(results, "--results")
     from geobench.battery.plan import BY_NAME
 
-    hparams = {} if hparam is None else merge_hparams({}, hparam)
-    config = load_battery(parse_list(algo) or (), budget, hparams)
+    writable_folder(results, "--results")
+    config = load_battery(parse_list(algo) or (), budget, parse_set(hparam) or {})
     chosen = name_list(experiments, "--experiments", BY_NAME)
     if chosen is not None:
         config = dataclasses.replace(config, experiments=chosen)

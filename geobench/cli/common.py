@@ -11,8 +11,9 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from geobench.config import parse_list
+from geobench.config import PROFILES, experiment_file, parse_list, read_profile
 from geobench.errors import ConfigError
+from geobench.experiments import Experiment
 
 app = typer.Typer(
     add_completion=False,
@@ -126,19 +127,73 @@ def pairs(text: str | None, option: str) -> dict[str, str] | None:
     return dict(item.split("=", 1) for item in items)
 
 
-def merge_hparams(base: Mapping[str, Mapping[str, Any]], text: str) -> dict[str, dict[str, Any]]:
-    """``base`` updated by 'algo.key=value,...'; values are TOML literals (1e-3, true, "zscore") or bare strings."""
-    merged = {algo: dict(values) for algo, values in base.items()}
-    for algo_key, value in (pairs(text, "--set") or {}).items():
-        algo, _, key = algo_key.partition(".")
-        if not key:
-            raise ConfigError(f"--set expects algo.key=value, got {algo_key}={value}")
-        try:
-            parsed = tomllib.loads(f"v = {value}")["v"]
-        except tomllib.TOMLDecodeError:
-            parsed = value
-        merged.setdefault(algo, {})[key] = parsed
+SET = typer.Option(
+    None,
+    "--set",
+    metavar="ALGO.KEY=VALUE",
+    help="An objective's hyperparameter, e.g. opo.alpha=0.6 (a TOML value; repeatable, or comma-separated; "
+    "merged into the config's table). `geobench objectives` lists every key with its default.",
+)
+
+
+def parse_set(texts: Iterable[str] | None) -> dict[str, dict[str, Any]] | None:
+    """Every ``--set`` as {algo: {key: value}}, the repeated options merged; values are TOML literals
+    (1e-3, true, "zscore") or bare strings. None when no ``--set`` was given."""
+    if not texts:
+        return None
+    merged: dict[str, dict[str, Any]] = {}
+    for text in texts:
+        for algo_key, value in (pairs(text, "--set") or {}).items():
+            algo, _, key = algo_key.partition(".")
+            if not algo or not key:
+                raise ConfigError(f"--set expects algo.key=value, got {algo_key}={value}")
+            try:
+                parsed = tomllib.loads(f"v = {value}")["v"]
+            except tomllib.TOMLDecodeError:
+                parsed = value
+            merged.setdefault(algo, {})[key] = parsed
     return merged
+
+
+def profile_defaults(experiment: Experiment, setting: str) -> str:
+    """' (quick: X, paper: Y)': ``setting`` in each profile of the experiment's TOML file, for a help text
+    that cannot drift from it; '' where the file or the setting is missing (an installed package)."""
+    try:
+        values = [read_profile(experiment_file(experiment.artifact), p)[setting] for p in PROFILES]
+    except (ConfigError, KeyError):
+        return ""
+    return " (" + ", ".join(f"{p}: {v}" for p, v in zip(PROFILES, values, strict=True)) + ")"
+
+
+def run_experiment(
+    experiment: Experiment,
+    *,
+    profile: str,
+    config: Path | None,
+    settings: Mapping[str, Any],
+    hparams: list[str] | None = None,
+    out: Path | None,
+    figures: Path,
+    draw: bool,
+    quiet: bool,
+    executor: Any = None,
+) -> None:
+    """What every experiment command does once its options are parsed (plugins are loaded by then):
+    the config (the profile, the options' settings and ``--set`` merged in, checked by its class),
+    the run folder and the figures folder (both checked before any work), the run, its figures."""
+    given = parse_set(hparams)
+    cfg = experiment.load(profile, {**settings, "hparams": given}, config)
+    methods = getattr(cfg, experiment.methods_field)
+    for algo in given or {}:
+        if algo not in methods:
+            raise ConfigError(f"--set {algo}.*: {algo!r} is not among the selected algorithms ({', '.join(methods)})")
+    out = run_folder(out, experiment.name, profile)
+    figures = writable_folder(figures, "--figures") if draw else figures
+    csv = experiment.run(cfg, out, profile=profile, show_progress=not quiet, executor=executor)
+    console.print(f"wrote {csv}")
+    if draw:
+        for path in experiment.draw_run(out, figures):
+            console.print(f"wrote {path}")
 
 
 def int_list(text: str | None, option: str) -> tuple[int, ...] | None:

@@ -1,10 +1,13 @@
-"""The experiment commands: toy-saturation, bandits, mujoco (train-teacher, evaluate-teacher, distill), llm."""
+"""The experiment commands: toy-saturation, bandits, mujoco (train-teacher, evaluate-teacher, distill), llm.
+
+Each parses its options into settings and hands them to :func:`~geobench.cli.common.run_experiment`;
+the help quotes the profiles' values from the experiments' TOML files.
+"""
 
 from __future__ import annotations
 
-import dataclasses
-import tomllib
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -14,6 +17,7 @@ from geobench.cli.common import (
     PROFILE,
     QUIET,
     RAY_ADDRESS,
+    SET,
     THREADS,
     WORKERS,
     all_or_list,
@@ -21,49 +25,68 @@ from geobench.cli.common import (
     console,
     executor_config,
     int_list,
-    merge_hparams,
     name_list,
     pairs,
     path_option,
-    run_folder,
+    profile_defaults,
+    run_experiment,
     writable_folder,
 )
-from geobench.config import experiment_file, load_config
+from geobench.config import build, experiment_file, read_toml
 from geobench.errors import ConfigError
+from geobench.experiments import BANDITS, LLM, MUJOCO, TOY, Experiment
 
 
-@app.command("toy-saturation")
+def _out(experiment: Experiment) -> Any:
+    folder = f"results/{experiment.name}"
+    return path_option(None, "--out", f"Run folder for CSV and run.json (default {folder}, or {folder}-paper).")
+
+
+def _config(experiment: Experiment, example: str = "") -> Any:
+    return path_option(None, "--config", f"A TOML file instead of experiments/{experiment.artifact}.toml{example}.")
+
+
+def _figures(what: str) -> Any:
+    return path_option(Path("figures"), "--figures", f"Where to draw {what}.")
+
+
+DRAW = typer.Option(True, "--draw/--no-draw", help="Draw figures and tables after the run.")
+
+
+@app.command(TOY.name)
 def toy_saturation(
-    out: Path | None = path_option(
-        None, "--out", "Run folder for CSV and run.json (default results/toy-saturation[-paper])."
-    ),
+    out: Path | None = _out(TOY),
     profile: str = PROFILE,
     seed: int | None = typer.Option(None, "--seed", help="Recorded in the CSV; the toy itself has no randomness."),
-    grid: int | None = typer.Option(None, "--grid", help="Grid points over p (quick: 2001, paper: 20001)."),
+    grid: int | None = typer.Option(
+        None, "--grid", help="Grid points over p" + profile_defaults(TOY, "grid_points") + "."
+    ),
     objectives: str | None = typer.Option(None, "--objectives", help="Comma-separated registry names."),
-    config: Path | None = path_option(None, "--config", "A TOML file instead of experiments/opo_fig3.toml."),
-    figures: Path = path_option(Path("figures"), "--figures", "Where to draw opo_fig3 (PNG and PDF)."),
-    draw: bool = typer.Option(True, "--draw/--no-draw", help="Draw the figure after the run."),
+    hparam: list[str] | None = SET,
+    config: Path | None = _config(TOY),
+    figures: Path = _figures("opo_fig3 (PNG and PDF)"),
+    draw: bool = DRAW,
     plugin: list[str] | None = PLUGIN,
     quiet: bool = QUIET,
 ) -> None:
     """OPO Fig. 3: |dL/dz| vs confidence on a binary logit, by autograd through each objective."""
-    from geobench import toy
     from geobench.objectives import REGISTRY
 
-    overrides = {"grid_points": grid, "objectives": name_list(objectives, "--objectives", REGISTRY), "seed": seed}
-    cfg = load_config(toy.ToyConfig, config or experiment_file("opo_fig3"), profile, overrides)
-    out = run_folder(out, "toy-saturation", profile)
-    figures = writable_folder(figures, "--figures") if draw else figures
-    console.print(f"wrote {toy.run(cfg, out, profile=profile, show_progress=not quiet)}")
-    if draw:
-        from geobench.report import draw_toy
+    settings = {"grid_points": grid, "objectives": name_list(objectives, "--objectives", REGISTRY), "seed": seed}
+    run_experiment(
+        TOY,
+        profile=profile,
+        config=config,
+        settings=settings,
+        hparams=hparam,
+        out=out,
+        figures=figures,
+        draw=draw,
+        quiet=quiet,
+    )
 
-        for path in draw_toy(out, figures):
-            console.print(f"wrote {path}")
 
-
-@app.command("bandits")
+@app.command(BANDITS.name)
 def bandits(
     noise: str = typer.Option(
         "all", "--noise", help="gaussian-outliers, shift, adversarial, cauchy, a comma list, or all."
@@ -71,22 +94,23 @@ def bandits(
     level: str = typer.Option("all", "--level", help="light, medium, heavy, a comma list, or all."),
     methods: str | None = typer.Option(None, "--methods", help="Comma-separated bandit methods (default: all)."),
     hidden: str | None = typer.Option(None, "--hidden", help="Comma-separated hidden sizes, e.g. 64,128,256."),
-    seeds: int | None = typer.Option(None, "--seeds", help="Number of seeds (quick: 5, paper: 10)."),
+    seeds: int | None = typer.Option(
+        None, "--seeds", help="Number of seeds" + profile_defaults(BANDITS, "seeds") + "."
+    ),
     seed: int | None = typer.Option(None, "--seed", help="First seed; seeds are seed .. seed + seeds - 1."),
     steps: int | None = typer.Option(
-        None, "--steps", help="Training steps (batches) per run (quick: 300, paper: 1000)."
+        None, "--steps", help="Training steps (batches) per run" + profile_defaults(BANDITS, "steps") + "."
     ),
     scaling: bool = typer.Option(False, "--scaling", help="Also run the model-scaling study (Fig. 2b)."),
     anchors: str | None = typer.Option(
         None, "--anchors", help="Per-method anchor overrides, e.g. adpo-pairwise=old (reference or old)."
     ),
-    out: Path | None = path_option(
-        None, "--out", "Run folder for CSV and run.json (default results/bandits, or results/bandits-paper)."
-    ),
+    hparam: list[str] | None = SET,
+    out: Path | None = _out(BANDITS),
     profile: str = PROFILE,
-    config: Path | None = path_option(None, "--config", "A TOML file instead of experiments/adpo_fig2.toml."),
-    figures: Path = path_option(Path("figures"), "--figures", "Where to draw adpo_fig2a/b and their tables."),
-    draw: bool = typer.Option(True, "--draw/--no-draw", help="Draw figures and tables after the run."),
+    config: Path | None = _config(BANDITS),
+    figures: Path = _figures("adpo_fig2a/b and their tables"),
+    draw: bool = DRAW,
     plugin: list[str] | None = PLUGIN,
     quiet: bool = QUIET,
     executor: str = EXECUTOR,
@@ -95,14 +119,13 @@ def bandits(
     ray_address: str | None = RAY_ADDRESS,
 ) -> None:
     """ADPO Fig. 2: WinMass of every method on 12 noisy bandit scenarios (and --scaling)."""
-    from geobench import bandits as bandit_study
+    from geobench.bandits.env import LEVELS, NOISES
+    from geobench.bandits.train import METHODS
 
-    pool = executor_config(executor, workers, threads, ray_address)
-
-    overrides = {
-        "noises": all_or_list(noise, "--noise", bandit_study.NOISES),
-        "levels": all_or_list(level, "--level", bandit_study.LEVELS),
-        "methods": name_list(methods, "--methods", bandit_study.METHODS),
+    settings = {
+        "noises": all_or_list(noise, "--noise", NOISES),
+        "levels": all_or_list(level, "--level", LEVELS),
+        "methods": name_list(methods, "--methods", METHODS),
         "hidden": int_list(hidden, "--hidden"),
         "seeds": seeds,
         "seed": seed,
@@ -110,19 +133,22 @@ def bandits(
         "scaling": scaling or None,
         "anchors": pairs(anchors, "--anchors"),
     }
-    cfg = load_config(bandit_study.BanditConfig, config or experiment_file("adpo_fig2"), profile, overrides)
-    out = run_folder(out, "bandits", profile)
-    figures = writable_folder(figures, "--figures") if draw else figures
-    console.print(f"wrote {bandit_study.run(cfg, out, profile=profile, show_progress=not quiet, executor=pool)}")
-    if draw:
-        from geobench.report import draw_bandits
-
-        for path in draw_bandits(out, figures):
-            console.print(f"wrote {path}")
+    run_experiment(
+        BANDITS,
+        profile=profile,
+        config=config,
+        settings=settings,
+        hparams=hparam,
+        out=out,
+        figures=figures,
+        draw=draw,
+        quiet=quiet,
+        executor=executor_config(executor, workers, threads, ray_address),
+    )
 
 
 mujoco_app = typer.Typer(no_args_is_help=True, help="ADPO Table 2: MuJoCo teachers and student distillation.")
-app.add_typer(mujoco_app, name="mujoco")
+app.add_typer(mujoco_app, name=MUJOCO.name)
 
 
 @mujoco_app.command("train-teacher")
@@ -131,19 +157,19 @@ def train_teacher(
     steps: int | None = typer.Option(None, "--steps", help="Environment steps (overrides the config)."),
     seed: int | None = typer.Option(None, "--seed", help="Training seed."),
     out: Path | None = path_option(None, "--out", "Teachers folder (default experiments/teachers)."),
-    config: Path | None = path_option(None, "--config", "A TOML file instead of experiments/adpo_table2.toml."),
+    config: Path | None = _config(MUJOCO),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing teacher once the new one is done."),
     quiet: bool = QUIET,
 ) -> None:
     """Train a stable-baselines3 teacher with tuned settings, evaluate it, save it for distillation."""
     from geobench.distill import teachers
 
-    with (config or experiment_file("adpo_table2")).open("rb") as handle:
-        table = tomllib.load(handle).get("teachers", {})
+    path = config or experiment_file(MUJOCO.artifact)
+    table = read_toml(path).get("teachers", {})
     if env not in table:
         raise ConfigError(f"no teacher settings for env {env!r}; valid: {', '.join(table) or 'none'}")
     settings = {**table[env], **{k: v for k, v in {"steps": steps, "seed": seed}.items() if v is not None}}
-    cfg = teachers.TeacherConfig(env=env, **settings)
+    cfg = build(teachers.TeacherConfig, {"env": env, **settings}, f"{path.name} [teachers.{env}]")
     root = writable_folder(out or teachers.TEACHERS_DIR, "--out")
     info = teachers.train_teacher(cfg, root, show_progress=not quiet, overwrite=overwrite)
     console.print(
@@ -172,17 +198,17 @@ def evaluate_teacher(
 def distill(
     env: str = typer.Option("all", "--env", help="HalfCheetah-v5, Hopper-v5, a comma list, or all."),
     methods: str | None = typer.Option(None, "--methods", help="Comma-separated methods (default: all)."),
-    seeds: int | None = typer.Option(None, "--seeds", help="Number of seeds (quick: 5, paper: 5)."),
+    seeds: int | None = typer.Option(None, "--seeds", help="Number of seeds" + profile_defaults(MUJOCO, "seeds") + "."),
     seed: int | None = typer.Option(None, "--seed", help="First seed."),
-    steps: int | None = typer.Option(None, "--steps", help="Gradient steps per student (quick: 2000, paper: 10000)."),
-    teachers: Path | None = path_option(None, "--teachers", "Teachers folder (default experiments/teachers)."),
-    out: Path | None = path_option(
-        None, "--out", "Run folder for CSV and run.json (default results/mujoco, or results/mujoco-paper)."
+    steps: int | None = typer.Option(
+        None, "--steps", help="Gradient steps per student" + profile_defaults(MUJOCO, "steps") + "."
     ),
+    teachers: Path | None = path_option(None, "--teachers", "Teachers folder (default experiments/teachers)."),
+    out: Path | None = _out(MUJOCO),
     profile: str = PROFILE,
-    config: Path | None = path_option(None, "--config", "A TOML file instead of experiments/adpo_table2.toml."),
-    figures: Path = path_option(Path("figures"), "--figures", "Where to draw adpo_table2."),
-    draw: bool = typer.Option(True, "--draw/--no-draw", help="Draw the figure and table after the run."),
+    config: Path | None = _config(MUJOCO),
+    figures: Path = _figures("adpo_table2"),
+    draw: bool = DRAW,
     plugin: list[str] | None = PLUGIN,
     quiet: bool = QUIET,
     executor: str = EXECUTOR,
@@ -191,74 +217,68 @@ def distill(
     ray_address: str | None = RAY_ADDRESS,
 ) -> None:
     """ADPO Table 2: distil the committed teachers into students with KD and anchored ADPO."""
-    from geobench.distill import sweep as distill_study
+    from geobench.distill.sweep import ENVS, METHODS
 
-    pool = executor_config(executor, workers, threads, ray_address)
-
-    overrides = {
-        "envs": all_or_list(env, "--env", distill_study.ENVS),
-        "methods": name_list(methods, "--methods", distill_study.METHODS),
+    settings = {
+        "envs": all_or_list(env, "--env", ENVS),
+        "methods": name_list(methods, "--methods", METHODS),
         "seeds": seeds,
         "seed": seed,
         "steps": steps,
         "teachers_dir": str(teachers) if teachers else None,
     }
-    cfg = load_config(distill_study.DistillConfig, config or experiment_file("adpo_table2"), profile, overrides)
-    out = run_folder(out, "mujoco", profile)
-    figures = writable_folder(figures, "--figures") if draw else figures
-    console.print(f"wrote {distill_study.run(cfg, out, profile=profile, show_progress=not quiet, executor=pool)}")
-    if draw:
-        from geobench.report import draw_mujoco
+    run_experiment(
+        MUJOCO,
+        profile=profile,
+        config=config,
+        settings=settings,
+        out=out,
+        figures=figures,
+        draw=draw,
+        quiet=quiet,
+        executor=executor_config(executor, workers, threads, ray_address),
+    )
 
-        for path in draw_mujoco(out, figures):
-            console.print(f"wrote {path}")
 
-
-@app.command("llm")
+@app.command(LLM.name)
 def llm(
     algo: str = typer.Option("all", "--algo", help="grpo, gspo, dapo, opo, adpo, a comma list, or all."),
     dataset: str | None = typer.Option(
         None,
         "--dataset",
         help="column-addition or arithmetic (built in), math-lighteval (hub; needs network) or a local .jsonl, "
-        ".parquet or save_to_disk folder (quick: column-addition, paper: math-lighteval).",
+        ".parquet or save_to_disk folder" + profile_defaults(LLM, "dataset") + ".",
     ),
     levels: str | None = typer.Option(None, "--levels", help="Difficulty levels, e.g. 3,4 for MATH."),
     model: str | None = typer.Option(
         None, "--model", help="Causal-LM checkpoint (hub id or folder); default: the warm-started tiny Qwen3."
     ),
     rollout: str | None = typer.Option(
-        None, "--rollout", help="hf, transformers' generate, or vllm, a GPU extra (quick: hf, paper: vllm)."
+        None,
+        "--rollout",
+        help="hf, transformers' generate, or vllm, a GPU extra" + profile_defaults(LLM, "rollout") + ".",
     ),
     engine: str | None = typer.Option(
         None,
         "--engine",
-        help="geobench, its own loop, or trl, TRL's GRPOTrainer with geobench's losses "
-        "(quick: geobench, paper: geobench).",
+        help="geobench, its own loop, or trl, TRL's GRPOTrainer with geobench's losses"
+        + profile_defaults(LLM, "engine")
+        + ".",
     ),
     reward: str | None = typer.Option(
         None,
         "--reward",
-        help="correct scores 1/0, shaped adds length and repetition terms (quick: correct, paper: correct).",
+        help="correct scores 1/0, shaped adds length and repetition terms" + profile_defaults(LLM, "reward") + ".",
     ),
-    seeds: int | None = typer.Option(None, "--seeds", help="Number of seeds (quick: 5, paper: 1)."),
+    seeds: int | None = typer.Option(None, "--seeds", help="Number of seeds" + profile_defaults(LLM, "seeds") + "."),
     seed: int | None = typer.Option(None, "--seed", help="First seed."),
-    steps: int | None = typer.Option(None, "--steps", help="RL steps per run (quick: 100, paper: 224)."),
-    hparam: str | None = typer.Option(
-        None,
-        "--set",
-        help="Objective hyperparameters, e.g. opo.alpha=0.6,opo.escort_ref=false (TOML values); "
-        "`geobench objectives` lists every key with its default.",
-    ),
-    out: Path | None = path_option(
-        None, "--out", "Run folder for CSV and run.json (default results/llm, or results/llm-paper)."
-    ),
+    steps: int | None = typer.Option(None, "--steps", help="RL steps per run" + profile_defaults(LLM, "steps") + "."),
+    hparam: list[str] | None = SET,
+    out: Path | None = _out(LLM),
     profile: str = PROFILE,
-    config: Path | None = path_option(
-        None, "--config", "A TOML file instead of experiments/opo_table1.toml (e.g. experiments/adpo_fig3.toml)."
-    ),
-    figures: Path = path_option(Path("figures"), "--figures", "Where to draw the LLM figures and tables."),
-    draw: bool = typer.Option(True, "--draw/--no-draw", help="Draw figures and tables after the run."),
+    config: Path | None = _config(LLM, " (e.g. experiments/adpo_fig3.toml)"),
+    figures: Path = _figures("the LLM figures and tables"),
+    draw: bool = DRAW,
     plugin: list[str] | None = PLUGIN,
     quiet: bool = QUIET,
     executor: str = EXECUTOR,
@@ -267,12 +287,10 @@ def llm(
     ray_address: str | None = RAY_ADDRESS,
 ) -> None:
     """OPO Table 1 / Figs. 4-7 and ADPO Fig. 3 / Table 4: RL on verifiable math with each algorithm."""
-    from geobench import llm as llm_study
+    from geobench.llm.sweep import ALGOS
 
-    pool = executor_config(executor, workers, threads, ray_address)
-
-    overrides = {
-        "algos": all_or_list(algo, "--algo", llm_study.ALGOS),
+    settings = {
+        "algos": all_or_list(algo, "--algo", ALGOS),
         "dataset": dataset,
         "levels": int_list(levels, "--levels"),
         "model": model,
@@ -283,20 +301,15 @@ def llm(
         "seed": seed,
         "steps": steps,
     }
-    cfg = load_config(llm_study.LLMConfig, config or experiment_file("opo_table1"), profile, overrides)
-    if hparam:
-        merged = merge_hparams(cfg.hparams, hparam)
-        for algo in {pair.partition(".")[0] for pair in pairs(hparam, "--set") or {}}:
-            if algo not in cfg.algos:
-                raise ConfigError(
-                    f"--set {algo}.*: {algo!r} is not among the selected algorithms ({', '.join(cfg.algos)})"
-                )
-        cfg = dataclasses.replace(cfg, hparams=merged)
-    out = run_folder(out, "llm", profile)
-    figures = writable_folder(figures, "--figures") if draw else figures
-    console.print(f"wrote {llm_study.run(cfg, out, profile=profile, show_progress=not quiet, executor=pool)}")
-    if draw:
-        from geobench.report import draw_llm
-
-        for path in draw_llm(out, figures):
-            console.print(f"wrote {path}")
+    run_experiment(
+        LLM,
+        profile=profile,
+        config=config,
+        settings=settings,
+        hparams=hparam,
+        out=out,
+        figures=figures,
+        draw=draw,
+        quiet=quiet,
+        executor=executor_config(executor, workers, threads, ray_address),
+    )

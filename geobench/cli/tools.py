@@ -72,17 +72,23 @@ def list_objectives(plugin: list[str] | None = PLUGIN) -> None:
     table.add_column("feedback, geometry, source; hyperparameters (--set name.key=value) and their defaults")
     for name, entry in sorted(REGISTRY.items()):
         geo = entry.geometry
+        settable = {k: v for k, v in entry.defaults.items() if k not in entry.fixed}
         fields = {
+            **({"variant of": f"{entry.base}, fixed: {_assignments(entry.fixed)}"} if entry.base else {}),
             "feedback": entry.feedback,
             "sampling": geo.sampling,
             "optimization": geo.optimization,
             "coordinates": geo.coordinates,
             "target": geo.target,
             "source": entry.paper,
-            "defaults": ", ".join(f"{k}={v}" for k, v in entry.defaults.items()) or "none",
+            "defaults": _assignments(settable) or "none",
         }
         table.add_row(name, "\n".join(f"{field}: {value}" for field, value in fields.items()))
     Console().print(table)
+
+
+def _assignments(values: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in values.items())
 
 
 @app.command("figures")

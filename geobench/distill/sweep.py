@@ -144,8 +144,8 @@ def _method_loss(method: str, config: DistillConfig):
         return None  # closed form, below
     if method == "kd":
         return per_seed_objective("kd", temperature=config.temperature)
-    if method in ADPO_METHODS:
-        return per_seed_objective("adpo", tau=config.tau, target="softmax", beta_r=config.temperature, advantage="none")
+    if method in ADPO_METHODS:  # the registry's variants: softmax target on the raw teacher scores
+        return per_seed_objective(method, tau=config.tau, beta_r=config.temperature)
     return per_seed_objective(method)
 
 

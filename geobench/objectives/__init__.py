@@ -35,6 +35,7 @@ from geobench.objectives.registry import (
     get_objective,
     make_objective,
     objective,
+    variant,
 )
 from geobench.objectives.seeds import per_seed_objective
 from geobench.objectives.temperature import GuardedTemperature, candidate_confidence, entropy_reward_temperature
@@ -74,4 +75,5 @@ __all__ = [
     "sample_kl",
     "softmax_target",
     "top1_target",
+    "variant",
 ]

@@ -8,6 +8,7 @@ SFT = zero anchor + Dirac target, KD = zero anchor + soft teacher, ADPO = flexib
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
@@ -15,7 +16,7 @@ from torch import Tensor
 
 from geobench.objectives.advantages import StageTargets, listwise_target, softmax_target, top1_target
 from geobench.objectives.batch import GroupBatch
-from geobench.objectives.registry import Geometry, objective
+from geobench.objectives.registry import Geometry, objective, variant
 
 
 def listwise_cross_entropy(u: Tensor, targets: StageTargets) -> Tensor:
@@ -104,19 +105,22 @@ def kd(batch: GroupBatch, *, temperature: float = 1.0, tau: float = 1.0) -> tupl
     return batch.context_mean(listwise_cross_entropy(u, StageTargets.single(q))), _listwise_metrics(u, q)
 
 
+_ADPO_GEOMETRY = Geometry(
+    sampling="Anchored (flexible anchor)",
+    optimization="Softmax Fisher / tau^2 (implicit trust region)",
+    coordinates="Flexible Anchor (l - l_ref)",
+    target="Boltzmann (Listwise) or Ranking (Plackett-Luce)",
+    behavior="Regressing the advantage value / racing for the top spot",
+    space="Anchored distribution",
+    center="Reference + q",
+    metric="Softmax Fisher",
+    trust_region="Implicit (anchored KL)",
+)
+
+
 @objective(
     "adpo",
-    geometry=Geometry(
-        sampling="Anchored (flexible anchor)",
-        optimization="Softmax Fisher / tau^2 (implicit trust region)",
-        coordinates="Flexible Anchor (l - l_ref)",
-        target="Boltzmann (Listwise) or Ranking (Plackett-Luce)",
-        behavior="Regressing the advantage value / racing for the top spot",
-        space="Anchored distribution",
-        center="Reference + q",
-        metric="Softmax Fisher",
-        trust_region="Implicit (anchored KL)",
-    ),
+    geometry=_ADPO_GEOMETRY,
     feedback="listwise",
     paper="ADPO Eq. 6, 8-11, 30-32; Algorithm 1",
 )
@@ -143,3 +147,53 @@ def adpo(
     metrics = _listwise_metrics(u, top1_target(scores))
     metrics["tau"] = torch.as_tensor(tau, dtype=u.dtype).mean().detach()
     return batch.context_mean(listwise_cross_entropy(u, stages)), metrics
+
+
+# ADPO's forms in the papers' experiments, by the names their tables and figures give them. The
+# bandits' two listwise forms (ADPO Sec. 6.1, Fig. 2) differ in the target; the distillation's
+# two (Table 2) share one loss and differ in the anchor the sweep feeds it as ``ref``.
+variant(
+    "adpo-listwise-raw",
+    "adpo",
+    paper="ADPO Sec. 6.1 and Fig. 2 (ADPO Listwise-Raw): q = softmax(A / beta_r) of z-scored rewards, Algorithm 1",
+    geometry=dataclasses.replace(
+        _ADPO_GEOMETRY, target="Boltzmann (Listwise)", behavior="Regressing the advantage value"
+    ),
+    target="softmax",
+    advantage="zscore",
+)
+variant(
+    "adpo-listwise-rank",
+    "adpo",
+    paper="ADPO Sec. 6.1 and Fig. 2 (listwise, rank-smoothed targets): Plackett-Luce on the reward ranking, Sec. 4.4",
+    geometry=dataclasses.replace(_ADPO_GEOMETRY, target="Ranking (Plackett-Luce)", behavior="Racing for the top spot"),
+    target="plackett-luce",
+    advantage="none",
+)
+_SELF_ANCHOR = dict(target="softmax", advantage="none")  # q = softmax(teacher score / beta_r)
+variant(
+    "adpo-self-anchor",
+    "adpo",
+    paper="ADPO Sec. 5.2 ('Self or EMA anchors') and Table 2: the student anchored to its initialisation",
+    geometry=dataclasses.replace(
+        _ADPO_GEOMETRY,
+        coordinates="Self Anchor (l - l_init)",
+        target="Soft Teacher",
+        behavior="Imitating the teacher from its own start",
+        center="Initial student + q",
+    ),
+    **_SELF_ANCHOR,
+)
+variant(
+    "adpo-self-anchor-ema",
+    "adpo",
+    paper="ADPO Sec. 5.2 ('Self or EMA anchors') and Table 2: the student anchored to its exponential moving average",
+    geometry=dataclasses.replace(
+        _ADPO_GEOMETRY,
+        coordinates="EMA Anchor (l - l_ema)",
+        target="Soft Teacher",
+        behavior="Imitating the teacher from its moving average",
+        center="EMA student + q",
+    ),
+    **_SELF_ANCHOR,
+)

@@ -30,7 +30,7 @@ from torch import Tensor
 
 from geobench.objectives.batch import GroupBatch
 from geobench.objectives.opo_authors import AUTHORS_CODE, authors_code_loss
-from geobench.objectives.registry import Geometry, objective
+from geobench.objectives.registry import Geometry, objective, variant
 
 # Same guard as the policy-gradient ratios: exp of a log-ratio beyond this is meaningless.
 _LOG_RATIO_CLAMP = 20.0
@@ -293,3 +293,13 @@ def opo(
         "tau": torch.as_tensor(temperature, dtype=delta.dtype).mean().detach(),
     }
     return loss, metrics
+
+
+# App. A.3's form, run beside Eq. 7 in the LLM ablation results/llm-opo-escort-no-ref/.
+variant(
+    "opo-escort-no-ref",
+    "opo",
+    paper="OPO App. A.3 Step 2: Eq. 7 without its pi_ref factor, 'absorbed by the sampling measure'",
+    geometry=dataclasses.replace(_GEOMETRY, target="Escort field exp((1 - alpha) A), no pi_ref factor"),
+    escort_ref=False,
+)

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from geobench.objectives.batch import GroupBatch
-from geobench.objectives.registry import Geometry, objective
+from geobench.objectives.registry import Geometry, objective, variant
 
 
 @lru_cache(maxsize=64)
@@ -83,6 +83,14 @@ def dpo(batch: GroupBatch, *, beta: float = 0.1, label_smoothing: float = 0.0) -
     margin, gap = _anchored_margins(batch, beta)
     label = torch.where(gap > 0, 1.0 - label_smoothing, label_smoothing).to(margin.dtype)
     return bradley_terry(margin, label, gap != 0), _pair_metrics(margin, gap)
+
+
+variant(
+    "dpo-hard",
+    "dpo",
+    paper="ADPO Sec. 6.1 baseline (DPO-Soft/Hard): DPO on hard labels, Rafailov et al. 2023, Eq. 7",
+    label_smoothing=0.0,
+)
 
 
 @objective(

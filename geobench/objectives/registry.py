@@ -9,6 +9,11 @@ tables are generated.
 Validation lives here, not in the loss functions: :meth:`Objective.bind` checks names and
 ranges once, so the functions themselves stay branch-free on the hot path.
 
+A *variant* (:func:`variant`) is an objective's loss under another name with some
+hyperparameters fixed: the name the experiments' CSVs and legends use (``adpo-listwise-raw``
+is ADPO with a softmax target), so that it runs the same from any config, with or without a
+hyperparameter table, and has its own taxonomy row.
+
 An objective whose loss needs a statistic of the whole mini-batch (OPO's escort
 normalisation, Sec. 4.1) registers a ``prepare`` function: the trainer calls it once on the
 whole mini-batch, from quantities fixed during the update, before splitting it into
@@ -150,13 +155,22 @@ class Objective:
     paper: str
     defaults: dict[str, Any] = field(default_factory=dict)
     prepare: PrepareFn | None = None
+    base: str = ""  # a variant's objective ("" for an objective in its own right)
+    fixed: dict[str, Any] = field(default_factory=dict)  # a variant's hyperparameters, not to be changed
 
     def validate(self, hparams: dict[str, Any]) -> dict[str, Any]:
-        """Defaults merged with ``hparams``, after checking every name and range."""
+        """Defaults merged with ``hparams``, after checking every name and range. A variant's fixed
+        hyperparameter may be restated (a config that records it), never changed."""
         unknown = sorted(set(hparams) - set(self.defaults))
         if unknown:
             valid = ", ".join(sorted(self.defaults)) or "none"
             raise ConfigError(f"{self.name}: unknown hyperparameter {unknown[0]!r}; valid: {valid}")
+        for key, value in hparams.items():
+            if key in self.fixed and (isinstance(value, Tensor) or value != self.fixed[key]):
+                raise ConfigError(
+                    f"{self.name}: {key} is fixed at {self.fixed[key]!r} ({self.name} is {self.base} with "
+                    f"{_assignments(self.fixed)}); got {value!r}, run {self.base} to choose {key}"
+                )
         merged = {**self.defaults, **hparams}
         for key, value in merged.items():
             if isinstance(self.defaults[key], bool) and not isinstance(value, bool):
@@ -208,8 +222,6 @@ def objective(
     entry only (``ppo`` and ``grpo`` share one function and differ in their advantage).
     ``prepare(batch, **hparams)`` is the objective's whole-mini-batch step (see above).
     """
-    if not NAME.fullmatch(name):
-        raise ValueError(f"objective name {name!r} must be lower-case letters, digits, '.', '_' or '-'")
     if feedback not in FEEDBACK:
         raise ValueError(f"{name}: feedback must be one of {', '.join(FEEDBACK)}; got {feedback!r}")
     if not isinstance(geometry, Geometry):
@@ -223,15 +235,53 @@ def objective(
         bad = set(overrides) - set(defaults)
         if bad:
             raise TypeError(f"{name}: overrides {sorted(bad)} are not hyperparameters of {fn.__name__}")
-        if name in REGISTRY:
-            raise ValueError(f"objective {name!r} is already registered ({REGISTRY[name].paper}); choose another name")
         entry = Objective(name, fn, geometry, feedback, paper, {**defaults, **overrides}, prepare)
         for key, value in entry.defaults.items():
             _check(name, key, value, BOUNDS.get(key))
-        REGISTRY[name] = entry
+        _register(entry)
         return fn
 
     return decorate
+
+
+def variant(name: str, base: str, *, paper: str, geometry: Geometry | None = None, **fixed: Any) -> Objective:
+    """Register ``name``: the registered objective ``base`` with the hyperparameters ``fixed``.
+
+    The variant has ``base``'s loss, feedback and ``prepare``, its own name, source and (if given)
+    geometry; its other hyperparameters keep ``base``'s defaults and stay settable.
+    """
+    parent = REGISTRY.get(base)
+    if parent is None:
+        raise ValueError(f"{name}: no objective {base!r} to be a variant of; register it first")
+    bad = sorted(set(fixed) - set(parent.defaults))
+    if bad:
+        raise TypeError(f"{name}: {bad} are not hyperparameters of {base}")
+    for key, value in fixed.items():
+        _check(name, key, value, BOUNDS.get(key))
+    entry = dataclasses.replace(
+        parent,
+        name=name,
+        paper=paper,
+        geometry=geometry or parent.geometry,
+        defaults={**parent.defaults, **fixed},
+        base=parent.base or base,
+        fixed={**parent.fixed, **fixed},
+    )
+    _register(entry)
+    return entry
+
+
+def _register(entry: Objective) -> None:
+    name = entry.name
+    if not NAME.fullmatch(name):
+        raise ValueError(f"objective name {name!r} must be lower-case letters, digits, '.', '_' or '-'")
+    if name in REGISTRY:
+        raise ValueError(f"objective {name!r} is already registered ({REGISTRY[name].paper}); choose another name")
+    REGISTRY[name] = entry
+
+
+def _assignments(values: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in values.items())
 
 
 def find_objective(name: str) -> Objective | None:

@@ -105,7 +105,8 @@ TINY = _tiny_shape()
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory):
     """A random tiny Qwen3 with the project's tokenizer, saved like a checkpoint."""
-    from geobench.llm.model import char_tokenizer, save_policy, tiny_qwen3
+    from geobench.llm.model import save_policy, tiny_qwen3
+    from geobench.llm.tokenizer import char_tokenizer
 
     folder = tmp_path_factory.mktemp("tiny-qwen3")
     tokenizer = char_tokenizer()

@@ -16,6 +16,7 @@ import torch
 from geobench.config import check_caps, check_lists
 from geobench.errors import ConfigError
 from geobench.executor import Cell, ExecutorConfig, Resources, pending_cells, run_cells, set_threads
+from geobench.llm import paper_shapes
 from geobench.llm.grading import REWARDS
 from geobench.llm.model import TinyQwen3, load_policy
 from geobench.llm.rollout import BACKENDS, SamplingSettings, make_rollout, require_vllm
@@ -206,8 +207,6 @@ def run(
 def _check_model(model: str) -> None:
     """The model's config and tokenizer load (cheap even for a large checkpoint), or one line."""
     from transformers import AutoConfig, AutoTokenizer
-
-    from geobench.llm import paper_shapes
 
     if paper_shapes.is_random(model):
         paper_shapes.random_config(model)  # an unknown name or scale is one line

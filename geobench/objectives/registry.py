@@ -284,17 +284,29 @@ def _assignments(values: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in values.items())
 
 
+# Called in order when a name is not registered; each may register more objectives. The plugin
+# loader adds itself (geobench.objectives.plugins, which the package imports whenever the registry
+# is), so the registry imports nothing above it.
+_MISS_LOADERS: list[Callable[[], object]] = []
+
+
+def on_unknown_name(loader: Callable[[], object]) -> None:
+    """Call ``loader()`` whenever a looked-up name is not registered, before giving up on it."""
+    if loader not in _MISS_LOADERS:
+        _MISS_LOADERS.append(loader)
+
+
 def find_objective(name: str) -> Objective | None:
     """The registered objective ``name``, or None if nothing registers it.
 
-    A name not yet registered loads the plugins first (entry points and ``$GEOBENCH_PLUGINS``):
-    that is how a spawned worker or a Ray task finds a plugin objective the driver loaded. A plugin
-    that fails to load is its own one-line error, never taken for an unknown name.
+    A name not yet registered runs the loaders first (the plugins' entry points and
+    ``$GEOBENCH_PLUGINS``): that is how a spawned worker or a Ray task finds a plugin objective the
+    driver loaded. A plugin that fails to load is its own one-line error, never taken for an
+    unknown name.
     """
     if name not in REGISTRY:
-        from geobench.objectives.plugins import load_plugins
-
-        load_plugins()
+        for load in _MISS_LOADERS:
+            load()
     return REGISTRY.get(name)
 
 

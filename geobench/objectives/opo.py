@@ -31,7 +31,7 @@ from torch import Tensor
 from geobench.objectives.batch import GroupBatch
 from geobench.objectives.opo_authors import AUTHORS_CODE, authors_code_loss
 from geobench.objectives.policy_gradient import LOG_RATIO_CLAMP  # exp of a log-ratio beyond it is meaningless
-from geobench.objectives.registry import Geometry, objective, variant
+from geobench.objectives.registry import Geometry, Recipe, objective, variant
 
 
 def escort_weights(
@@ -188,7 +188,12 @@ _GEOMETRY = Geometry(
     **AUTHORS_CODE,
 )
 @objective(
-    "opo", geometry=_GEOMETRY, feedback="sampled", paper="OPO Eq. 7, 19, Remark 6.2, Algorithm 1", prepare=opo_prepare
+    "opo",
+    geometry=_GEOMETRY,
+    feedback="sampled",
+    paper="OPO Eq. 7, 19, Remark 6.2, Algorithm 1",
+    prepare=opo_prepare,
+    recipe=Recipe(adaptive_temperature="temperature"),  # Sec. 9.1's "adaptive tau" on the escort T
 )
 def opo(
     batch: GroupBatch,

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from geobench.objectives.aggregation import aggregate, masked_mean
 from geobench.objectives.batch import GroupBatch
-from geobench.objectives.registry import Geometry, objective
+from geobench.objectives.registry import Geometry, Recipe, objective
 
 # verl clamps the token log-ratio to +-20 before exp; GSPO's sequence log-ratio to <= 10.
 LOG_RATIO_CLAMP = 20.0
@@ -88,6 +88,7 @@ def policy_gradient_metrics(batch: GroupBatch, ratio: Tensor, active: Tensor, ad
     ),
     feedback="sampled",
     paper="Yu et al. 2025 (DAPO), Eq. 8-10; OPO Sec. 9.1 baseline",
+    recipe=Recipe(filter_groups=True, overlong=True),  # dynamic sampling (Eq. 11), overlong handling (Sec. 3.4)
     clip_high=0.28,
 )
 def ppo_clip(

@@ -287,7 +287,7 @@ def llm(
     ray_address: str | None = RAY_ADDRESS,
 ) -> None:
     """OPO Table 1 / Figs. 4-7 and ADPO Fig. 3 / Table 4: RL on verifiable math with each algorithm."""
-    from geobench.llm.sweep import ALGOS
+    from geobench.llm.settings import ALGOS
 
     settings = {
         "algos": all_or_list(algo, "--algo", ALGOS),

@@ -287,3 +287,19 @@ def test_trl_groups_stay_whole_when_a_generation_batch_is_split():
     assert sorted(torch.cat([c["ids"] for c in chunks]).tolist()) == list(range(12))
     with pytest.raises(ValueError, match="whole groups"):
         group_chunks(batch, group=5, chunks=1, gen=torch.Generator())
+
+
+def test_the_llm_and_bandits_packages_hand_names_on_without_importing_their_sweeps():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nimport geobench.llm, geobench.bandits.env\n"
+        "print(sorted(m for m in sys.modules if m.endswith('.sweep') or m == 'geobench.executor'))\n"
+        "from geobench.bandits import BanditConfig, run\nfrom geobench.llm import ALGOS, LLMConfig\n"
+        "print(BanditConfig.__module__, run.__module__, LLMConfig.__module__, ALGOS[0])"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    homes = "geobench.bandits.sweep geobench.bandits.sweep geobench.llm.settings grpo"
+    assert proc.stdout.splitlines() == ["[]", homes]

@@ -13,7 +13,7 @@ import torch
 
 from geobench.errors import ConfigError
 from geobench.executor import Cell, ExecutorConfig, Resources, pending_cells, run_cells, set_threads
-from geobench.llm import paper_shapes
+from geobench.llm import paper_shapes, trl_engine
 from geobench.llm.metrics import TIMING_METRICS
 from geobench.llm.model import load_policy
 from geobench.llm.rollout import make_rollout, require_vllm
@@ -35,8 +35,6 @@ def _model_path(config: LLMConfig, show_progress: bool) -> str:
 def _train(config: LLMConfig, model_path: str, policy, tokenizer, task, algo: str, seed: int, on_step) -> list[dict]:
     """One cell through the chosen engine; both return the same tidy rows."""
     if config.engine == "trl":
-        from geobench.llm import trl_engine
-
         with tempfile.TemporaryDirectory(prefix="geobench-trl-") as scratch:
             return trl_engine.train_cell(policy, tokenizer, task, algo, seed, config, scratch, on_step=on_step)
     rollout = make_rollout(config.rollout, model_path, tokenizer, config.sampling())

@@ -22,9 +22,9 @@ from _bench import write_results  # benchmarks/ is on sys.path when run as a scr
 
 from geobench.llm.model import load_policy
 from geobench.llm.rollout import SamplingSettings, make_rollout
-from geobench.llm.sweep import ALGOS
+from geobench.llm.settings import ALGOS, LLMConfig
 from geobench.llm.tasks import ArithmeticTask
-from geobench.llm.train import RLSettings, train_cell
+from geobench.llm.train import train_cell
 
 
 def _peak_memory_gb(device: str) -> float:
@@ -40,7 +40,7 @@ def measure(algo: str, args: argparse.Namespace, device: str) -> dict:
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     sampling = SamplingSettings(1.0, 1.0, args.tokens)
-    settings = RLSettings(
+    settings = LLMConfig(
         steps=2,
         prompts_per_step=args.prompts,
         group=args.group,

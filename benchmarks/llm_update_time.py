@@ -13,8 +13,8 @@ from _bench import median_time, write_results  # benchmarks/ is on sys.path when
 
 from geobench.llm.model import load_policy
 from geobench.llm.rollout import Rollouts
-from geobench.llm.sweep import ALGOS
-from geobench.llm.train import RLSettings, _scheduler, _update
+from geobench.llm.settings import ALGOS, LLMConfig
+from geobench.llm.train import _scheduler, _update
 from geobench.llm.warmstart import WarmStartConfig, ensure_warmstart
 from geobench.objectives import make_objective
 
@@ -46,7 +46,7 @@ def time_update(folder: str, algo: str, length: int) -> float:
     rewards = torch.randint(0, 2, (PROMPTS, GROUP), generator=torch.Generator().manual_seed(1)).float()
     with torch.no_grad():
         old, _ = rolled.logprobs(policy)
-    settings = RLSettings(steps=REPEATS + 1, minibatches=1)
+    settings = LLMConfig(steps=REPEATS + 1, minibatches=1)
     optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-5)
     scheduler = _scheduler(optimizer, settings)
     loss_fn = make_objective(algo, **({"tau": 0.8} if algo == "adpo" else {}))

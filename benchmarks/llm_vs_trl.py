@@ -20,8 +20,9 @@ from _bench import write_results  # benchmarks/ is on sys.path when run as a scr
 from geobench.llm import grading
 from geobench.llm.model import load_policy
 from geobench.llm.rollout import SamplingSettings, make_rollout
+from geobench.llm.settings import LLMConfig
 from geobench.llm.tasks import ArithmeticTask
-from geobench.llm.train import RLSettings, train_cell
+from geobench.llm.train import train_cell
 from geobench.llm.trl_engine import correctness, prompt_dataset
 from geobench.llm.warmstart import WarmStartConfig, ensure_warmstart
 
@@ -31,7 +32,7 @@ PROMPTS, GROUP, MAX_NEW, STEPS, LR = 16, 6, 6, 12, 3e-4
 def geobench_steps(folder: str) -> list[float]:
     policy, tokenizer = load_policy(folder)
     rollout = make_rollout("hf", folder, tokenizer, SamplingSettings(max_new_tokens=MAX_NEW))
-    settings = RLSettings(
+    settings = LLMConfig(
         steps=STEPS,
         prompts_per_step=PROMPTS,
         group=GROUP,

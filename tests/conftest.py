@@ -58,10 +58,10 @@ def refused(monkeypatch, capsys):
 @pytest.fixture(scope="session")
 def tiny_teacher(tmp_path_factory):
     """A Hopper-v5 PPO teacher trained for 512 steps: real files, seconds to make."""
-    from geobench.distill import teachers
+    from geobench.distill import teacher_training
 
     root = tmp_path_factory.mktemp("teachers")
-    config = teachers.TeacherConfig(
+    config = teacher_training.TeacherConfig(
         env="Hopper-v5",
         algo="ppo",
         steps=512,
@@ -69,7 +69,7 @@ def tiny_teacher(tmp_path_factory):
         eval_episodes=2,
         hyperparams={"n_steps": 256, "batch_size": 64, "n_epochs": 1},
     )
-    info = teachers.train_teacher(config, root, show_progress=False)
+    info = teacher_training.train_teacher(config, root, show_progress=False)
     assert {"eval_return_mean", "train_wall_time_s", "versions"} <= set(info)
     assert (root / "Hopper-v5" / "training_log.csv").exists() and (root / "Hopper-v5" / "vecnormalize.pkl").exists()
     return root
@@ -105,7 +105,8 @@ TINY = _tiny_shape()
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory):
     """A random tiny Qwen3 with the project's tokenizer, saved like a checkpoint."""
-    from geobench.llm.model import char_tokenizer, save_policy, tiny_qwen3
+    from geobench.llm.model import save_policy, tiny_qwen3
+    from geobench.llm.tokenizer import char_tokenizer
 
     folder = tmp_path_factory.mktemp("tiny-qwen3")
     tokenizer = char_tokenizer()

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from geobench.distill import teachers
+from geobench.distill import teacher_training, teachers
 from geobench.distill.gaussian import gaussian_kl, log_density, ndcg
 from geobench.distill.sweep import run
 from geobench.errors import ConfigError
@@ -99,13 +99,13 @@ def test_an_existing_teacher_is_replaced_only_with_overwrite_and_only_when_done(
     root = tmp_path / "teachers"
     shutil.copytree(tiny_teacher, root)
     before = (root / "Hopper-v5" / "teacher.json").read_text()
-    config = teachers.TeacherConfig(
+    config = teacher_training.TeacherConfig(
         env="Hopper-v5", algo="ppo", steps=256, normalize=True, eval_episodes=1, hyperparams={"n_steps": 128}
     )
     with pytest.raises(ConfigError, match="already holds a teacher; pass --overwrite"):
-        teachers.train_teacher(config, root, show_progress=False)
+        teacher_training.train_teacher(config, root, show_progress=False)
     assert (root / "Hopper-v5" / "teacher.json").read_text() == before
-    info = teachers.train_teacher(config, root, show_progress=False, overwrite=True)
+    info = teacher_training.train_teacher(config, root, show_progress=False, overwrite=True)
     assert json.loads((root / "Hopper-v5" / "teacher.json").read_text())["steps"] == info["steps"] == 256
     assert sorted(p.name for p in root.iterdir()) == ["Hopper-v5"]  # no scratch or retired folders left
 

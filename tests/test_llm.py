@@ -10,6 +10,7 @@ import torch
 from geobench.errors import ConfigError
 from geobench.llm import run
 from geobench.llm.grading import extract_answer, is_correct, last_boxed, ngram_repetition, reward
+from geobench.llm.metrics import METRICS, TIMING_METRICS
 from geobench.llm.rollout import HFRollout, SamplingSettings, completion_mask
 from geobench.llm.tasks import ArithmeticTask, arithmetic_problem, load_math
 from tests.conftest import TINY, cli_error
@@ -119,6 +120,7 @@ def test_two_rl_steps_of_every_algorithm_write_the_schema(tiny_model, tmp_path):
         } <= metrics, algo
     timing = pd.read_csv(tmp_path / "llm" / "timing" / "timing.csv")
     assert set(timing["metric"]) == {"update_time_s", "rollout_tokens_per_s"}
+    assert set(frame["metric"]) <= set(METRICS) - set(TIMING_METRICS)  # the one declared schema
     assert set(timing["variant"]) == set(frame["variant"]) and not frame["metric"].isin(timing["metric"]).any()
     clip = frame[(frame["metric"] == "clip_frac")]
     assert set(clip["variant"]) >= {"grpo", "gspo"}
@@ -223,13 +225,14 @@ def test_single_on_policy_pass_equals_the_update_with_precomputed_old_logprobs(t
     import copy
 
     from geobench.llm.model import load_policy
-    from geobench.llm.train import RLSettings, _scheduler, _update
+    from geobench.llm.settings import LLMConfig
+    from geobench.llm.train import _scheduler, _update
     from geobench.objectives import make_objective
 
     policy, tokenizer = load_policy(tiny_model)
     rolled = HFRollout(tokenizer, SamplingSettings(max_new_tokens=4)).generate(policy, ["1+2=", "3*4+5="], 3, 0)
     rewards = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]])
-    settings = RLSettings(steps=1, lr=1e-2)
+    settings = LLMConfig(steps=1, lr=1e-2)
     results = []
     for precompute in (True, False):
         model = copy.deepcopy(policy)
@@ -268,6 +271,7 @@ def test_trl_engine_runs_two_steps_of_every_algorithm_in_geobenchs_schema(tiny_m
         ), algo
         assert set(part[part["metric"] == "reward_mean"]["step"]) == {1, 2}
     assert set(frame[(frame["variant"] == "adpo")]["metric"]) >= {"tau"}
+    assert set(frame["metric"]) <= set(METRICS)  # the same schema as geobench's own loop
 
 
 def test_trl_groups_stay_whole_when_a_generation_batch_is_split():
@@ -283,3 +287,19 @@ def test_trl_groups_stay_whole_when_a_generation_batch_is_split():
     assert sorted(torch.cat([c["ids"] for c in chunks]).tolist()) == list(range(12))
     with pytest.raises(ValueError, match="whole groups"):
         group_chunks(batch, group=5, chunks=1, gen=torch.Generator())
+
+
+def test_the_llm_and_bandits_packages_hand_names_on_without_importing_their_sweeps():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nimport geobench.llm, geobench.bandits.env\n"
+        "print(sorted(m for m in sys.modules if m.endswith('.sweep') or m == 'geobench.executor'))\n"
+        "from geobench.bandits import BanditConfig, run\nfrom geobench.llm import ALGOS, LLMConfig\n"
+        "print(BanditConfig.__module__, run.__module__, LLMConfig.__module__, ALGOS[0])"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    homes = "geobench.bandits.sweep geobench.bandits.sweep geobench.llm.settings grpo"
+    assert proc.stdout.splitlines() == ["[]", homes]

@@ -6,15 +6,11 @@ import pytest
 import torch
 
 from geobench.errors import ConfigError
+from geobench.llm.metrics import METRICS
 from geobench.llm.rollout import HFRollout, Rollouts, SamplingSettings
-from geobench.llm.train import (
-    RLSettings,
-    accumulate_gradients,
-    guard_confidence,
-    temperature_guard,
-    train_cell,
-)
-from geobench.objectives import AGG_MODES, GroupBatch, candidate_confidence, make_objective
+from geobench.llm.settings import LLMConfig
+from geobench.llm.train import accumulate_gradients, guard_confidence, train_cell
+from geobench.objectives import AGG_MODES, GroupBatch, candidate_confidence, get_objective, make_objective
 from tests.conftest import random_batch
 
 
@@ -91,8 +87,9 @@ def test_gradient_accumulation_equals_one_whole_mini_batch_pass(policy, algo, hp
 
 
 def test_opo_adaptive_tau_moves_within_its_range_as_reward_improves():
-    guard, key = temperature_guard("opo", RLSettings())
-    assert key == "temperature" and (guard.tau_min, guard.tau_max) == (0.2, 1.5)  # OPO Sec. 9.1's range
+    adaptive = LLMConfig().cell_recipe(get_objective("opo").recipe).temperature
+    guard = adaptive.guard()
+    assert adaptive.hparam == "temperature" and (guard.tau_min, guard.tau_max) == (0.2, 1.5)  # OPO Sec. 9.1's range
     mask = torch.ones(2, 4, 50)
     token_logp = torch.tensor([-0.05, -1.5, -2.5, -3.0]).view(1, 4, 1).expand(2, 4, 50)  # one candidate dominates
     c = guard_confidence(token_logp, mask, "token-mean")
@@ -164,16 +161,17 @@ def test_trl_engine_honours_or_refuses_the_objectives_own_settings():
     pytest.importorskip("trl")
     from geobench.llm.trl_engine import overlong_reward, trl_settings
 
-    sampling = SamplingSettings()
-    assert trl_settings("grpo", {}, RLSettings(), sampling)["scale_rewards"] == "group"
-    dapo = trl_settings("dapo", {"advantage": "mean"}, RLSettings(), sampling)
-    assert dapo == {"scale_rewards": "none", "mask_truncated_completions": True}
-    assert not trl_settings("dapo", {}, RLSettings(overlong_filter=False), sampling)["mask_truncated_completions"]
+    grpo, dapo = get_objective("grpo"), get_objective("dapo")
+    assert trl_settings(grpo, LLMConfig())["scale_rewards"] == "group"
+    mean = trl_settings(dapo, LLMConfig(hparams={"dapo": {"advantage": "mean"}}))
+    assert mean == {"scale_rewards": "none", "mask_truncated_completions": True}
+    assert not trl_settings(dapo, LLMConfig(overlong_filter=False))["mask_truncated_completions"]
+    assert not trl_settings(grpo, LLMConfig())["mask_truncated_completions"]  # grpo's recipe has no overlong part
     with pytest.raises(ConfigError, match=r"advantage = 'none'.*hparams\.dapo\.advantage") as error:
-        trl_settings("dapo", {"advantage": "none"}, RLSettings(), sampling)
+        trl_settings(dapo, LLMConfig(hparams={"dapo": {"advantage": "none"}}))
     assert "\n" not in str(error.value) and "--engine geobench" in str(error.value)
     with pytest.raises(ConfigError, match="top_p"):
-        trl_settings("grpo", {}, RLSettings(), SamplingSettings(top_p=0.9))
+        trl_settings(grpo, LLMConfig(top_p=0.9))
     assert overlong_reward(10, 4)(completion_ids=[[1] * 5, [1] * 8, [1] * 10]) == pytest.approx([0.0, -0.5, -1.0])
 
 
@@ -214,7 +212,7 @@ def test_train_cell_runs_the_selectable_rules_with_micro_batches_and_logs_the_re
     from geobench.llm.tasks import make_task
 
     model, tokenizer = policy
-    settings = RLSettings(
+    settings = LLMConfig(
         steps=2, prompts_per_step=2, group=3, micro_batch=1, eval_prompts=2, eval_every=2, lr=1e-3, **overrides
     )
     rollout = HFRollout(tokenizer, SamplingSettings(temperature=0.9, top_p=0.95, max_new_tokens=4))
@@ -222,6 +220,7 @@ def test_train_cell_runs_the_selectable_rules_with_micro_batches_and_logs_the_re
     by_metric: dict[str, list[float]] = {}
     for row in rows:
         by_metric.setdefault(row["metric"], []).append(row["value"])
+    assert set(by_metric) <= set(METRICS)  # the one declared schema
     for name in ("completion_length_std", "truncated_frac", "reward_levels", "ratio_one_frac"):
         assert len(by_metric[name]) == 2, name
     assert all(0 <= v <= 1 for v in by_metric["truncated_frac"] + by_metric["ratio_one_frac"])
@@ -231,8 +230,50 @@ def test_train_cell_runs_the_selectable_rules_with_micro_batches_and_logs_the_re
         assert len(by_metric["tau"]) == 2 and all(tau_range[0] <= v <= tau_range[1] for v in by_metric["tau"])
 
 
-def test_rl_settings_reject_unknown_rules():
+def test_llm_settings_reject_unknown_rules():
     with pytest.raises(ConfigError, match="adpo_tau_rule"):
-        RLSettings(adpo_tau_rule="other")
+        LLMConfig(adpo_tau_rule="other")
     with pytest.raises(ConfigError, match="tau_confidence"):
-        RLSettings(tau_confidence="other")
+        LLMConfig(tau_confidence="other")
+
+
+def test_a_plugin_objective_declaring_dapos_recipe_gets_its_groups_filtered(policy, register_plugin):
+    """The loop reads the recipe, not the name: DAPO's loss with DAPO's recipe runs as dapo, row for row."""
+    import copy
+    from pathlib import Path
+
+    from geobench.llm.tasks import make_task
+
+    register_plugin(Path(__file__).parent / "plugins" / "dapo_recipe.py")
+    model, tokenizer = policy
+    settings = LLMConfig(
+        steps=3, prompts_per_step=4, group=3, eval_prompts=2, eval_every=3, lr=1e-3, reward="shaped", overlong_cache=2
+    )
+    rollout = HFRollout(tokenizer, SamplingSettings(max_new_tokens=4))
+    task = make_task("arithmetic", (1,))
+    rows = {
+        algo: train_cell(copy.deepcopy(model), tokenizer, task, rollout, algo, 0, settings)
+        for algo in ("dapo", "clip-higher-filtered", "clip-higher")
+    }
+    kept = [row["value"] for row in rows["clip-higher-filtered"] if row["metric"] == "kept_groups"]
+    assert len(kept) == 3 and any(0 < k < 4 for k in kept)  # some groups dropped, some kept
+    timed = {"update_time_s", "rollout_tokens_per_s"}
+    untimed = {algo: [r for r in algo_rows if r["metric"] not in timed] for algo, algo_rows in rows.items()}
+    assert untimed["clip-higher-filtered"] == untimed["dapo"]
+    assert not any(row["metric"] == "kept_groups" for row in rows["clip-higher"])
+    assert untimed["clip-higher"] != untimed["dapo"]
+
+
+def test_a_recipe_adapting_what_the_objective_or_the_loop_lacks_is_refused(monkeypatch):
+    from geobench.objectives import REGISTRY, Geometry, Objective, Recipe, objective
+    from geobench.objectives.policy_gradient import ppo_clip
+
+    geometry = Geometry("s", "o", "c", "t")
+    with pytest.raises(ValueError, match="adapts 'tau', which is not a hyperparameter of ppo_clip"):
+        objective("x-test", geometry=geometry, feedback="sampled", paper="a test",
+                  recipe=Recipe(adaptive_temperature="tau"))(ppo_clip)  # fmt: skip
+    assert "x-test" not in REGISTRY
+    clip = Recipe(adaptive_temperature="clip_low")  # a hyperparameter, but no temperature the loop can adapt
+    monkeypatch.setitem(REGISTRY, "x-test", Objective("x-test", ppo_clip, geometry, "sampled", "a test", recipe=clip))
+    with pytest.raises(ConfigError, match="x-test's recipe adapts 'clip_low', which geobench llm cannot"):
+        LLMConfig(algos=("x-test",))

@@ -279,3 +279,19 @@ def test_v5_drive_is_v4s_batch_centred_escort_scaled_by_the_mean_unnormalised_we
     omega = escort_weights(adv, ref, 0.4, "batch", use_ref=True).double()
     assert torch.allclose(g.double(), w_bar * (omega - 1.0), rtol=1e-5)
     assert w_bar.item() > 10  # already so for six tokens: v5's drive is v4's scaled up
+
+
+def test_the_prepared_drive_is_the_losses_and_the_drive_refuses_a_key_it_does_not_take():
+    """opo_prepare hands the drive its own hyperparameters only; a stray key is a TypeError, not ignored."""
+    import inspect
+
+    from geobench.objectives.opo import opo_drive
+
+    batch = random_batch(b=2, g=4, seed=7)
+    bound = make_objective("opo", alpha=0.3, escort_ref=False)
+    prepared = bound.prepare(batch)
+    hparams = {k: v for k, v in bound.hparams.items() if k in inspect.signature(opo_drive).parameters}
+    assert torch.equal(prepared.drive, opo_drive(batch, **hparams))
+    assert torch.allclose(bound(prepared)[0], bound(batch)[0])
+    with pytest.raises(TypeError, match="mu"):
+        opo_drive(batch, **hparams, mu=1.0)

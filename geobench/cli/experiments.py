@@ -162,16 +162,16 @@ def train_teacher(
     quiet: bool = QUIET,
 ) -> None:
     """Train a stable-baselines3 teacher with tuned settings, evaluate it, save it for distillation."""
-    from geobench.distill import teachers
+    from geobench.distill import teacher_training, teachers
 
     path = config or experiment_file(MUJOCO.artifact)
     table = read_toml(path).get("teachers", {})
     if env not in table:
         raise ConfigError(f"no teacher settings for env {env!r}; valid: {', '.join(table) or 'none'}")
     settings = {**table[env], **{k: v for k, v in {"steps": steps, "seed": seed}.items() if v is not None}}
-    cfg = build(teachers.TeacherConfig, {"env": env, **settings}, f"{path.name} [teachers.{env}]")
+    cfg = build(teacher_training.TeacherConfig, {"env": env, **settings}, f"{path.name} [teachers.{env}]")
     root = writable_folder(out or teachers.TEACHERS_DIR, "--out")
-    info = teachers.train_teacher(cfg, root, show_progress=not quiet, overwrite=overwrite)
+    info = teacher_training.train_teacher(cfg, root, show_progress=not quiet, overwrite=overwrite)
     console.print(
         f"{env} teacher ({cfg.algo}, {cfg.steps} steps): return {info['eval_return_mean']:.1f} "
         f"+- {info['eval_return_std']:.1f} over {cfg.eval_episodes} episodes"
@@ -287,7 +287,7 @@ def llm(
     ray_address: str | None = RAY_ADDRESS,
 ) -> None:
     """OPO Table 1 / Figs. 4-7 and ADPO Fig. 3 / Table 4: RL on verifiable math with each algorithm."""
-    from geobench.llm.sweep import ALGOS
+    from geobench.llm.settings import ALGOS
 
     settings = {
         "algos": all_or_list(algo, "--algo", ALGOS),

@@ -5,7 +5,6 @@ causal-LM checkpoint, and the one function that scores completions under a polic
 from __future__ import annotations
 
 import math
-import string
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,8 +12,7 @@ import torch
 from torch import Tensor
 
 from geobench.errors import ConfigError
-
-SPECIAL_TOKENS = ("<pad>", "<eos>", "<unk>")
+from geobench.llm import paper_shapes
 
 
 @dataclass(frozen=True)
@@ -27,25 +25,6 @@ class TinyQwen3:
     kv_heads: int = 2
     intermediate: int = 192
     max_positions: int = 64
-
-
-def char_tokenizer():
-    """A character-level fast tokenizer over printable ASCII, saved and loaded like any other.
-
-    One token per character keeps the arithmetic task's answers a few tokens long and lets
-    the same tokenizer read MATH text in tests. Left padding, as generation needs.
-    """
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    chars = [c for c in string.printable if c not in "\t\r\x0b\x0c"]
-    vocab = {token: i for i, token in enumerate([*SPECIAL_TOKENS, *chars])}
-    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
-    backend.decoder = decoders.Fuse()
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>", padding_side="left"
-    )
 
 
 def tiny_qwen3(tokenizer, shape: TinyQwen3, seed: int):
@@ -75,8 +54,6 @@ def load_policy(model: str, dtype: str = "float32"):
     with random weights, no download: :mod:`geobench.llm.paper_shapes`); a one-line error if none loads."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
-
-    from geobench.llm import paper_shapes
 
     if paper_shapes.is_random(model):
         return paper_shapes.random_policy(model, dtype)

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from geobench.errors import ConfigError
+from geobench.llm.tokenizer import char_tokenizer
 
 PREFIX = "random:"
 # Qwen/Qwen3-1.7B config.json (the papers' model: OPO Sec. 9, ADPO Sec. 6.3).
@@ -67,8 +68,6 @@ def random_config(model: str) -> Any:
 def random_policy(model: str, dtype: str, seed: int = 0):
     """(model, tokenizer): the architecture with random weights, and the character tokenizer."""
     from transformers import Qwen3ForCausalLM
-
-    from geobench.llm.model import char_tokenizer
 
     tokenizer = char_tokenizer()
     config = random_config(model)

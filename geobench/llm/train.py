@@ -1,9 +1,10 @@
 """The on-policy RL loop for language models: one (algorithm, seed) cell.
 
 Per step: sample B prompts, G completions each (pi_old = the current weights), grade them,
-score them under pi_old with the sampler's temperature and top-p (a separate no-grad pass
-only when more than one update follows, an adaptive temperature needs it first, or OPO's
-mini-batch escort normalisation must see a mini-batch split into micro-batches), then
+apply the objective's recipe (overlong punishment and masking, group filtering), score them
+under pi_old with the sampler's temperature and top-p (a separate no-grad pass only when more
+than one update follows, an adaptive temperature needs it first, or an objective's prepare
+step, OPO's mini-batch escort normalisation, must see a mini-batch split into micro-batches), then
 ``epochs`` passes of mini-batch updates with gradient accumulation over micro-batches
 (exactly the whole-mini-batch gradient: :func:`accumulate_gradients`), AdamW, cosine
 schedule with warm-up and gradient clipping. The anchor of every objective is pi_old (both
@@ -16,119 +17,48 @@ import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from geobench.errors import ConfigError, require_finite
+from geobench.errors import require_finite
 from geobench.llm.grading import is_correct, reward
+from geobench.llm.metrics import MUST_BE_FINITE, UPDATE_METRICS, response_efficiency, signal_range
 from geobench.llm.rollout import Rollouts
+from geobench.llm.settings import LLMConfig
 from geobench.llm.warmstart import sampled_accuracy
 from geobench.objectives import (
     GroupBatch,
-    GuardedTemperature,
     candidate_confidence,
     entropy_reward_temperature,
     get_objective,
     group_advantages,
     informative_groups,
-    make_objective,
     overlong_penalty,
 )
 from geobench.objectives.aggregation import Totals
 from geobench.objectives.registry import BoundObjective
-from geobench.objectives.temperature import CONFIDENCE_FORMS
 
-
-@dataclass(frozen=True)
-class RLSettings:
-    """The loop's settings (a view of ``LLMConfig``; sources in ``experiments/opo_table1.toml``)."""
-
-    steps: int = 60
-    prompts_per_step: int = 8
-    group: int = 6
-    epochs: int = 1
-    minibatches: int = 1
-    micro_batch: int = 0  # prompts (groups) per micro-batch; 0 = the whole mini-batch
-    lr: float = 3e-4
-    weight_decay: float = 0.0
-    warmup_ratio: float = 0.1
-    max_grad_norm: float = 1.0
-    reward: str = "correct"
-    dynamic_sampling: bool = True  # DAPO only
-    overlong_cache: int = 0  # DAPO only; 0 = off
-    # DAPO only. DAPO (Yu et al. 2025) Sec. 3.4: "we first apply an overlong filtering
-    # strategy which masks the loss of truncated samples" (the authors' OPO-paper DAPO
-    # baseline config turns it off: "overlong and filtering off"; set False to match that).
-    overlong_filter: bool = True
-    # ADPO only: Eq. 12, from tau_max towards tau_min while confident and improving. Which way
-    # is "loose" is ambiguous (Sec. 5.1 calls small tau loose, Eq. 10 makes it steep); we
-    # follow Eq. 12 as printed (see GuardedTemperature).
-    adaptive_tau: bool = True
-    tau_min: float = 0.1
-    tau_max: float = 0.8
-    # ADPO's tau rule: "guard" is the paper's Eq. 12; "entropy-reward" the per-prompt rule of
-    # the authors' public recipe (SETTINGS.md), :func:`entropy_reward_temperature`.
-    adpo_tau_rule: str = "guard"
-    # Eq. 12's confidence c over the G candidates: "token-mean" length-normalises the
-    # sequence log-probs (informative for LLM sequences, see candidate_confidence);
-    # "sequence" is ADPO Sec. 5.1 read literally (saturates at c ~ 1 for long sequences).
-    tau_confidence: str = "token-mean"
-    # OPO only. OPO Sec. 9.1: "adaptive tau with range [0.2, 1.5]", defined nowhere in the
-    # paper; read as ADPO Eq. 12's guard on the escort temperature T of P* ~ exp(A / T) (Sec. 4.1).
-    opo_adaptive_tau: bool = True
-    opo_tau_min: float = 0.2
-    opo_tau_max: float = 1.5
-    eval_every: int = 10
-    eval_prompts: int = 200
-    hparams: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.adpo_tau_rule not in TAU_RULES:
-            raise ConfigError(f"adpo_tau_rule must be one of {', '.join(TAU_RULES)}; got {self.adpo_tau_rule!r}")
-        if self.tau_confidence not in CONFIDENCE_FORMS:
-            raise ConfigError(
-                f"tau_confidence must be one of {', '.join(CONFIDENCE_FORMS)}; got {self.tau_confidence!r}"
-            )
-
-
-TAU_RULES = ("guard", "entropy-reward")
 # A token ratio pi / pi_old within this of 1 counts as on-policy (``ratio_one_frac``).
 _ON_POLICY_TOL = 1e-6
 
 
-def _scheduler(optimizer, settings: RLSettings):
+def _scheduler(optimizer, settings: LLMConfig):
     from transformers import get_cosine_schedule_with_warmup
 
     updates = settings.steps * settings.epochs * settings.minibatches
     return get_cosine_schedule_with_warmup(optimizer, int(settings.warmup_ratio * updates), updates)
 
 
-def _rewards(rollouts: Rollouts, answers: list[str], settings: RLSettings, max_chars: int) -> tuple[Tensor, Tensor]:
+def _rewards(rollouts: Rollouts, answers: list[str], settings: LLMConfig, max_chars: int) -> tuple[Tensor, Tensor]:
     """(B*G,) rewards and (B*G,) 0/1 correctness."""
     correct = torch.tensor([float(is_correct(t, a)) for t, a in zip(rollouts.texts, answers, strict=True)])
     if settings.reward == "correct":
         return correct.clone(), correct
     shaped = [reward(t, a, settings.reward, max_chars) for t, a in zip(rollouts.texts, answers, strict=True)]
     return torch.tensor(shaped), correct
-
-
-def temperature_guard(algo: str, settings: RLSettings) -> tuple[GuardedTemperature | None, str]:
-    """The guarded temperature (ADPO Eq. 12) ``algo`` runs with, and the hyperparameter it sets.
-
-    ADPO: its anchoring tau in [tau_min, tau_max]. OPO: the escort temperature T in
-    [opo_tau_min, opo_tau_max] (OPO Sec. 9.1's "adaptive tau with range [0.2, 1.5]"): it
-    starts at 1.5, a flat P* ~ exp(A / 1.5), and sharpens towards 0.2 only while the policy
-    is confident and the reward improves, the same "relax only when confident and improving"
-    logic as ADPO Sec. 5.1.
-    """
-    if algo == "adpo" and settings.adaptive_tau and settings.adpo_tau_rule == "guard":
-        return GuardedTemperature(settings.tau_min, settings.tau_max), "tau"
-    if algo == "opo" and settings.opo_adaptive_tau:
-        return GuardedTemperature(settings.opo_tau_min, settings.opo_tau_max), "temperature"
-    return None, ""
 
 
 def guard_confidence(token_logp: Tensor, mask: Tensor, form: str) -> float:
@@ -240,7 +170,7 @@ def _update(
     rollouts: Rollouts,
     rewards: Tensor,
     old: Tensor | None,
-    settings: RLSettings,
+    settings: LLMConfig,
     gen: torch.Generator,
 ) -> dict[str, float]:
     """``epochs`` x ``minibatches`` optimizer steps over the groups; returns averaged metrics.
@@ -283,28 +213,34 @@ def train_cell(
     rollout,
     algo: str,
     seed: int,
-    settings: RLSettings,
+    settings: LLMConfig,
     on_step: Callable[[], None] = lambda: None,
 ) -> list[dict[str, Any]]:
-    """Train ``policy`` in place with ``algo``; returns tidy rows (step, metric, value)."""
+    """Train ``policy`` in place with ``algo``; returns tidy rows (step, metric, value).
+
+    What happens around the loss is ``algo``'s registered recipe under the run's switches
+    (:meth:`LLMConfig.cell_recipe`): group filtering, overlong handling, an adaptive temperature.
+    """
     torch.manual_seed(seed)
     prompts_rng = random.Random(seed)  # same prompts for every algorithm at a given seed
     held_out = task.sample(settings.eval_prompts, random.Random(10_000 + seed))
+    entry = get_objective(algo)
+    recipe = settings.cell_recipe(entry.recipe)
     hparams = dict(settings.hparams.get(algo, {}))
-    if "vocab_size" in get_objective(algo).defaults:  # OPO's code form: its adaptive tau divides by log |vocab|
+    if "vocab_size" in entry.defaults:  # OPO's code form: its adaptive tau divides by log |vocab|
         hparams.setdefault("vocab_size", policy.config.vocab_size)
     optimizer = torch.optim.AdamW(policy.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     scheduler = _scheduler(optimizer, settings)
-    guard, guarded = temperature_guard(algo, settings)
-    tau_per_prompt = algo == "adpo" and settings.adaptive_tau and settings.adpo_tau_rule == "entropy-reward"
-    tau_base = {**get_objective(algo).defaults, **hparams}.get("tau")  # the per-prompt rule's tau_base
-    prepares = get_objective(algo).prepare is not None
+    adaptive = recipe.temperature
+    guard = None if adaptive is None else adaptive.guard()
+    per_prompt = adaptive is not None and adaptive.rule == "entropy-reward"
+    base = {**entry.defaults, **hparams}[adaptive.hparam] if per_prompt else None  # the per-prompt rule's tau_base
     gen = torch.Generator().manual_seed(seed)
     max_new = rollout.sampling.max_new_tokens
     rows: list[dict[str, Any]] = []
 
     def log(step: int, values: dict[str, float]) -> None:
-        require_finite(values, step=step, names=_MUST_BE_FINITE)
+        require_finite(values, step=step, names=MUST_BE_FINITE)
         rows.extend({"seed": seed, "step": step, "metric": k, "value": float(v)} for k, v in values.items())
 
     def evaluate(step: int) -> None:
@@ -323,25 +259,13 @@ def train_cell(
         answers = [p.answer for p in problems for _ in range(settings.group)]
         flat_rewards, correct = _rewards(rolled, answers, settings, max_new)
         rewards = flat_rewards.view(len(problems), settings.group).to(policy.device)
-        if algo == "dapo" and settings.overlong_cache:
-            rewards = rewards + overlong_penalty(rolled.lengths, max_new, settings.overlong_cache).view_as(rewards)
-        lengths = rolled.lengths.float()
-        values = {
-            "reward_mean": float(flat_rewards.mean()),
-            "accuracy": float(correct.mean()),
-            "completion_length": float(lengths.mean()),
-            "completion_length_std": float(lengths.std(correction=0)),  # population std over the step's B*G
-            "truncated_frac": float(rolled.truncated.float().mean()),
-            "reward_levels": float(torch.unique(rewards).numel()),  # the rewards the objective sees
-            "rollout_tokens_per_s": rolled.tokens_per_s,
-        }
-        zscored = group_advantages(rewards)
-        values["adv_range"] = float(zscored.max() - zscored.min())
-        if algo == "dapo" and settings.overlong_filter:
+        if recipe.overlong_cache:
+            rewards = rewards + overlong_penalty(rolled.lengths, max_new, recipe.overlong_cache).view_as(rewards)
+        values = _rollout_metrics(rolled, flat_rewards, correct, rewards)
+        if recipe.mask_truncated:
             rolled = rolled.mask_truncated()
-        keep = informative_groups(rewards) if algo == "dapo" and settings.dynamic_sampling else None
-        if keep is not None:
-            groups = keep.nonzero().squeeze(-1)
+        if recipe.filter_groups:
+            groups = informative_groups(rewards).nonzero().squeeze(-1)
             rolled = rolled.select(_group_rows(groups, settings.group))
             rewards = rewards[groups]
             values["kept_groups"] = float(len(groups))
@@ -349,29 +273,27 @@ def train_cell(
             per_mini = math.ceil(len(rewards) / settings.minibatches)
             splits = 0 < settings.micro_batch < per_mini
             old = None  # one on-policy pass: pi_old's log-probs come from the training forward itself
-            needs_old = settings.epochs * settings.minibatches > 1 or guard is not None or tau_per_prompt
-            if needs_old or (prepares and splits):
+            needs_old = settings.epochs * settings.minibatches > 1 or adaptive is not None
+            if needs_old or (entry.prepare is not None and splits):
                 with torch.no_grad():
                     old, entropy = rolled.logprobs(policy, with_entropy=True)
                 values["entropy"] = float(entropy.sum() / rolled.completion_mask.sum().clamp(min=1))
             shape = (*rewards.shape, -1)
+            mask = rolled.completion_mask.view(shape)
             if guard is not None:
-                confidence = guard_confidence(
-                    old.view(shape), rolled.completion_mask.view(shape), settings.tau_confidence
-                )
-                hparams[guarded] = guard.step(confidence, float(rewards.mean()))
-            if tau_per_prompt:
-                mask = rolled.completion_mask.view(shape)
-                hparams["tau"] = per_prompt_tau(tau_base, entropy.view(shape), mask, rewards, policy.config.vocab_size)
-            loss_fn = make_objective(algo, **hparams)
+                confidence = guard_confidence(old.view(shape), mask, settings.tau_confidence)
+                hparams[adaptive.hparam] = guard.step(confidence, float(rewards.mean()))
+            if per_prompt:
+                vocab = policy.config.vocab_size
+                hparams[adaptive.hparam] = per_prompt_tau(base, entropy.view(shape), mask, rewards, vocab)
+            loss_fn = entry.bind(**hparams)
             start = time.perf_counter()
             metrics = _update(policy, optimizer, scheduler, loss_fn, rolled, rewards, old, settings, gen)
             values["update_time_s"] = time.perf_counter() - start
-            signal = metrics.get("w_range", metrics.get("adv_range", values["adv_range"]))
-            metrics["signal_range"] = signal
-            metrics["response_efficiency"] = metrics["grad_norm"] / (0.5 * signal) if signal > 0 else math.nan
-            values.update({k: v for k, v in metrics.items() if k in _LOGGED})
-        # else: DAPO kept no group, so no update this step (nothing to time; the scheduler does not advance)
+            metrics["signal_range"] = signal_range(metrics, values["adv_range"])
+            metrics["response_efficiency"] = response_efficiency(metrics["grad_norm"], metrics["signal_range"])
+            values.update({k: v for k, v in metrics.items() if k in UPDATE_METRICS})
+        # else: every group was filtered out, so no update this step (nothing to time; the scheduler does not advance)
         log(step, values)
         if step % settings.eval_every == 0 or step == settings.steps:
             evaluate(step)
@@ -379,22 +301,18 @@ def train_cell(
     return rows
 
 
-# What a diverged run shows first; response_efficiency is NaN by design when the signal is 0.
-_MUST_BE_FINITE = ("loss", "grad_norm", "entropy", "reward_mean", "tau", "heldout_accuracy")
-# Objective metrics worth a CSV column; the rest stay in the objective. The last four feed
-# the report's regime check (on-policy updates, reward granularity, truncation).
-_LOGGED = {
-    "entropy",
-    "loss",
-    "grad_norm",
-    "clip_frac",
-    "tau",
-    "signal_range",
-    "response_efficiency",
-    "approx_kl",
-    "w_range",
-    "completion_length_std",
-    "ratio_one_frac",
-    "reward_levels",
-    "truncated_frac",
-}
+def _rollout_metrics(rolled: Rollouts, flat_rewards: Tensor, correct: Tensor, rewards: Tensor) -> dict[str, float]:
+    """The step's rollout metrics and throughput, from the task rewards and correctness (B*G,) and
+    the (B, G) rewards the objective sees (with any overlong punishment)."""
+    lengths = rolled.lengths.float()
+    zscored = group_advantages(rewards)
+    return {
+        "reward_mean": float(flat_rewards.mean()),
+        "accuracy": float(correct.mean()),
+        "completion_length": float(lengths.mean()),
+        "completion_length_std": float(lengths.std(correction=0)),  # population std over the step's B*G
+        "truncated_frac": float(rolled.truncated.float().mean()),
+        "reward_levels": float(torch.unique(rewards).numel()),
+        "rollout_tokens_per_s": rolled.tokens_per_s,
+        "adv_range": float(zscored.max() - zscored.min()),
+    }

@@ -12,12 +12,13 @@ do for a group loss are added here:
   (reward_mean, entropy, grad_norm, completion_length, ...) plus the objective's metrics,
   and held-out accuracy is measured before and after training.
 
-ADPO's guarded temperature (Eq. 12), and OPO's adaptive escort temperature, run as in
-geobench's own loop, on TRL's batch reward.
+The objective's recipe runs as in geobench's own loop: a guarded temperature (ADPO Eq. 12,
+on whichever hyperparameter the recipe adapts) on TRL's batch reward, and group filtering
+on TRL's advantages; the per-prompt temperature rule is refused.
 
 TRL computes the group advantages itself and hands them to the loss, so an objective's own
 ``advantage`` is honoured through TRL's ``scale_rewards`` (``zscore`` -> "group", ``mean``
--> "none"); ``none`` has no TRL equivalent and is refused (:func:`trl_settings`). DAPO's
+-> "none"); ``none`` has no TRL equivalent and is refused (:func:`trl_settings`). A recipe's
 soft overlong punishment is an extra TRL reward function, and its overlong filtering is
 TRL's ``mask_truncated_completions``. TRL scores completions with logits / T but without
 the top-p nucleus, so ``top_p < 1`` is refused too.
@@ -33,9 +34,11 @@ import torch
 
 from geobench.errors import ConfigError
 from geobench.llm.grading import reward
-from geobench.llm.train import RLSettings, guard_confidence, temperature_guard
+from geobench.llm.metrics import METRICS, response_efficiency, signal_range
+from geobench.llm.settings import LLMConfig
+from geobench.llm.train import guard_confidence
 from geobench.llm.warmstart import sampled_accuracy
-from geobench.objectives import GroupBatch, get_objective, informative_groups, make_objective, overlong_penalty
+from geobench.objectives import GroupBatch, Objective, get_objective, informative_groups, overlong_penalty
 
 # TRL's log keys -> geobench's metric names (the rest of TRL's logs are dropped). The reward
 # is the task reward's own column ("rewards/<name>/mean"), not TRL's "reward", which also
@@ -64,27 +67,28 @@ correctness = reward_function("correct")
 _TRL_SCALE = {"zscore": "group", "mean": "none"}
 
 
-def trl_settings(algo: str, hparams: dict[str, Any], settings: RLSettings, sampling) -> dict[str, Any]:
-    """The GRPOConfig fields that carry ``algo``'s own settings into TRL, or a one-line ConfigError.
+def trl_settings(entry: Objective, config: LLMConfig) -> dict[str, Any]:
+    """The GRPOConfig fields that carry an objective's own settings into TRL, or a one-line ConfigError.
 
     - ``scale_rewards``: the objective's ``advantage`` (TRL passes its advantages to the loss).
-    - ``mask_truncated_completions``: DAPO's overlong filtering (``overlong_filter``).
+    - ``mask_truncated_completions``: its recipe's overlong filtering (``overlong_filter``).
     """
-    advantage = get_objective(algo).validate(dict(hparams)).get("advantage", "zscore")
+    algo = entry.name
+    advantage = entry.validate(dict(config.hparams.get(algo, {}))).get("advantage", "zscore")
     if advantage not in _TRL_SCALE:
         raise ConfigError(
             f"--engine trl passes TRL's group advantages (z-scored or mean-centred), so {algo}'s "
             f"advantage = {advantage!r} would be lost; set hparams.{algo}.advantage to 'zscore' or 'mean', "
             "or use --engine geobench"
         )
-    if sampling.top_p < 1.0:
+    if config.top_p < 1.0:
         raise ConfigError(
-            f"--engine trl scores completions without the top-p nucleus, so top_p = {sampling.top_p} makes "
+            f"--engine trl scores completions without the top-p nucleus, so top_p = {config.top_p} makes "
             "pi_old wrong; set top_p = 1.0 or use --engine geobench"
         )
     return {
         "scale_rewards": _TRL_SCALE[advantage],
-        "mask_truncated_completions": algo == "dapo" and settings.overlong_filter,
+        "mask_truncated_completions": config.cell_recipe(entry.recipe).mask_truncated,
     }
 
 
@@ -133,15 +137,18 @@ def trainer_class():
     from trl import GRPOTrainer
 
     class GeobenchGRPOTrainer(GRPOTrainer):
-        def __init__(self, *args: Any, algo: str, hparams: dict[str, Any], settings: RLSettings, **kwargs: Any):
+        def __init__(self, *args: Any, objective: Objective, config: LLMConfig, **kwargs: Any):
             super().__init__(*args, **kwargs)
-            self.algo, self.hparams, self.settings = algo, dict(hparams), settings
-            if algo == "adpo" and settings.adaptive_tau and settings.adpo_tau_rule != "guard":
+            self.objective, self.config = objective, config
+            self.hparams = dict(config.hparams.get(objective.name, {}))
+            self.recipe = config.cell_recipe(objective.recipe)
+            adaptive = self.recipe.temperature
+            if adaptive is not None and adaptive.rule != "guard":
                 raise ConfigError(
-                    f"--engine trl runs ADPO's Eq. 12 guard only; adpo_tau_rule = {settings.adpo_tau_rule!r} "
-                    "needs --engine geobench"
+                    f"--engine trl runs ADPO's Eq. 12 guard only; the {adaptive.rule!r} rule for "
+                    f"{objective.name}'s {adaptive.hparam} needs --engine geobench"
                 )
-            self.guard, self.guarded = temperature_guard(algo, settings)
+            self.guard = None if adaptive is None else adaptive.guard()
             self._tau_generation = -1
             self._group_gen = torch.Generator().manual_seed(self.args.seed)
 
@@ -171,15 +178,15 @@ def trainer_class():
             adv = inputs["advantages"].view(-1, g)
             old = inputs.get("old_per_token_logps")
             old = logps.detach() if old is None else old
-            keep = informative_groups(adv) if self.algo == "dapo" and self.settings.dynamic_sampling else None
+            keep = informative_groups(adv) if self.recipe.filter_groups else None
             batch = GroupBatch(logps.view(shape), mask.view(shape), adv, old.view(shape), advantages=adv)
             if keep is not None and not bool(keep.all()):
                 idx = keep.nonzero().squeeze(-1)
                 batch = GroupBatch(batch.logp[idx], batch.mask[idx], adv[idx], batch.old_logp[idx], advantages=adv[idx])
             self._set_tau(batch)
-            if batch.logp.shape[0] == 0:  # DAPO dropped every group: a zero loss that keeps the graph
+            if batch.logp.shape[0] == 0:  # every group filtered out: a zero loss that keeps the graph
                 return logps.sum() * 0.0
-            loss, metrics = make_objective(self.algo, **self.hparams)(batch)
+            loss, metrics = self.objective.bind(**self.hparams)(batch)
             train = self._metrics["train"]
             for key, value in {"loss": loss.detach(), **metrics}.items():
                 train[f"geobench/{key}"].append(float(value))
@@ -192,35 +199,33 @@ def trainer_class():
             if self.guard is None or generation == self._tau_generation or batch.logp.shape[0] == 0:
                 return
             self._tau_generation = generation
-            reward = self._metrics["train"][f"rewards/{self.settings.reward}/mean"][-1]
-            confidence = guard_confidence(batch.old, batch.mask, self.settings.tau_confidence)
-            self.hparams[self.guarded] = self.guard.step(confidence, reward)
+            reward = self._metrics["train"][f"rewards/{self.config.reward}/mean"][-1]
+            confidence = guard_confidence(batch.old, batch.mask, self.config.tau_confidence)
+            self.hparams[self.recipe.temperature.hparam] = self.guard.step(confidence, reward)
 
     return GeobenchGRPOTrainer
 
 
-def _grpo_config(
-    settings: RLSettings, sampling, seed: int, out: str, use_cpu: bool, use_vllm: bool, algo_fields: dict[str, Any]
-):
+def _grpo_config(config: LLMConfig, seed: int, out: str, use_cpu: bool, algo_fields: dict[str, Any]):
     from trl import GRPOConfig
 
     return GRPOConfig(
         output_dir=out,
-        per_device_train_batch_size=settings.prompts_per_step * settings.group // settings.minibatches,
-        steps_per_generation=settings.minibatches,
+        per_device_train_batch_size=config.prompts_per_step * config.group // config.minibatches,
+        steps_per_generation=config.minibatches,
         gradient_accumulation_steps=1,
-        num_generations=settings.group,
-        num_iterations=settings.epochs,
-        max_completion_length=sampling.max_new_tokens,
-        temperature=sampling.temperature,
-        top_p=sampling.top_p,
+        num_generations=config.group,
+        num_iterations=config.epochs,
+        max_completion_length=config.max_new_tokens,
+        temperature=config.temperature,
+        top_p=config.top_p,
         top_k=0,
-        max_steps=settings.steps * settings.minibatches * settings.epochs,
-        learning_rate=settings.lr,
-        weight_decay=settings.weight_decay,
-        warmup_steps=int(settings.warmup_ratio * settings.steps * settings.minibatches * settings.epochs),
+        max_steps=config.steps * config.minibatches * config.epochs,
+        learning_rate=config.lr,
+        weight_decay=config.weight_decay,
+        warmup_steps=int(config.warmup_ratio * config.steps * config.minibatches * config.epochs),
         lr_scheduler_type="cosine",
-        max_grad_norm=settings.max_grad_norm,
+        max_grad_norm=config.max_grad_norm,
         beta=0.0,
         **algo_fields,  # scale_rewards, mask_truncated_completions: see trl_settings
         gradient_checkpointing=False,
@@ -232,42 +237,35 @@ def _grpo_config(
         disable_tqdm=True,
         shuffle_dataset=False,
         seed=seed,
-        use_vllm=use_vllm,
+        use_vllm=config.rollout == "vllm",
         vllm_mode="colocate",
     )
 
 
-def train_cell(
-    policy,
-    tokenizer,
-    task,
-    sampling,
-    algo: str,
-    seed: int,
-    settings: RLSettings,
-    out: str,
-    *,
-    vllm: bool = False,
-    on_step=None,
-):
-    """Train ``policy`` with TRL and geobench's ``algo``; tidy rows as :func:`geobench.llm.train.train_cell`."""
+def train_cell(policy, tokenizer, task, algo: str, seed: int, config: LLMConfig, out: str, *, on_step=None):
+    """Train ``policy`` with TRL and geobench's ``algo``; tidy rows as :func:`geobench.llm.train.train_cell`.
+
+    Rollouts through vLLM when ``config.rollout`` is "vllm" (TRL's colocate mode), else transformers.
+    """
     from transformers import PrinterCallback, TrainerCallback
 
-    data = prompt_dataset(task.sample(settings.prompts_per_step * settings.steps, random.Random(seed)))
-    held_out = task.sample(settings.eval_prompts, random.Random(10_000 + seed))
+    entry = get_objective(algo)
+    data = prompt_dataset(task.sample(config.prompts_per_step * config.steps, random.Random(seed)))
+    held_out = task.sample(config.eval_prompts, random.Random(10_000 + seed))
     rows: list[dict[str, Any]] = []
 
     def heldout(step: int) -> None:
         policy.eval()
-        acc = sampled_accuracy(policy, tokenizer, held_out, sampling.max_new_tokens, seed, temperature=0.0)
+        acc = sampled_accuracy(policy, tokenizer, held_out, config.max_new_tokens, seed, temperature=0.0)
         rows.append({"seed": seed, "step": step, "metric": "heldout_accuracy", "value": acc})
 
-    algo_fields = trl_settings(algo, settings.hparams.get(algo, {}), settings, sampling)
-    reward_funcs = [reward_function(settings.reward, sampling.max_new_tokens)]
-    if algo == "dapo" and settings.overlong_cache:
-        reward_funcs.append(overlong_reward(sampling.max_new_tokens, settings.overlong_cache))
-    names = {**_TRL_METRICS, f"rewards/{settings.reward}/mean": "reward_mean"}
-    updates_per_step = settings.minibatches * settings.epochs
+    algo_fields = trl_settings(entry, config)
+    reward_funcs = [reward_function(config.reward, config.max_new_tokens)]
+    overlong_cache = config.cell_recipe(entry.recipe).overlong_cache
+    if overlong_cache:
+        reward_funcs.append(overlong_reward(config.max_new_tokens, overlong_cache))
+    names = {**_TRL_METRICS, f"rewards/{config.reward}/mean": "reward_mean"}
+    updates_per_step = config.minibatches * config.epochs
     pending: dict[str, list[float]] = {}
 
     class ToRows(TrainerCallback):
@@ -284,32 +282,30 @@ def train_cell(
         def flush(self, step: int) -> None:
             values = {name: sum(v) / len(v) for name, v in pending.items()}
             pending.clear()
-            if "reward_mean" in values and settings.reward == "correct":
+            if "reward_mean" in values and config.reward == "correct":
                 values["accuracy"] = values["reward_mean"]  # the reward is 1/0 correctness
-            signal = values.get("w_range", values.get("adv_range", math.nan))
-            values["signal_range"] = signal
-            if "grad_norm" in values and signal > 0:
-                values["response_efficiency"] = values["grad_norm"] / (0.5 * signal)
-            rows.extend({"seed": seed, "step": step, "metric": k, "value": v} for k, v in values.items())
+            values["signal_range"] = signal_range(values, math.nan)
+            if "grad_norm" in values:
+                values["response_efficiency"] = response_efficiency(values["grad_norm"], values["signal_range"])
+            logged = {k: v for k, v in values.items() if k in METRICS}  # the objective's others stay in it
+            rows.extend({"seed": seed, "step": step, "metric": k, "value": v} for k, v in logged.items())
             if on_step:
                 on_step()
 
     torch.manual_seed(seed)
     heldout(0)
     use_cpu = not torch.cuda.is_available()
-    config = _grpo_config(settings, sampling, seed, out, use_cpu=use_cpu, use_vllm=vllm, algo_fields=algo_fields)
     trainer = trainer_class()(
         model=policy,
         reward_funcs=reward_funcs,
-        args=config,
+        args=_grpo_config(config, seed, out, use_cpu=use_cpu, algo_fields=algo_fields),
         train_dataset=data,
         processing_class=tokenizer,
         callbacks=[ToRows()],
-        algo=algo,
-        hparams=settings.hparams.get(algo, {}),
-        settings=settings,
+        objective=entry,
+        config=config,
     )
     trainer.remove_callback(PrinterCallback)  # geobench shows its own progress bar
     trainer.train()
-    heldout(settings.steps)
+    heldout(config.steps)
     return rows

@@ -18,9 +18,10 @@ import torch
 from geobench.config import EXPERIMENTS_DIR
 from geobench.errors import ConfigError
 from geobench.llm.grading import is_correct
-from geobench.llm.model import TinyQwen3, char_tokenizer, completion_logprobs, save_policy, tiny_qwen3
+from geobench.llm.model import TinyQwen3, completion_logprobs, save_policy, tiny_qwen3
 from geobench.llm.rollout import HFRollout, SamplingSettings
 from geobench.llm.tasks import BUILT_IN, make_task
+from geobench.llm.tokenizer import char_tokenizer
 from geobench.progress import progress_bar
 from geobench.results import atomic_write_text, package_versions
 

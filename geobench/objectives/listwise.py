@@ -16,7 +16,7 @@ from torch import Tensor
 
 from geobench.objectives.advantages import StageTargets, listwise_target, softmax_target, top1_target
 from geobench.objectives.batch import GroupBatch
-from geobench.objectives.registry import Geometry, objective, variant
+from geobench.objectives.registry import Geometry, Recipe, objective, variant
 
 
 def listwise_cross_entropy(u: Tensor, targets: StageTargets) -> Tensor:
@@ -123,6 +123,7 @@ _ADPO_GEOMETRY = Geometry(
     geometry=_ADPO_GEOMETRY,
     feedback="listwise",
     paper="ADPO Eq. 6, 8-11, 30-32; Algorithm 1",
+    recipe=Recipe(adaptive_temperature="tau"),  # Eq. 12's guarded tau (or the authors' per-prompt rule)
 )
 def adpo(
     batch: GroupBatch,

@@ -30,10 +30,8 @@ from torch import Tensor
 
 from geobench.objectives.batch import GroupBatch
 from geobench.objectives.opo_authors import AUTHORS_CODE, authors_code_loss
-from geobench.objectives.registry import Geometry, objective, variant
-
-# Same guard as the policy-gradient ratios: exp of a log-ratio beyond this is meaningless.
-_LOG_RATIO_CLAMP = 20.0
+from geobench.objectives.policy_gradient import LOG_RATIO_CLAMP  # exp of a log-ratio beyond it is meaningless
+from geobench.objectives.registry import Geometry, Recipe, objective, variant
 
 
 def escort_weights(
@@ -120,7 +118,6 @@ def opo_drive(
     temperature: float,
     center: bool,
     reward_temperature: float,
-    **_: object,
 ) -> Tensor:
     """The centred drive w of OPO's loss, (B, G), detached (see :func:`opo` for the options).
 
@@ -191,7 +188,12 @@ _GEOMETRY = Geometry(
     **AUTHORS_CODE,
 )
 @objective(
-    "opo", geometry=_GEOMETRY, feedback="sampled", paper="OPO Eq. 7, 19, Remark 6.2, Algorithm 1", prepare=opo_prepare
+    "opo",
+    geometry=_GEOMETRY,
+    feedback="sampled",
+    paper="OPO Eq. 7, 19, Remark 6.2, Algorithm 1",
+    prepare=opo_prepare,
+    recipe=Recipe(adaptive_temperature="temperature"),  # Sec. 9.1's "adaptive tau" on the escort T
 )
 def opo(
     batch: GroupBatch,
@@ -282,7 +284,7 @@ def opo(
         center=center,
         reward_temperature=reward_temperature,
     )
-    x = delta if ratio == "log" else torch.expm1(delta.clamp(max=_LOG_RATIO_CLAMP))
+    x = delta if ratio == "log" else torch.expm1(delta.clamp(max=LOG_RATIO_CLAMP))
     loss = batch.candidate_mean(-w * x + 0.5 * mu * x.square())
     metrics = {
         "w_range": (w.max() - w.min()).detach(),

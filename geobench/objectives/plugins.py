@@ -27,7 +27,7 @@ from importlib import metadata
 from pathlib import Path
 
 from geobench.errors import ConfigError
-from geobench.objectives.registry import REGISTRY
+from geobench.objectives.registry import REGISTRY, on_unknown_name
 
 ENTRY_POINT_GROUP = "geobench.objectives"
 ENV_VAR = "GEOBENCH_PLUGINS"
@@ -61,6 +61,9 @@ def load_plugins() -> tuple[str, ...]:
     for spec in filter(None, os.environ.get(ENV_VAR, "").split(os.pathsep)):
         names += load_plugin(spec)
     return tuple(names)
+
+
+on_unknown_name(load_plugins)  # the registry's lookup loads the plugins on a miss
 
 
 def plugin_names() -> dict[str, str]:

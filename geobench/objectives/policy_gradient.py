@@ -11,10 +11,10 @@ from torch import Tensor
 
 from geobench.objectives.aggregation import aggregate, masked_mean
 from geobench.objectives.batch import GroupBatch
-from geobench.objectives.registry import Geometry, objective
+from geobench.objectives.registry import Geometry, Recipe, objective
 
 # verl clamps the token log-ratio to +-20 before exp; GSPO's sequence log-ratio to <= 10.
-_LOG_RATIO_CLAMP = 20.0
+LOG_RATIO_CLAMP = 20.0
 _SEQ_LOG_RATIO_MAX = 10.0
 
 _PG_GEOMETRY = Geometry(
@@ -88,6 +88,7 @@ def policy_gradient_metrics(batch: GroupBatch, ratio: Tensor, active: Tensor, ad
     ),
     feedback="sampled",
     paper="Yu et al. 2025 (DAPO), Eq. 8-10; OPO Sec. 9.1 baseline",
+    recipe=Recipe(filter_groups=True, overlong=True),  # dynamic sampling (Eq. 11), overlong handling (Sec. 3.4)
     clip_high=0.28,
 )
 def ppo_clip(
@@ -110,7 +111,7 @@ def ppo_clip(
     Shapes: batch (B, G, T); advantages (B, G) broadcast over T.
     """
     adv = batch.advantage(advantage)
-    log_ratio = (batch.logp - batch.old).clamp(-_LOG_RATIO_CLAMP, _LOG_RATIO_CLAMP)
+    log_ratio = (batch.logp - batch.old).clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)
     ratio = log_ratio.exp()
     token_adv = adv.unsqueeze(-1).expand_as(ratio)
     loss, active = clipped_surrogate(ratio, token_adv, clip_low, clip_high, dual_clip)
@@ -187,7 +188,7 @@ def trpo(
     Shapes: batch (B, G, T); advantages (B, G).
     """
     adv = batch.advantage(advantage)
-    ratio = (batch.logp - batch.old).clamp(-_LOG_RATIO_CLAMP, _LOG_RATIO_CLAMP).exp()
+    ratio = (batch.logp - batch.old).clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP).exp()
     surrogate = aggregate(ratio * adv.unsqueeze(-1), batch.mask, agg, totals=batch.totals)
     kl = sample_kl(batch, kl_estimator, agg)
     return -surrogate, {"kl": kl.detach(), "adv_range": (adv.max() - adv.min()).detach()}
@@ -200,6 +201,6 @@ def sample_kl(batch: GroupBatch, estimator: str = "k3", agg: str = "token-mean")
     for KL(pi_old || pi); ``k3`` is never negative. Both have the Fisher as their expected
     Hessian at pi = pi_old.
     """
-    log_ratio = (batch.logp - batch.old).clamp(-_LOG_RATIO_CLAMP, _LOG_RATIO_CLAMP)
+    log_ratio = (batch.logp - batch.old).clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)
     tokens = -log_ratio if estimator == "k1" else log_ratio.exp() - 1.0 - log_ratio
     return aggregate(tokens, batch.mask, agg, totals=batch.totals)

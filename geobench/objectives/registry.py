@@ -17,7 +17,9 @@ hyperparameter table, and has its own taxonomy row.
 An objective whose loss needs a statistic of the whole mini-batch (OPO's escort
 normalisation, Sec. 4.1) registers a ``prepare`` function: the trainer calls it once on the
 whole mini-batch, from quantities fixed during the update, before splitting it into
-micro-batches; the loss then reads the result from the batch.
+micro-batches; the loss then reads the result from the batch. What the RL loop does around
+the loss (filtering groups, overlong handling, an adaptive temperature) is the entry's
+:class:`Recipe`, so the loop reads a declaration, never an objective's name.
 """
 
 from __future__ import annotations
@@ -118,6 +120,28 @@ BOUNDS: dict[str, Range | tuple[str, ...]] = {
 
 
 @dataclass(frozen=True)
+class Recipe:
+    """What an RL loop does around an objective's loss, declared with the objective so that any
+    objective, a plugin's included, can opt in. The LLM loops (``geobench.llm``) read it; each
+    part also has a run-wide switch in their settings, named here.
+
+    - ``filter_groups``: drop the groups whose G rewards are all equal before the update: they
+      carry no group-relative signal (DAPO Eq. 11's dynamic sampling; ``dynamic_sampling``).
+    - ``overlong``: DAPO Sec. 3.4's overlong handling: truncated completions masked out of the
+      loss (``overlong_filter``) and Eq. 13's soft punishment added to the rewards
+      (``overlong_cache`` tokens).
+    - ``adaptive_temperature``: the hyperparameter an adaptive temperature sets every step, or
+      None: ``"tau"``, an anchoring temperature (ADPO Eq. 12's guard, or the per-prompt rule of
+      the authors' recipe), or ``"temperature"``, an escort temperature (OPO Sec. 9.1's "adaptive
+      tau", read as Eq. 12's guard on T).
+    """
+
+    filter_groups: bool = False
+    overlong: bool = False
+    adaptive_temperature: str | None = None
+
+
+@dataclass(frozen=True)
 class BoundObjective:
     """An objective with validated hyperparameters: ``loss, metrics = bound(batch)``."""
 
@@ -157,6 +181,7 @@ class Objective:
     prepare: PrepareFn | None = None
     base: str = ""  # a variant's objective ("" for an objective in its own right)
     fixed: dict[str, Any] = field(default_factory=dict)  # a variant's hyperparameters, not to be changed
+    recipe: Recipe = Recipe()
 
     def validate(self, hparams: dict[str, Any]) -> dict[str, Any]:
         """Defaults merged with ``hparams``, after checking every name and range. A variant's fixed
@@ -214,13 +239,15 @@ def objective(
     feedback: str,
     paper: str,
     prepare: PrepareFn | None = None,
+    recipe: Recipe = Recipe(),
     **overrides: Any,
 ) -> Callable[[LossFn], LossFn]:
     """Register ``fn`` under ``name``; stack the decorator to register variants.
 
     ``overrides`` replace the defaults of ``fn``'s keyword-only hyperparameters for this
     entry only (``ppo`` and ``grpo`` share one function and differ in their advantage).
-    ``prepare(batch, **hparams)`` is the objective's whole-mini-batch step (see above).
+    ``prepare(batch, **hparams)`` is the objective's whole-mini-batch step and ``recipe`` what
+    an RL loop does around the loss (see above); both are this entry's only.
     """
     if feedback not in FEEDBACK:
         raise ValueError(f"{name}: feedback must be one of {', '.join(FEEDBACK)}; got {feedback!r}")
@@ -228,6 +255,8 @@ def objective(
         raise ValueError(f"{name}: geometry must be a geobench.objectives.Geometry; got {type(geometry).__name__}")
     if not isinstance(paper, str) or not paper.strip():
         raise ValueError(f"{name}: paper must name the source of the objective (a paper, equation or URL)")
+    if not isinstance(recipe, Recipe):
+        raise ValueError(f"{name}: recipe must be a geobench.objectives.Recipe; got {type(recipe).__name__}")
 
     def decorate(fn: LossFn) -> LossFn:
         params = inspect.signature(fn).parameters.values()
@@ -235,7 +264,10 @@ def objective(
         bad = set(overrides) - set(defaults)
         if bad:
             raise TypeError(f"{name}: overrides {sorted(bad)} are not hyperparameters of {fn.__name__}")
-        entry = Objective(name, fn, geometry, feedback, paper, {**defaults, **overrides}, prepare)
+        adapted = recipe.adaptive_temperature
+        if adapted is not None and adapted not in defaults:
+            raise ValueError(f"{name}: the recipe adapts {adapted!r}, which is not a hyperparameter of {fn.__name__}")
+        entry = Objective(name, fn, geometry, feedback, paper, {**defaults, **overrides}, prepare, recipe=recipe)
         for key, value in entry.defaults.items():
             _check(name, key, value, BOUNDS.get(key))
         _register(entry)
@@ -247,8 +279,8 @@ def objective(
 def variant(name: str, base: str, *, paper: str, geometry: Geometry | None = None, **fixed: Any) -> Objective:
     """Register ``name``: the registered objective ``base`` with the hyperparameters ``fixed``.
 
-    The variant has ``base``'s loss, feedback and ``prepare``, its own name, source and (if given)
-    geometry; its other hyperparameters keep ``base``'s defaults and stay settable.
+    The variant has ``base``'s loss, feedback, ``prepare`` and ``recipe``, its own name, source
+    and (if given) geometry; its other hyperparameters keep ``base``'s defaults and stay settable.
     """
     parent = REGISTRY.get(base)
     if parent is None:
@@ -284,17 +316,29 @@ def _assignments(values: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in values.items())
 
 
+# Called in order when a name is not registered; each may register more objectives. The plugin
+# loader adds itself (geobench.objectives.plugins, which the package imports whenever the registry
+# is), so the registry imports nothing above it.
+_MISS_LOADERS: list[Callable[[], object]] = []
+
+
+def on_unknown_name(loader: Callable[[], object]) -> None:
+    """Call ``loader()`` whenever a looked-up name is not registered, before giving up on it."""
+    if loader not in _MISS_LOADERS:
+        _MISS_LOADERS.append(loader)
+
+
 def find_objective(name: str) -> Objective | None:
     """The registered objective ``name``, or None if nothing registers it.
 
-    A name not yet registered loads the plugins first (entry points and ``$GEOBENCH_PLUGINS``):
-    that is how a spawned worker or a Ray task finds a plugin objective the driver loaded. A plugin
-    that fails to load is its own one-line error, never taken for an unknown name.
+    A name not yet registered runs the loaders first (the plugins' entry points and
+    ``$GEOBENCH_PLUGINS``): that is how a spawned worker or a Ray task finds a plugin objective the
+    driver loaded. A plugin that fails to load is its own one-line error, never taken for an
+    unknown name.
     """
     if name not in REGISTRY:
-        from geobench.objectives.plugins import load_plugins
-
-        load_plugins()
+        for load in _MISS_LOADERS:
+            load()
     return REGISTRY.get(name)
 
 

@@ -1,0 +1,204 @@
+"""The settings of an LLM run, one type for the sweep and both training loops, defaults here only.
+
+Sources and reasons for every value are in ``experiments/opo_table1.toml``. The field names
+are the TOMLs' and ``run.json``'s; those naming a paper's algorithm (``adpo_tau_rule``,
+``opo_tau_min``, ...) configure the part of an objective's :class:`~geobench.objectives.Recipe`
+that algorithm introduced, for whichever objective declares it (:meth:`LLMConfig.cell_recipe`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from geobench.config import check_caps, check_lists
+from geobench.errors import ConfigError
+from geobench.llm.grading import REWARDS
+from geobench.llm.model import TinyQwen3
+from geobench.llm.rollout import BACKENDS, SamplingSettings
+from geobench.llm.warmstart import WarmStartConfig
+from geobench.objectives import GuardedTemperature, Objective, Recipe, find_objective, get_objective
+from geobench.objectives.temperature import CONFIDENCE_FORMS
+
+ENGINES = ("geobench", "trl")
+ALGOS = ("grpo", "gspo", "dapo", "opo", "adpo")
+# What an objective outside ALGOS (a plugin's, say) may declare: the loop scores G completions of
+# each prompt with a verifier, a reward per completion, which is sampled or listwise feedback.
+LLM_FEEDBACK = ("sampled", "listwise")
+# "guard" is ADPO's Eq. 12; "entropy-reward" the per-prompt rule of the authors' public recipe
+# (SETTINGS.md), geobench.llm.train.per_prompt_tau.
+TAU_RULES = ("guard", "entropy-reward")
+# The hyperparameters a recipe may adapt, each with its own settings (LLMConfig._adaptive_temperature).
+ADAPTED = ("tau", "temperature")
+# Cells are (algorithm, seed) runs and the progress bar counts them, so a cell with absurdly many
+# steps sits silent for days.
+CAPS = {
+    "seeds": (1_000, "every seed is a full RL run of each algorithm, weeks at the cap; the profiles run 1 to 5"),
+    "steps": (100_000, "a cell shows progress only when it ends; the paper profile runs 224"),
+}
+
+
+@dataclass(frozen=True)
+class AdaptiveTemperature:
+    """The adaptive temperature one cell runs: the hyperparameter it sets each step and its rule.
+
+    ``rule`` is one of :data:`TAU_RULES`; ``low`` and ``high`` are the guard's [tau_min, tau_max]
+    (the per-prompt rule keeps its own range, see ``per_prompt_tau``).
+    """
+
+    hparam: str
+    rule: str
+    low: float
+    high: float
+
+    def guard(self) -> GuardedTemperature | None:
+        """ADPO Eq. 12's state, starting at ``high``; None for the per-prompt rule, which has none."""
+        return GuardedTemperature(self.low, self.high) if self.rule == "guard" else None
+
+
+@dataclass(frozen=True)
+class CellRecipe:
+    """An objective's :class:`~geobench.objectives.Recipe` with this run's switches applied."""
+
+    filter_groups: bool  # drop the groups whose rewards are all equal (DAPO Eq. 11)
+    overlong_cache: int  # tokens of Eq. 13's soft overlong punishment; 0 = none
+    mask_truncated: bool  # truncated completions masked out of the loss (DAPO Sec. 3.4)
+    temperature: AdaptiveTemperature | None
+
+
+@dataclass(frozen=True)
+class LLMConfig:
+    """Every setting of an LLM run; sources and reasons in ``experiments/opo_table1.toml``."""
+
+    algos: tuple[str, ...] = ALGOS
+    seeds: int = 3
+    seed: int = 0
+    dataset: str = "arithmetic"
+    levels: tuple[int, ...] = (1, 2, 3, 4)
+    model: str = ""  # empty: the project's warm-started tiny Qwen3
+    dtype: str = "float32"
+    rollout: str = "hf"
+    engine: str = "geobench"  # geobench's own loop, or TRL's GRPOTrainer with geobench's loss
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 6
+    steps: int = 60
+    prompts_per_step: int = 8
+    group: int = 6
+    epochs: int = 1
+    minibatches: int = 1
+    micro_batch: int = 0  # prompts (groups) per micro-batch; 0 = the whole mini-batch
+    lr: float = 3e-4
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.1
+    max_grad_norm: float = 1.0
+    reward: str = "correct"
+    # Recipe.filter_groups's switch (DAPO's dynamic sampling).
+    dynamic_sampling: bool = True
+    # Recipe.overlong's soft punishment: its cache length in tokens; 0 = off.
+    overlong_cache: int = 0
+    # Recipe.adaptive_temperature "tau": ADPO's Eq. 12, from tau_max towards tau_min while confident
+    # and improving. Which way is "loose" is ambiguous (Sec. 5.1 calls small tau loose, Eq. 10
+    # makes it steep); we follow Eq. 12 as printed (see GuardedTemperature).
+    adaptive_tau: bool = True
+    tau_min: float = 0.1
+    tau_max: float = 0.8
+    # Eq. 12's confidence c over the G candidates: "token-mean" length-normalises the sequence
+    # log-probs (informative for LLM sequences, see candidate_confidence); "sequence" is ADPO
+    # Sec. 5.1 read literally (saturates at c ~ 1 for long sequences).
+    tau_confidence: str = "token-mean"
+    adpo_tau_rule: str = "guard"  # the "tau" rule, one of TAU_RULES
+    # Recipe.overlong's filter. DAPO (Yu et al. 2025) Sec. 3.4: "we first apply an overlong
+    # filtering strategy which masks the loss of truncated samples" (the authors' OPO-paper DAPO
+    # baseline config turns it off: "overlong and filtering off"; set False to match that).
+    overlong_filter: bool = True
+    # Recipe.adaptive_temperature "temperature". OPO Sec. 9.1: "adaptive tau with range [0.2, 1.5]",
+    # defined nowhere in the paper; read as ADPO Eq. 12's guard on the escort temperature T of
+    # P* ~ exp(A / T) (Sec. 4.1).
+    opo_adaptive_tau: bool = True
+    opo_tau_min: float = 0.2
+    opo_tau_max: float = 1.5
+    eval_every: int = 10
+    eval_prompts: int = 200
+    warmstart: Mapping[str, Any] = field(default_factory=dict)  # WarmStartConfig overrides (built-in tasks)
+    cell_gpus: float = 0.0  # GPUs each (algorithm, seed) cell asks of Ray; 1 in the paper profile
+    hparams: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_lists(self, "algos", "levels")
+        check_caps(self, CAPS)
+        if not self.dataset.strip():
+            raise ConfigError("dataset is empty; give arithmetic, column-addition, math-lighteval or a path")
+        if self.adpo_tau_rule not in TAU_RULES:
+            raise ConfigError(f"adpo_tau_rule must be one of {', '.join(TAU_RULES)}; got {self.adpo_tau_rule!r}")
+        if self.tau_confidence not in CONFIDENCE_FORMS:
+            raise ConfigError(
+                f"tau_confidence must be one of {', '.join(CONFIDENCE_FORMS)}; got {self.tau_confidence!r}"
+            )
+        for algo in self.algos:
+            if algo not in ALGOS:
+                _check_outside_algo(algo)
+            entry = get_objective(algo)
+            entry.validate(dict(self.hparams.get(algo, {})))
+            _check_recipe(entry)
+        if self.engine not in ENGINES:
+            raise ConfigError(f"unknown engine {self.engine!r}; valid: {', '.join(ENGINES)}")
+        if self.rollout not in BACKENDS:
+            raise ConfigError(f"unknown rollout backend {self.rollout!r}; valid: {', '.join(BACKENDS)}")
+        if self.reward not in REWARDS:
+            raise ConfigError(f"unknown reward {self.reward!r}; valid: {', '.join(REWARDS)}")
+        if min(self.seeds, self.steps, self.prompts_per_step, self.epochs, self.minibatches) < 1 or self.group < 2:
+            raise ConfigError("seeds, steps, prompts_per_step, epochs and minibatches must be >= 1 and group >= 2")
+        if not 0 < self.tau_min <= self.tau_max:
+            raise ConfigError(f"need 0 < tau_min <= tau_max; got {self.tau_min}, {self.tau_max}")
+
+    def cell_recipe(self, recipe: Recipe) -> CellRecipe:
+        """What a cell of an objective declaring ``recipe`` does, with this run's switches."""
+        return CellRecipe(
+            filter_groups=recipe.filter_groups and self.dynamic_sampling,
+            overlong_cache=self.overlong_cache if recipe.overlong else 0,
+            mask_truncated=recipe.overlong and self.overlong_filter,
+            temperature=self._adaptive_temperature(recipe.adaptive_temperature),
+        )
+
+    def _adaptive_temperature(self, hparam: str | None) -> AdaptiveTemperature | None:
+        """The schedule of the hyperparameter ``hparam`` under this run's settings; None when off."""
+        if hparam == "tau" and self.adaptive_tau:
+            return AdaptiveTemperature(hparam, self.adpo_tau_rule, self.tau_min, self.tau_max)
+        if hparam == "temperature" and self.opo_adaptive_tau:
+            return AdaptiveTemperature(hparam, "guard", self.opo_tau_min, self.opo_tau_max)
+        return None
+
+    def warmstart_config(self) -> WarmStartConfig:
+        """The warm start of a built-in task: its levels, plus the ``warmstart`` table's settings."""
+        values = dict(self.warmstart)
+        if "shape" in values:
+            values["shape"] = TinyQwen3(**values["shape"])
+        try:
+            return WarmStartConfig(task=self.dataset, levels=self.levels, **values)
+        except TypeError as error:
+            valid = ", ".join(WarmStartConfig.__dataclass_fields__)
+            raise ConfigError(f"bad warmstart setting ({error}); valid: {valid}") from None
+
+    def sampling(self) -> SamplingSettings:
+        return SamplingSettings(self.temperature, self.top_p, self.max_new_tokens)
+
+
+def _check_outside_algo(algo: str) -> None:
+    """An objective outside ALGOS runs if it is registered with a feedback the loop gives, else one line."""
+    valid = f"{', '.join(ALGOS)}, or an objective with {' or '.join(LLM_FEEDBACK)} feedback (`geobench objectives`)"
+    entry = find_objective(algo)
+    if entry is None:
+        raise ConfigError(f"unknown algorithm {algo!r} for geobench llm; valid: {valid}")
+    if entry.feedback not in LLM_FEEDBACK:
+        raise ConfigError(f"{algo!r} takes {entry.feedback} feedback, which geobench llm does not give; valid: {valid}")
+
+
+def _check_recipe(entry: Objective) -> None:
+    """A recipe adapting a hyperparameter the loop has no temperature settings for is one line."""
+    adapted = entry.recipe.adaptive_temperature
+    if adapted is not None and adapted not in ADAPTED:
+        raise ConfigError(
+            f"{entry.name}'s recipe adapts {adapted!r}, which geobench llm cannot; valid: {', '.join(ADAPTED)}"
+        )

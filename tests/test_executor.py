@@ -154,14 +154,16 @@ def test_a_failing_cell_is_named_and_the_others_are_written(kind, local_ray):
     assert "cell cell=broken failed: ZeroDivisionError: division by zero" in str(failure.value)
 
 
-def test_failed_cells_end_the_command_with_one_line_and_exit_status_1(monkeypatch, capsys):
+def test_failed_cells_end_the_command_with_one_line_and_exit_status_1(monkeypatch, capsys, tmp_path):
     from geobench import cli
+    from geobench.bandits import sweep
 
     def failing(*args, **kwargs):
         raise CellsFailed("1 of 2 cells failed (the others were written): cell variant=grpo failed: ValueError: x")
 
-    monkeypatch.setattr(bandits, "run", failing)
-    monkeypatch.setattr(sys, "argv", ["geobench", "bandits", "--noise", "cauchy", "--no-draw", "--quiet"])
+    monkeypatch.setattr(sweep, "run", failing)  # the catalog's runner, imported by name when the command runs
+    out = ["--out", str(tmp_path / "bandits")]  # were the patch to miss, nothing is written into the checkout
+    monkeypatch.setattr(sys, "argv", ["geobench", "bandits", "--noise", "cauchy", "--no-draw", "--quiet", *out])
     with pytest.raises(SystemExit) as exit_status:
         cli.main()
     assert exit_status.value.code == 1

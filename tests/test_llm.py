@@ -61,6 +61,18 @@ def test_answer_extraction_takes_the_last_balanced_box():
     assert extract_answer("nothing") is None
 
 
+def test_digit_reward_credits_right_digits_from_the_units_and_keeps_correct_apart():
+    from geobench.llm.grading import DIGIT_CREDIT, digit_credit
+
+    assert reward("\\boxed{853}", "853", "digits") == 1.0
+    assert digit_credit("843", "853") == pytest.approx(2 / 3)
+    assert digit_credit("53", "853") == pytest.approx(2 / 3)  # aligned from the units digit
+    assert digit_credit("1853", "853") == pytest.approx(3 / 4)  # over the longer of the two
+    assert reward("\\boxed{843}", "853", "digits") == pytest.approx(DIGIT_CREDIT * 2 / 3)
+    assert reward("no answer", "853", "digits") == 0.0 and reward("\\boxed{x}", "853", "digits") == 0.0
+    assert max(reward(f"\\boxed{{{n}}}", "853", "digits") for n in range(1000) if n != 853) <= DIGIT_CREDIT
+
+
 def test_shaped_reward_penalises_repetition_and_credits_short_wrong_answers():
     assert reward("5", "5", "shaped", 10) == 1.0
     assert reward("a b c d a b c d a b c d a b c d", "5", "shaped", 100) == -0.5

@@ -11,7 +11,8 @@ from functools import lru_cache
 
 from math_verify import parse, verify
 
-REWARDS = ("correct", "shaped")
+REWARDS = ("correct", "shaped", "digits")
+DIGIT_CREDIT = 0.5  # ours: the most a wrong answer earns under "digits", so a correct one always stands apart
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
 
@@ -61,8 +62,22 @@ def ngram_repetition(tokens: list[str], n: int = 4) -> float:
     return 1.0 - len(set(grams)) / len(grams) if grams else 0.0
 
 
+def digit_credit(answer: str | None, gold: str) -> float:
+    """Share of ``gold``'s digit positions a wrong integer answer gets right, aligned from the units
+    digit (as column addition writes them), over the longer of the two: ``digit_credit("843", "853")``
+    is 2/3, a missing or non-integer answer 0."""
+    if answer is None or not answer.strip().lstrip("-").isdigit() or not gold.strip().lstrip("-").isdigit():
+        return 0.0
+    a, g = answer.strip()[::-1], gold.strip()[::-1]
+    return sum(x == y for x, y in zip(a, g, strict=False)) / max(len(a), len(g))
+
+
 def reward(completion: str, gold: str, kind: str = "correct", max_chars: int = 0) -> float:
-    """1/0 correctness, or the authors' shaped form (SETTINGS.md, "good_accuracy").
+    """1/0 correctness, the authors' shaped form (SETTINGS.md, "good_accuracy"), or digit credit.
+
+    ``digits`` (ours, issue 24): 1 for a correct answer, else ``DIGIT_CREDIT`` times the share of
+    digit positions right (:func:`digit_credit`). A multi-valued reward, so that listwise weights
+    (ADPO, OPO) are not per-group rescalings of GRPO's advantages as they are under 1/0 rewards.
 
     ``shaped``: 1 for a correct answer; -0.5 when the 4-gram repetition (over characters
     of the whitespace-split words) exceeds 0.3; otherwise a small length-shaped credit
@@ -73,6 +88,8 @@ def reward(completion: str, gold: str, kind: str = "correct", max_chars: int = 0
         return 1.0
     if kind == "correct":
         return 0.0
+    if kind == "digits":
+        return DIGIT_CREDIT * digit_credit(extract_answer(completion), gold)
     if ngram_repetition(completion.split() or list(completion)) > 0.3:
         return -0.5
     return 0.1 * max(0.0, 1.0 - len(completion) / max_chars) if max_chars else 0.0

@@ -17,6 +17,7 @@ from typing import Any
 from rich.console import Console
 
 from geobench.config import experiment_file, merge
+from geobench.errors import ConfigError
 from geobench.executor import ExecutorConfig
 from geobench.experiments import BANDITS, LLM, MUJOCO, TOY, Experiment
 from geobench.objectives import get_objective
@@ -106,12 +107,19 @@ def reproduce(
     figures: Path,
     show_progress: bool = True,
     executor: ExecutorConfig = ExecutorConfig(),
+    only: tuple[str, ...] = (),
 ) -> Path:
-    """Run every stage of ``profile``, then draw everything and write ``results/REPORT.md``."""
+    """Run every stage of ``profile`` (or the stages whose folders ``only`` names), then draw
+    everything and write ``results/REPORT.md``."""
     from geobench.report import build_all, write_report
 
     console = Console(stderr=True)
     stages = [s for s in STAGES if profile in s.profiles]
+    unknown = sorted(set(only) - {s.folder for s in stages})
+    if unknown:
+        valid = ", ".join(s.folder for s in stages)
+        raise ConfigError(f"no stage {unknown[0]!r} in the {profile} profile; valid: {valid}")
+    stages = [s for s in stages if not only or s.folder in only]
     start = time.time()
     for i, stage in enumerate(stages, 1):
         left = ", ".join(s.folder for s in stages[i:]) or "figures and report"

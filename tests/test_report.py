@@ -153,6 +153,21 @@ def test_the_report_prefers_a_paper_profile_run_and_labels_it(results, tmp_path)
     assert "Ours: paper profile" in section
 
 
+def test_reproduce_runs_only_the_stages_named_and_refuses_an_unknown_one(tmp_path, monkeypatch):
+    from geobench import reproduce as rep
+    from geobench.errors import ConfigError
+    from geobench.experiments import TOY
+
+    small = {"grid_points": 51}
+    stages = (rep.Stage("toy", TOY, settings=small), rep.Stage("other", TOY, "toy-other", small))
+    monkeypatch.setattr(rep, "STAGES", stages)
+    rep.reproduce("quick", tmp_path / "results", tmp_path / "figures", show_progress=False, only=("toy-other",))
+    assert sorted(p.name for p in (tmp_path / "results").iterdir() if p.is_dir()) == ["toy-other"]
+    with pytest.raises(ConfigError, match="no stage 'nosuch' in the quick profile; valid: toy-saturation, toy-other"):
+        rep.reproduce("quick", tmp_path / "r2", tmp_path / "f2", show_progress=False, only=("nosuch",))
+    assert not (tmp_path / "r2").exists()
+
+
 def test_reproduce_paper_without_a_gpu_skips_gpu_stages_and_writes_paper_folders(tmp_path, monkeypatch):
     from geobench import reproduce as rep
     from geobench.experiments import TOY

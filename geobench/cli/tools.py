@@ -122,9 +122,12 @@ def reproduce_command(
     workers: int = WORKERS,
     threads: int = THREADS,
     ray_address: str | None = RAY_ADDRESS,
+    stages: str | None = typer.Option(
+        None, "--stages", help="Only these stages, by results folder (e.g. llm,llm-stress); then draw everything."
+    ),
 ) -> None:
     """Run every experiment of a profile (resuming finished cells), draw everything, write REPORT.md."""
-    from geobench.config import PROFILES
+    from geobench.config import PROFILES, parse_list
     from geobench.reproduce import reproduce
 
     if profile not in PROFILES:
@@ -135,4 +138,5 @@ def reproduce_command(
         writable_folder(out, "--figures"),
         show_progress=not quiet,
         executor=executor_config(executor, workers, threads, ray_address),
+        only=parse_list(stages) or (),
     )

@@ -1,6 +1,6 @@
 """The LLM runs' artifacts: OPO Table 1 and Figs. 4-7, ADPO Fig. 3 and Table 4, the per-pair check (or,
-for a run without one, the coarser regime check), the pairwise differences, the claims, and the
-OPO-form and stress ablations."""
+for a run without one, the coarser regime check), the pairwise differences, the claims, tau over
+training, and the OPO-form and stress ablations."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from geobench.config import EXPERIMENTS_DIR
-from geobench.report import llm_ablations, llm_regime, llm_report, llm_tables
+from geobench.report import llm_ablations, llm_regime, llm_report, llm_tables, llm_tau
 from geobench.report.files import require_run, save_figure
 from geobench.report.markdown import markdown_table
 from geobench.results import atomic_write_text, preferred_run
@@ -46,6 +46,9 @@ def draw_llm(run_folder: Path, figures: Path, only: frozenset[str] | None = None
     if only is None or "opo_fig6" in only:
         fig = llm_report.saturation_figure(frame, f"OPO Fig. 6: gradient saturation ({basis})")
         paths += save_figure(fig, figures, "opo_fig6")
+    if only is None or "llm_tau" in only:
+        fig = llm_tau.tau_figure(frame, config, f"tau over training, each seed and their mean ({shape})")
+        paths += save_figure(fig, figures, "llm_tau")
     paper_t1 = pd.read_csv(EXPERIMENTS_DIR / "paper" / "opo_table1.csv")
     paper_t4 = pd.read_csv(EXPERIMENTS_DIR / "paper" / "adpo_table4.csv")
     paper_claims = pd.read_csv(EXPERIMENTS_DIR / "paper" / "llm_claims.csv")
@@ -70,6 +73,7 @@ def draw_llm(run_folder: Path, figures: Path, only: frozenset[str] | None = None
         + llm_regime.pairwise_table(frame, pairs=run.pairs),
         "llm_claims": f"### LLM claims of both papers beside ours ({basis})\n\n"
         + markdown_table(llm_report.claims(run, paper_claims)),
+        "llm_tau": f"### tau over training ({shape})\n\n" + llm_tau.tau_sentence(frame, config),
     }
     for stem, text in texts.items():
         if only is not None and stem not in only:

@@ -117,6 +117,18 @@ def test_a_comparison_between_coinciding_algorithms_is_not_testable_in_claims_an
     assert next(line for line in lines if line.startswith("| GRPO - OPO")).startswith("| GRPO - OPO | differ |")
 
 
+def test_a_pair_the_check_skipped_falls_back_on_the_run_level_check():
+    frame = synthetic_run(on_policy=1.0, clip=0.0, length_std=0.3, opo_gain=0.3)  # run-level: objectives coincide
+    pairs = pairs_frame(("grpo", "gspo"), lambda *_: 0.2)  # only GRPO and GSPO were checked: they differ
+    run = LLMRun(frame, "column-addition", pairs)
+    assert run.discrimination.void("grpo", "gspo") is None
+    row = claims(run, PAPER.loc[["opo_best_reward"]]).iloc[0]
+    assert row["verdict"] == "not testable"
+    assert row["rule"].endswith(
+        "; not testable (the per-pair check skipped this pair; the coarser run-level check: objectives coincide)"
+    )
+
+
 def test_one_seed_cannot_give_a_ci_so_its_claims_are_not_testable():
     frame = synthetic_run(on_policy=0.5, clip=0.05, length_std=8.0, opo_gain=0.3, seeds=1)
     row = claims(LLMRun(frame, "column-addition"), PAPER.loc[["opo_best_reward"]]).iloc[0]

@@ -165,12 +165,15 @@ class Discrimination:
         return None if self.pairs is None else pair_verdict(self.pairs, a, b)
 
     def void(self, a: str, b: str) -> str | None:
-        """Why a comparison of ``a`` with ``b`` cannot be tested in this run, or None if it can."""
-        if self.pairs is not None:
-            return COINCIDE_NOTE if self.verdict(a, b) == "coincide" else None
+        """Why a comparison of ``a`` with ``b`` cannot be tested in this run, or None if it can; a pair the
+        per-pair check did not compare falls back on the run-level check, as a run without one does."""
+        verdict = self.verdict(a, b)
+        if verdict is not None:
+            return COINCIDE_NOTE if verdict == "coincide" else None
         if regime(self.frame).discriminates:
             return None
-        return f"{NOT_TESTABLE} (no per-pair check in this run; the coarser run-level check: objectives coincide)"
+        missing = "no per-pair check in this run" if self.pairs is None else "the per-pair check skipped this pair"
+        return f"{NOT_TESTABLE} ({missing}; the coarser run-level check: objectives coincide)"
 
     def text(self, updates_per_batch: int | None = None) -> str:
         """The per-pair table, or where the run has none a sentence saying so and the run-level check."""

@@ -289,7 +289,7 @@ def coincide(run: LLMRun, row: Mapping[str, str], verdict: str) -> Void | None:
     for other in others:
         void = run.discrimination.void(subject, other)
         if void is not None:
-            pair = f": {label(subject)} and {label(other)}" if run.pairs is not None else ""
+            pair = f": {label(subject)} and {label(other)}" if run.discrimination.verdict(subject, other) else ""
             return Void(void + pair, NOT_TESTABLE)
     return None
 

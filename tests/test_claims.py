@@ -26,6 +26,7 @@ DESCRIPTIVE = {
     "rule_text",
     "ours_text",
     "guards",
+    "horizon",  # read by the LLM guard "horizon", not by a rule
     "skip_task",
     "skip_rule",
 }

@@ -6,7 +6,9 @@ value (``paper``), what of the run it is judged on and the rule's thresholds (th
 in :data:`RULES`). ``rule_text`` is the rule as the claims table prints it: a ``str.format``
 template over the row's parameters and what the rule measured, so a threshold is printed as the
 data writes it; ``statement`` and ``ours_text`` (for rules that show scalars) are templates too.
-``guards`` names reasons that can void a verdict (see :data:`Guard`).
+``guards`` names reasons that can void a verdict (see :data:`Guard`): the run cannot test the claim
+(it is shorter than the row's ``horizon``, has too few seeds, or the algorithms compared make the
+same update), which reads "not testable", or the numbers cannot support it (inconclusive).
 
 A rule is ``rule(context, **params) -> Outcome | None``; the context is what the artifact's report
 judges (a run's frame, a conceptual figure's scalars), and ``None`` means the run lacks the claim's
@@ -24,7 +26,7 @@ from typing import Any
 import pandas as pd
 
 from geobench.config import EXPERIMENTS_DIR
-from geobench.report.stats import sign_verdict
+from geobench.report.stats import NOT_TESTABLE, sign_verdict
 
 PAPER_DIR = EXPERIMENTS_DIR / "paper"
 COLUMNS = ("claim", "paper", "ours", "verdict", "rule")  # a claims table, as every artifact prints it
@@ -67,11 +69,21 @@ class Outcome:
     rule: str | None = None
 
 
+@dataclass(frozen=True)
+class Void:
+    """Why a verdict cannot count: ``note`` is appended to the rule and ``verdict`` replaces the rule's."""
+
+    note: str
+    verdict: str = "inconclusive"
+
+
 Rule = Callable[..., Outcome | None]
-# A reason a verdict cannot count: guard(context, params, verdict) -> a note, or None. A note turns the
-# verdict inconclusive and is appended to the rule; a row lists its guards in ``guards``.
-Guard = Callable[[Any, Mapping[str, str], str], str | None]
+# A reason a verdict cannot count: guard(context, row, verdict) -> a Void, or None; ``row`` is the claim's
+# row (every cell as text), so a guard may read columns no rule takes (``horizon``). A row lists its
+# guards in ``guards``; "not testable" outranks "inconclusive", whichever guard says it.
+Guard = Callable[[Any, Mapping[str, str], str], Void | None]
 RULES: dict[str, Rule] = {}
+_RANK = {NOT_TESTABLE: 2, "inconclusive": 1}
 
 
 def rule(name: str) -> Callable[[Rule], Rule]:
@@ -136,9 +148,11 @@ def evaluate(
             **{key: row[key] for key in columns},
         }
         for name in row.get("guards", "").split():
-            note = (guards or {})[name](context, params, line["verdict"])
-            if note is not None:
-                line["verdict"], line["rule"] = "inconclusive", f"{line['rule']}; {note}"
+            void = (guards or {})[name](context, row, line["verdict"])
+            if void is not None:
+                line["rule"] = f"{line['rule']}; {void.note}"
+                if _RANK.get(void.verdict, 0) >= _RANK.get(line["verdict"], 0):
+                    line["verdict"] = void.verdict
         judged.append(line)
     head = WITH_ARTIFACT if "artifact" in rows.columns else COLUMNS
     return pd.DataFrame(judged, columns=[*head, *columns])

@@ -10,9 +10,10 @@ import numpy as np
 import pandas as pd
 
 from geobench.report.claims import Outcome, evaluate, read_claims, rule
-from geobench.report.llm_report import GUARDS, LLMRun, ablation_table, per_seed, variant_values, variants
+from geobench.report.llm_report import GUARDS, LLMRun, paired_values, per_seed, variant_values, variants
+from geobench.report.llm_tables import ablation_table
 from geobench.report.markdown import markdown_table
-from geobench.report.stats import bootstrap_diff_ci, bootstrap_mean_ci, sign_verdict
+from geobench.report.stats import bootstrap_mean_ci, paired_diff_ci, sign_verdict
 from geobench.report.style import label
 
 OPO_FORMS = (
@@ -27,14 +28,28 @@ def opo_forms_table(runs: dict[str, pd.DataFrame]) -> str:
     return ablation_table(runs, "opo")
 
 
-def _per_seed_max_over_median(frame: pd.DataFrame, variant: str) -> np.ndarray:
+def grad_norm_extremes(frame: pd.DataFrame, variant: str) -> pd.DataFrame:
+    """Per seed of ``variant``: the largest and the median pre-clip gradient norm over its steps, and the
+    share of its steps whose norm is exactly 0 (a collapsed seed: no signal left in any group)."""
     rows = frame[(frame["metric"] == "grad_norm") & (frame["variant"] == variant) & (frame["step"] >= 1)]
-    ratios = rows.groupby("seed")["value"].agg(lambda v: v.max() / max(v.median(), 1e-12))
-    return ratios.to_numpy(dtype=float)
+    grouped = rows.groupby("seed")["value"]
+    return pd.DataFrame(
+        {"largest": grouped.max(), "median": grouped.median(), "zero": grouped.agg(lambda v: float((v == 0).mean()))}
+    )
+
+
+def _medians_text(extremes: pd.DataFrame) -> str:
+    """Each seed's median grad norm; a zero median says the seed collapsed, never a ratio over it."""
+    parts = [
+        f"0 (seed {seed}: exactly 0 on {zero:.0%} of steps, the seed collapsed)" if median == 0 else f"{median:.2f}"
+        for seed, median, zero in zip(extremes.index, extremes["median"], extremes["zero"], strict=True)
+    ]
+    return ", ".join(parts) or "-"
 
 
 def stress_table(frame: pd.DataFrame) -> str:
-    """Per algorithm of the stress run: peak and final reward, final held-out accuracy, grad norm and its spikes."""
+    """Per algorithm of the stress run: peak and final reward, final held-out accuracy, grad norm, and the
+    largest and each seed's median pre-clip grad norm over the run."""
     peak, final = per_seed(frame, "reward_mean", "peak"), per_seed(frame, "reward_mean")
     grad = per_seed(frame, "grad_norm")
     rows = []
@@ -45,7 +60,7 @@ def stress_table(frame: pd.DataFrame) -> str:
 
         heldout = frame[(frame["variant"] == variant) & (frame["metric"] == "heldout_accuracy")]
         last = heldout[heldout["step"] == heldout["step"].max()]["value"].to_numpy(float)
-        spikes = _per_seed_max_over_median(frame, variant)
+        extremes = grad_norm_extremes(frame, variant)
         rows.append(
             {
                 "algorithm": label(variant),
@@ -53,7 +68,8 @@ def stress_table(frame: pd.DataFrame) -> str:
                 "final reward (last 20)": _ci(pick(final)),
                 "final held-out accuracy": _ci(last),
                 "grad norm (last 20, pre-clip)": _ci(pick(grad), "{:.2f}"),
-                "largest / median grad norm": f"{spikes.max():.3g} (worst seed)" if len(spikes) else "-",
+                "largest grad norm (any seed, any step)": f"{extremes['largest'].max():.2f}" if len(extremes) else "-",
+                "median grad norm (each seed)": _medians_text(extremes),
             }
         )
     return markdown_table(pd.DataFrame(rows))
@@ -70,24 +86,33 @@ def _ci(values: np.ndarray, fmt: str = "{:.3f}") -> str:
 def large_not_exploding(
     run: LLMRun, subject: str, versus: str, metric: str, statistic: str, threshold: str
 ) -> Outcome | None:
-    """``subject``'s gradient norm above ``versus``'s (a CI over seeds above 0), and no seed's largest
-    pre-clip norm above ``threshold`` times its median: large, but not exploding."""
+    """``subject``'s gradient norm above ``versus``'s (a paired CI over seeds above 0), and no seed's largest
+    pre-clip norm above ``threshold`` times its median: large, but not exploding. A seed whose median is 0
+    (it collapsed) has no such ratio: it cannot show the claim holds, only another seed can refute it."""
     grad = per_seed(run.frame, metric, statistic)
-    treated, base = variant_values(grad, subject), variant_values(grad, versus)
-    if not len(treated) or not len(base):
+    if not len(variant_values(grad, subject)) or not len(variant_values(grad, versus)):
         return None
-    mean, low, high = bootstrap_diff_ci(treated, base)
-    spikes = _per_seed_max_over_median(run.frame, subject)
+    mean, low, high = paired_diff_ci(*paired_values(grad, subject, versus))
+    extremes = grad_norm_extremes(run.frame, subject)
+    alive = extremes[extremes["median"] > 0]
+    spikes = (alive["largest"] / alive["median"]).to_numpy(float)
     large = sign_verdict(low, high, 1)
-    verdict = large if spikes.max() < float(threshold) or large != "reproduced" else "not reproduced"
+    if large != "reproduced":
+        verdict = large
+    elif len(spikes) and spikes.max() >= float(threshold):
+        verdict = "not reproduced"
+    else:
+        verdict = "inconclusive" if len(alive) < len(extremes) else "reproduced"
+    dead = [str(seed) for seed in extremes.index.difference(alive.index)]
+    ratio = f"max/median {spikes.max():.1f}" if len(spikes) else "max/median -"
+    if dead:
+        ratio += f" (seeds with median > 0; median 0 on seed {', '.join(dead)}: it collapsed)"
     return Outcome(
-        f"{label(subject)} - {label(versus)} grad norm {mean:+.2f} [{low:+.2f}, {high:+.2f}]; "
-        f"max/median {spikes.max():.1f}",
-        verdict,
+        f"{label(subject)} - {label(versus)} grad norm {mean:+.2f} [{low:+.2f}, {high:+.2f}]; {ratio}", verdict
     )
 
 
-def stress_claims(frame: pd.DataFrame) -> pd.DataFrame:
+def stress_claims(run: LLMRun) -> pd.DataFrame:
     """The claims ``experiments/paper/llm_stress_claims.csv`` judges on the stress run (collapse, exploding
     gradients)."""
-    return evaluate(read_claims("llm_stress_claims"), LLMRun(frame), GUARDS)
+    return evaluate(read_claims("llm_stress_claims"), run, GUARDS)

@@ -1,5 +1,6 @@
-"""The LLM runs' artifacts: OPO Table 1 and Figs. 4-7, ADPO Fig. 3 and Table 4, the regime check,
-the pairwise differences, the claims, and the OPO-form and stress ablations."""
+"""The LLM runs' artifacts: OPO Table 1 and Figs. 4-7, ADPO Fig. 3 and Table 4, the per-pair check (or,
+for a run without one, the coarser regime check), the pairwise differences, the claims, tau over
+training, and the OPO-form and stress ablations."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 
 from geobench.config import EXPERIMENTS_DIR
-from geobench.report import llm_ablations, llm_regime, llm_report
-from geobench.report.files import require_run, save_figure, with_timing
+from geobench.report import llm_ablations, llm_regime, llm_report, llm_tables, llm_tau
+from geobench.report.files import require_run, save_figure
 from geobench.report.markdown import markdown_table
 from geobench.results import atomic_write_text, preferred_run
 
@@ -19,14 +20,13 @@ ADPO_LLM_STEMS = frozenset({"adpo_fig3", "adpo_table4"})
 def draw_llm(run_folder: Path, figures: Path, only: frozenset[str] | None = None) -> list[Path]:
     """OPO Table 1, Figs. 4-7 and ADPO Fig. 3, Table 4 (figures, tables, claims) from an LLM run folder;
     ``only`` restricts it to some of those artifacts (by file stem)."""
-    frame, meta = require_run(run_folder, "geobench llm")
-    frame = with_timing(frame, run_folder)
-    config = meta["config"]
-    task = llm_report.task_of(frame, meta)
-    basis = (
-        f"{meta['profile']} profile, {task}, {frame['seed'].nunique()} seeds, {config['steps']} steps, "
-        f"{config['prompts_per_step']} prompts x {config['group']} samples; mean +- 95% CI over seeds"
+    run, meta = _read(run_folder, "geobench llm")
+    frame, config = run.frame, meta["config"]
+    shape = (
+        f"{meta['profile']} profile, {run.task}, {frame['seed'].nunique()} seeds, {config['steps']} steps, "
+        f"{config['prompts_per_step']} prompts x {config['group']} samples"
     )
+    basis = f"{shape}; mean +- 95% CI over seeds"
     panels = {
         "opo_fig4": (["reward_mean"], llm_report.ORDER, "OPO Fig. 4: training reward"),
         "opo_fig5": (["grad_norm"], llm_report.ORDER, "OPO Fig. 5: gradient norm"),
@@ -46,6 +46,9 @@ def draw_llm(run_folder: Path, figures: Path, only: frozenset[str] | None = None
     if only is None or "opo_fig6" in only:
         fig = llm_report.saturation_figure(frame, f"OPO Fig. 6: gradient saturation ({basis})")
         paths += save_figure(fig, figures, "opo_fig6")
+    if only is None or "llm_tau" in only:
+        fig = llm_tau.tau_figure(frame, config, f"tau over training, each seed and their mean ({shape})")
+        paths += save_figure(fig, figures, "llm_tau")
     paper_t1 = pd.read_csv(EXPERIMENTS_DIR / "paper" / "opo_table1.csv")
     paper_t4 = pd.read_csv(EXPERIMENTS_DIR / "paper" / "adpo_table4.csv")
     paper_claims = pd.read_csv(EXPERIMENTS_DIR / "paper" / "llm_claims.csv")
@@ -53,22 +56,24 @@ def draw_llm(run_folder: Path, figures: Path, only: frozenset[str] | None = None
     texts = {
         "opo_table1": f"### OPO Table 1: ours ({basis}) beside the paper's\n\nMean over the final "
         f"{llm_report.FINAL_STEPS} steps per seed, then mean [95% bootstrap CI] over seeds.\n\n"
-        + llm_report.table1(frame, paper_t1),
+        + llm_tables.table1(frame, paper_t1),
         "adpo_table4": f"### ADPO Table 4: actor update time ({basis})\n\n"
         "Ours: every algorithm at the same micro-batch, on the same machine, mean seconds per RL step of "
         "the update phase (forward, backward, optimizer). The paper's times are at unequal micro-batches "
         "(ADPO 8, GRPO/GSPO 6), so its 3.5x is not a like-for-like figure.\n\n"
-        + llm_report.table4(frame, paper_t4, micro),
-        "llm_regime": f"### Regime check: could this run tell the objectives apart? ({basis})\n\n"
-        + llm_regime.regime(frame).sentence()
-        + "\n\n"
-        + llm_regime.regime_table(frame),
+        + llm_tables.table4(frame, paper_t4, micro),
+        "llm_pairs": f"### Per-pair check: which algorithms make different updates ({shape})\n\n"
+        + run.discrimination.text(_updates_per_batch(config)),
+        "llm_regime": f"### Regime check: what the mechanisms that separate objectives did ({shape})\n\n"
+        "Per algorithm, means over seeds and steps (no CIs).\n\n" + llm_regime.regime_table(frame),
         "llm_pairwise": f"### Which algorithms this run can tell apart ({basis})\n\n"
-        "Differences (row's first algorithm minus second), mean [95% bootstrap CI] over seeds; final reward "
-        "and entropy over the final 20 steps, held-out accuracy at the last evaluation.\n\n"
-        + llm_regime.pairwise_table(frame),
+        "Differences (row's first algorithm minus second), mean [95% paired bootstrap CI] over seeds (seed k "
+        "of one with seed k of the other: they share prompts); final reward and entropy over the final 20 "
+        "steps, held-out accuracy at the last evaluation. A pair whose updates coincide is not testable.\n\n"
+        + llm_regime.pairwise_table(frame, pairs=run.pairs),
         "llm_claims": f"### LLM claims of both papers beside ours ({basis})\n\n"
-        + markdown_table(llm_report.claims(frame, paper_claims, task)),
+        + markdown_table(llm_report.claims(run, paper_claims)),
+        "llm_tau": f"### tau over training ({shape})\n\n" + llm_tau.tau_sentence(frame, config),
     }
     for stem, text in texts.items():
         if only is not None and stem not in only:
@@ -77,6 +82,17 @@ def draw_llm(run_folder: Path, figures: Path, only: frozenset[str] | None = None
         atomic_write_text(path, text)
         paths.append(path)
     return paths
+
+
+def _read(run_folder: Path, command: str) -> tuple[llm_report.LLMRun, dict]:
+    """An LLM run folder as its claims read it, or FileNotFoundError naming the command that makes it."""
+    require_run(run_folder, command)
+    return llm_report.read_llm_run(run_folder)
+
+
+def _updates_per_batch(config: dict) -> int | None:
+    epochs, minibatches = config.get("epochs"), config.get("minibatches")
+    return epochs * minibatches if epochs and minibatches else None
 
 
 def build_llm(results: Path, figures: Path) -> list[Path]:
@@ -110,16 +126,16 @@ def build_opo_forms(results: Path, figures: Path) -> list[Path]:
 
 def build_llm_stress(results: Path, figures: Path) -> list[Path]:
     """The stress ablation: a larger step where collapse can happen, with its two claims."""
-    frame, meta = require_run(preferred_run(results, "llm-stress"), "make reproduce (the llm-stress stage)")
-    config = meta["config"]
+    run, meta = _read(preferred_run(results, "llm-stress"), "make reproduce (the llm-stress stage)")
+    frame, config = run.frame, meta["config"]
     text = (
         f"### Stress ablation (ours): lr {config['lr']:g}, {config['epochs']} epochs x {config['minibatches']} "
         f"mini-batches per rollout batch, {frame['seed'].nunique()} seeds\n\n"
-        + llm_regime.regime(frame).sentence()
+        + run.discrimination.text(_updates_per_batch(config))
         + "\n\n"
         + llm_ablations.stress_table(frame)
         + "\n\n"
-        + markdown_table(llm_ablations.stress_claims(frame))
+        + markdown_table(llm_ablations.stress_claims(run))
     )
     path = figures / "llm_stress.md"
     atomic_write_text(path, text)

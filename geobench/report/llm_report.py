@@ -1,8 +1,13 @@
-"""OPO Table 1 / Figs. 4-7 and ADPO Fig. 3 / Table 4 from ``metrics.csv``: pure functions.
+"""OPO Figs. 4-7 and ADPO Fig. 3 from ``metrics.csv``, the per-seed statistics every LLM table reads
+(the tables: :mod:`~geobench.report.llm_tables`), and the LLM claims' rules and guards: pure functions.
 
 Every number is a per-seed statistic of the run's CSV (final-20-step means, peaks, run
-means) with a 95% bootstrap CI over seeds. The claims are rows of ``experiments/paper/llm_claims.csv``;
-the rules that judge them, and the guards that void a verdict, are here.
+means) with a 95% bootstrap CI over seeds; a difference or ratio between two algorithms is a paired
+bootstrap (seed k of one with seed k of the other: they share prompts). The claims are rows of
+``experiments/paper/llm_claims.csv``; the rules that judge them, and the guards that void a verdict,
+are here. A run cannot test a claim (verdict "not testable", with the reason) when it is shorter than
+the claim's ``horizon``, has fewer than 2 seeds for a CI, or when the algorithms compared make the
+same update (the per-pair check, :mod:`~geobench.report.llm_pairs`).
 """
 
 from __future__ import annotations
@@ -10,17 +15,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property, partial
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import ScalarFormatter
 
-from geobench.report.claims import Outcome, ci_verdict, evaluate, rule, text
-from geobench.report.llm_regime import has_collapsed, regime
-from geobench.report.markdown import markdown_table
-from geobench.report.stats import bootstrap_diff_ci, bootstrap_mean_ci, bootstrap_ratio_ci, ci_text
+from geobench.report.claims import Outcome, Void, ci_verdict, evaluate, rule, text
+from geobench.report.files import with_timing
+from geobench.report.llm_pairs import read_pairs
+from geobench.report.llm_regime import Discrimination, has_collapsed
+from geobench.report.stats import NOT_TESTABLE, bootstrap_mean_ci, paired_diff_ci, paired_ratio_ci
 from geobench.report.style import label, style
+from geobench.results import read_run
 
 ORDER = ("opo", "adpo", "grpo", "gspo", "dapo")
 ADPO_FIG3 = ("adpo", "gspo", "grpo")
@@ -80,6 +88,17 @@ def variant_values(stats: pd.DataFrame, variant: str) -> np.ndarray:
     return stats.loc[stats["variant"] == variant, "value"].to_numpy(dtype=float)
 
 
+def paired_values(
+    stats: pd.DataFrame, a: str, b: str, other_stats: pd.DataFrame | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Seed k of ``a`` beside seed k of ``b`` (from ``other_stats`` if given), on the seeds both have:
+    two (n,) arrays for a paired bootstrap."""
+    x = stats.loc[stats["variant"] == a].set_index("seed")["value"]
+    y = (stats if other_stats is None else other_stats).loc[lambda t: t["variant"] == b].set_index("seed")["value"]
+    seeds = x.index.intersection(y.index).sort_values()
+    return x[seeds].to_numpy(dtype=float), y[seeds].to_numpy(dtype=float)
+
+
 def curve_figure(frame: pd.DataFrame, metrics: list[str], among: tuple[str, ...], caption: str) -> Figure:
     """One panel per metric: the seed mean (rolling 5 steps) with a band of +-1.96 standard errors."""
     fig = Figure(figsize=(5.2 * len(metrics), 4.2))
@@ -132,84 +151,42 @@ def saturation_figure(frame: pd.DataFrame, caption: str) -> Figure:
     return fig
 
 
-def table1(frame: pd.DataFrame, paper: pd.DataFrame) -> str:
-    """OPO Table 1: reward and grad norm over the final 20 steps, ours (CI over seeds) and the paper's."""
-    reward, grad = per_seed(frame, "reward_mean"), per_seed(frame, "grad_norm")
-    rows = []
-    for variant in variants(frame):
-        p = paper[paper["variant"] == variant]
-        rows.append(
-            {
-                "algorithm": label(variant),
-                "mean reward, ours": ci_text(variant_values(reward, variant)),
-                "mean reward, paper": f"{p['reward'].iloc[0]:.3f}" if len(p) else "-",
-                "grad norm, ours": ci_text(variant_values(grad, variant), "{:.2f}"),
-                "grad norm, paper": f"{p['grad_norm'].iloc[0]:.2f}" if len(p) else "-",
-                "held-out accuracy, start -> end (ours)": _heldout_text(frame, variant),
-            }
-        )
-    return markdown_table(pd.DataFrame(rows))
-
-
-def _heldout_text(frame: pd.DataFrame, variant: str) -> str:
-    rows = frame[(frame["variant"] == variant) & (frame["metric"] == "heldout_accuracy")]
-    if rows.empty:
-        return "-"
-    first, last = rows[rows["step"] == rows["step"].min()], rows[rows["step"] == rows["step"].max()]
-    return f"{first['value'].mean():.3f} -> {ci_text(last['value'].to_numpy(dtype=float))}"
-
-
-def table4(frame: pd.DataFrame, paper: pd.DataFrame, micro_batch: str) -> str:
-    """ADPO Table 4 like for like: actor update time per step at one micro-batch for all."""
-    times = per_seed(frame, "update_time_s", how="mean")
-    adpo = variant_values(times, "adpo")
-    rows = []
-    for variant in variants(frame):
-        p = paper[paper["variant"] == variant]
-        other = variant_values(times, variant)
-        speed = bootstrap_ratio_ci(adpo, other) if len(adpo) and len(other) else None
-        rows.append(
-            {
-                "algorithm": label(variant),
-                "micro-batch, ours": micro_batch,
-                "update time (s/step), ours": ci_text(variant_values(times, variant), "{:.4f}"),
-                "ADPO speedup, ours": f"{1 / (speed[0] + 1):.2f}x" if speed else "-",
-                "micro-batch, paper": str(int(p["micro_batch"].iloc[0])) if len(p) else "-",
-                "update time (s), paper": f"{p['update_time_s'].iloc[0]:.1f}" if len(p) else "-",
-            }
-        )
-    return markdown_table(pd.DataFrame(rows))
-
-
-def ablation_table(runs: dict[str, pd.DataFrame], variant: str) -> str:
-    """One algorithm under several settings: final-20 reward, final held-out accuracy, entropy, grad norm."""
-    rows = []
-    for name, frame in runs.items():
-        part = frame[frame["variant"] == variant]
-        heldout = part[part["metric"] == "heldout_accuracy"]
-        last = heldout[heldout["step"] == heldout["step"].max()]["value"].to_numpy(dtype=float)
-        rows.append(
-            {
-                "setting": name,
-                "final reward": ci_text(variant_values(per_seed(part, "reward_mean"), variant)),
-                "final held-out accuracy": ci_text(last) if len(last) else "-",
-                "entropy (final 20)": ci_text(variant_values(per_seed(part, "entropy"), variant)),
-                "grad norm (final 20)": ci_text(variant_values(per_seed(part, "grad_norm"), variant), "{:.2f}"),
-            }
-        )
-    return markdown_table(pd.DataFrame(rows))
-
-
 @dataclass(frozen=True)
 class LLMRun:
-    """What the LLM claims are judged on: a run's metrics (with its timing rows) and the task it trained on."""
+    """What the LLM claims are judged on: a run's metrics (with its timing rows), the task it trained on,
+    and its per-pair check (``pairs.csv``; None for a run without one)."""
 
     frame: pd.DataFrame
     task: str = ""
+    pairs: pd.DataFrame | None = None
 
     @cached_property
-    def discriminates(self) -> bool:
-        return regime(self.frame).discriminates
+    def discrimination(self) -> Discrimination:
+        return Discrimination(self.frame, self.pairs)
+
+    @cached_property
+    def last_step(self) -> int:
+        steps = self.frame.loc[self.frame["step"] >= 1, "step"]
+        return int(steps.max()) if len(steps) else 0
+
+    def seeds(self, *algorithms: str) -> int:
+        """How many seeds every one of ``algorithms`` has (what a paired CI between them is over)."""
+        sets = [set(self.frame.loc[self.frame["variant"] == a, "seed"]) for a in algorithms]
+        return len(set.intersection(*sets)) if sets else 0
+
+
+def read_llm_run(run_folder: Path) -> tuple[LLMRun, dict] | None:
+    """An LLM run folder as its claims read it (metrics, timing rows, task, per-pair check) and its
+    run.json; None if it has not been run."""
+    run = read_run(run_folder)
+    if run is None:
+        return None
+    frame, meta = run
+    return LLMRun(with_timing(frame, run_folder), task_of(frame, meta), read_pairs(run_folder)), meta
+
+
+def _no_seed_in_common(subject: str, other: str) -> Outcome:
+    return Outcome("-", NOT_TESTABLE, rule=f"{NOT_TESTABLE} ({label(subject)} and {label(other)} share no seed)")
 
 
 def _best_other(stats: pd.DataFrame, variant: str, among: list[str], pick=max) -> str | None:
@@ -224,9 +201,11 @@ def _beats_the_rest(
     other = _best_other(stats, subject, versus.split() or variants(run.frame), pick)
     if other is None or not len(variant_values(stats, subject)):
         return None
-    treated, base = variant_values(stats, subject), variant_values(stats, other)
+    treated, base = paired_values(stats, subject, other)
+    if not len(treated):
+        return _no_seed_in_common(subject, other)
     # The gap is always taken so that the claim holds when it is above 0: subject - best, lowest - subject.
-    mean, low, high = bootstrap_diff_ci(treated, base) if pick is max else bootstrap_diff_ci(base, treated)
+    mean, low, high = paired_diff_ci(treated, base) if pick is max else paired_diff_ci(base, treated)
     return Outcome(
         f"{mean:+.3f} [{low:+.3f}, {high:+.3f}] vs {label(other)}", ci_verdict(low, high, threshold, "above")
     )
@@ -234,24 +213,26 @@ def _beats_the_rest(
 
 @rule("highest")
 def highest(run: LLMRun, subject: str, metric: str, statistic: str, threshold: str, versus: str = "") -> Outcome | None:
-    """``subject`` minus the best of ``versus`` (default: every other algorithm of the run), a CI over seeds."""
+    """``subject`` minus the best of ``versus`` (default: every other algorithm of the run), a paired CI over seeds."""
     return _beats_the_rest(run, subject, metric, statistic, threshold, versus)
 
 
 @rule("lowest")
 def lowest(run: LLMRun, subject: str, metric: str, statistic: str, threshold: str, versus: str = "") -> Outcome | None:
-    """The lowest of ``versus`` (default: every other algorithm) minus ``subject``, a CI over seeds."""
+    """The lowest of ``versus`` (default: every other algorithm) minus ``subject``, a paired CI over seeds."""
     return _beats_the_rest(run, subject, metric, statistic, threshold, versus, pick=min)
 
 
 @rule("ratio_above")
 def ratio_above(run: LLMRun, subject: str, versus: str, metric: str, statistic: str, threshold: str) -> Outcome | None:
-    """mean(subject) / mean(versus) with a CI over seeds, held above ``threshold``."""
+    """mean(subject) / mean(versus) with a paired CI over seeds, held above ``threshold``."""
     stats = per_seed(run.frame, metric, statistic)
-    treated, base = variant_values(stats, subject), variant_values(stats, versus)
-    if not len(treated) or not len(base):
+    if not len(variant_values(stats, subject)) or not len(variant_values(stats, versus)):
         return None
-    ratio, low, high = bootstrap_ratio_ci(treated, base)
+    treated, base = paired_values(stats, subject, versus)
+    if not len(treated):
+        return _no_seed_in_common(subject, versus)
+    ratio, low, high = paired_ratio_ci(treated, base)
     return Outcome(
         f"{ratio + 1:.2f}x [{low + 1:.2f}, {high + 1:.2f}]", ci_verdict(low + 1, high + 1, threshold, "above")
     )
@@ -269,11 +250,12 @@ def collapses(run: LLMRun, subject: str, metric: str, threshold: str) -> Outcome
 
 @rule("stays_within")
 def stays_within(run: LLMRun, subject: str, metric: str, lower: str, upper: str) -> Outcome | None:
-    """Final-20 over first-20 mean of ``metric``: a CI inside [lower, upper] reproduces, wholly outside refutes."""
+    """Final-20 over first-20 mean of ``metric`` (each seed's end with its own start, a paired CI): a CI
+    inside [lower, upper] reproduces, wholly outside refutes."""
     start, end = per_seed(run.frame, metric, "start"), per_seed(run.frame, metric)
     if not len(variant_values(end, subject)):
         return None
-    ratio, low, high = bootstrap_ratio_ci(variant_values(end, subject), variant_values(start, subject))
+    ratio, low, high = paired_ratio_ci(*paired_values(end, subject, subject, start))
     low, high, lower, upper = low + 1, high + 1, float(lower), float(upper)
     inside, outside = lower <= low and high <= upper, high < lower or low > upper
     return Outcome(
@@ -284,40 +266,69 @@ def stays_within(run: LLMRun, subject: str, metric: str, lower: str, upper: str)
 
 @rule("not_judged")
 def not_judged(run: LLMRun, subject: str, **_: str) -> Outcome | None:
-    """A claim this run's task cannot test (the row's ``skip_task``): inconclusive, for the reason given."""
-    return Outcome("-", "inconclusive") if subject in variants(run.frame) else None
+    """A claim this run's task cannot test (the row's ``skip_task``): not testable, for the reason given."""
+    return Outcome("-", NOT_TESTABLE) if subject in variants(run.frame) else None
 
 
 def collapsed(
-    run: LLMRun, params: Mapping[str, str], verdict: str, what: str = "numbers cannot support the claim"
-) -> str | None:
+    run: LLMRun, row: Mapping[str, str], verdict: str, what: str = "numbers cannot support the claim"
+) -> Void | None:
     """A verdict about an algorithm's gradients or entropy means nothing once it has collapsed."""
-    subject = params["subject"]
+    subject = row["subject"]
     if verdict == "reproduced" and has_collapsed(run.frame, subject):
-        return f"{label(subject)} COLLAPSED in this run, so its {what}"
+        return Void(f"{label(subject)} COLLAPSED in this run, so its {what}")
     return None
 
 
-def not_discriminating(run: LLMRun, params: Mapping[str, str], verdict: str) -> str | None:
-    """The objectives coincide in this run's regime: no comparison between them can count."""
-    return None if run.discriminates else "NOT DISCRIMINATING: this run's regime makes the objectives coincide"
+def coincide(run: LLMRun, row: Mapping[str, str], verdict: str) -> Void | None:
+    """A comparison of ``subject`` with ``versus`` (blank: every other algorithm of the run) cannot be
+    tested where their updates coincide, whatever the numbers say (the per-pair check; without one, the
+    coarser run-level regime check)."""
+    subject = row["subject"]
+    others = row.get("versus", "").split() or [v for v in variants(run.frame) if v != subject]
+    for other in others:
+        void = run.discrimination.void(subject, other)
+        if void is not None:
+            pair = f": {label(subject)} and {label(other)}" if run.discrimination.verdict(subject, other) else ""
+            return Void(void + pair, NOT_TESTABLE)
+    return None
+
+
+def enough_seeds(run: LLMRun, row: Mapping[str, str], verdict: str) -> Void | None:
+    """A CI over seeds needs at least 2 seeds (of ``subject``, and of ``versus`` where the row names it)."""
+    seeds = run.seeds(row["subject"], *row.get("versus", "").split())
+    return (
+        None
+        if seeds >= 2
+        else Void(f"{NOT_TESTABLE} ({seeds} seed(s): a CI over seeds needs at least 2)", NOT_TESTABLE)
+    )
+
+
+def within_horizon(run: LLMRun, row: Mapping[str, str], verdict: str) -> Void | None:
+    """A claim about what happens by step ``horizon`` (the row's column) cannot be tested by a shorter run."""
+    horizon = row.get("horizon", "")
+    if not horizon or run.last_step >= int(float(horizon)):
+        return None
+    return Void(f"{NOT_TESTABLE} (the run has {run.last_step} steps; the claim needs {horizon})", NOT_TESTABLE)
 
 
 GUARDS = {
     "collapsed": collapsed,
     "collapsed-gradients": partial(collapsed, what="gradients support nothing"),
-    "regime": not_discriminating,
+    "coincide": coincide,
+    "seeds": enough_seeds,
+    "horizon": within_horizon,
 }
 
 
-def claims(frame: pd.DataFrame, paper: pd.DataFrame, task: str) -> pd.DataFrame:
+def claims(run: LLMRun, paper: pd.DataFrame) -> pd.DataFrame:
     """The LLM claims of both papers (rows of ``experiments/paper/llm_claims.csv``) judged on a run.
 
-    A row whose ``skip_task`` names ``task`` is not judged and says why (``skip_rule``).
+    A row whose ``skip_task`` names the run's task is not judged and says why (``skip_rule``).
     """
     rows = paper.copy()
     if "skip_task" in rows.columns:
-        skip = rows["skip_task"].map(lambda tasks: task in text(tasks).split())
+        skip = rows["skip_task"].map(lambda tasks: run.task in text(tasks).split())
         rows.loc[skip, "rule"] = "not_judged"
-        rows.loc[skip, "rule_text"] = rows.loc[skip, "skip_rule"]
-    return evaluate(rows, LLMRun(frame, task), GUARDS)
+        rows.loc[skip, "rule_text"] = rows.loc[skip, "skip_rule"].map(lambda why: f"{NOT_TESTABLE} ({why})")
+    return evaluate(rows, run, GUARDS)

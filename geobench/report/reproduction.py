@@ -24,7 +24,6 @@ from geobench.report.artifacts import bandit_claims
 from geobench.report.cards import card_summaries
 from geobench.report.claims import PAPER_DIR, REPORT_COLUMNS, read_claims
 from geobench.report.concept_report import CONCEPTS
-from geobench.report.files import with_timing
 from geobench.report.llm_ablations import stress_claims
 from geobench.report.markdown import markdown_table
 from geobench.report.stats import VERDICTS
@@ -113,16 +112,17 @@ def _concept(figures: Path | None, stem: str) -> tuple[Tables, dict] | None:
     return None if path is None or not path.exists() else (read_tables(path), {})
 
 
-def _llm_claims(frame: pd.DataFrame, meta: dict) -> pd.DataFrame:
-    return llm_report.claims(frame, read_claims("llm_claims"), llm_report.task_of(frame, meta))
+def _llm_claims(run: llm_report.LLMRun, meta: dict) -> pd.DataFrame:
+    return llm_report.claims(run, read_claims("llm_claims"))
 
 
+LLM_SOURCES = frozenset({"llm", "llm-stress"})  # read as llm_report.LLMRun (metrics, timing, per-pair check)
 # Per source of sections.toml's claims: its claims table from (the source's frame or tables, its run.json).
 JUDGES: dict[str, Callable[[Any, dict], pd.DataFrame]] = {
     "opo_fig1": lambda t, m: CONCEPTS["opo_fig1"].claims(t),
     "toy-saturation": lambda f, m: toy_figure.claims(f),
     "llm": _llm_claims,
-    "llm-stress": lambda f, m: stress_claims(f),
+    "llm-stress": lambda r, m: stress_claims(r),
     "adpo_fig1": lambda t, m: CONCEPTS["adpo_fig1"].claims(t),
     "bandits": bandit_claims,
     "mujoco": lambda f, m: mujoco_report.claims(mujoco_report.final(f)),
@@ -138,9 +138,8 @@ def all_claims(results: Path, figures: Path | None = None) -> pd.DataFrame:
     parts = []
     for spec in _layout()["claims"]:
         folder, artifact = spec["source"], spec["artifact"]
-        run = _concept(figures, folder) if folder in CONCEPTS else read_run(preferred_run(results, folder))
-        if run is not None and folder == "llm":
-            run = (with_timing(run[0], preferred_run(results, folder)), run[1])
+        reader = llm_report.read_llm_run if folder in LLM_SOURCES else read_run
+        run = _concept(figures, folder) if folder in CONCEPTS else reader(preferred_run(results, folder))
         if run is None:
             missing = {
                 "claim": f"every claim of {artifact}",
@@ -151,10 +150,9 @@ def all_claims(results: Path, figures: Path | None = None) -> pd.DataFrame:
             parts.append(_labelled(pd.DataFrame([missing]), artifact))
         else:
             parts.append(_labelled(JUDGES[folder](*run), artifact))
-    adpo_run = read_run(preferred_run(results, "llm-adpo"))  # the paper profile runs ADPO's LLM study on its own
+    adpo_run = llm_report.read_llm_run(preferred_run(results, "llm-adpo"))  # the paper profile runs ADPO's LLM study
     if adpo_run is not None:
-        frame = with_timing(adpo_run[0], preferred_run(results, "llm-adpo"))
-        adpo = _labelled(_llm_claims(frame, adpo_run[1]), "")
+        adpo = _labelled(_llm_claims(*adpo_run), "")
         parts = [
             p[~p["artifact"].str.startswith("ADPO Fig. 3") & ~p["artifact"].str.startswith("ADPO Table 4")]
             for p in parts
@@ -176,8 +174,8 @@ def build_report(results: Path, figures: Path, out: Path) -> str:
         "objective library beside each figure), every number called the paper's from `experiments/paper/`. "
         "Verdicts follow the rule printed beside each claim (code: `geobench/report/`), never a hand edit.",
         "",
-        f"**Claims: {len(claims)} — {counts['reproduced']} reproduced, {counts['not reproduced']} not reproduced, "
-        f"{counts['inconclusive']} inconclusive.** The quick profile runs small models on a 2-core CPU: "
+        f"**Claims: {len(claims)} — {', '.join(f'{counts[v]} {v}' for v in VERDICTS)}.** "
+        "The quick profile runs small models on a 2-core CPU: "
         "a verdict there is about the claim's mechanism at that scale, not the paper's exact setting.",
         "",
     ]

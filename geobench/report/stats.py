@@ -1,11 +1,18 @@
-"""Seed-level statistics for reports: bootstrap confidence intervals and the verdict rule."""
+"""Seed-level statistics for reports: bootstrap confidence intervals and the verdict rule.
+
+Two arms are *paired* when seed k of one shares its randomness with seed k of the other (the LLM
+runs: every algorithm's seed k sees the same prompts); a paired bootstrap resamples seed indices
+jointly (:func:`paired_diff_ci`, :func:`paired_ratio_ci`), so the seed-to-seed variation both arms
+share cancels. The unpaired ones resample each arm on its own, for arms that share nothing.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-VERDICTS = ("reproduced", "not reproduced", "inconclusive")
+NOT_TESTABLE = "not testable"  # the run cannot test the claim (too short, too few seeds, updates that coincide)
+VERDICTS = ("reproduced", "not reproduced", "inconclusive", NOT_TESTABLE)
 
 
 def last_logged(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -62,6 +69,37 @@ def bootstrap_diff_ci(
 ) -> tuple[float, float, float]:
     """mean(treated) - mean(baseline) with a bootstrap CI."""
     return _bootstrap_two_arms(treated, baseline, lambda t, b: t - b, level, n_boot, seed)
+
+
+def _paired(treated, baseline, statistic, level: float, n_boot: int, seed: int) -> tuple[float, float, float]:
+    """statistic(mean_treated, mean_baseline) with a percentile CI, the same seed indices drawn for both arms.
+
+    ``treated[k]`` and ``baseline[k]`` are seed k of each arm, shape (n,) each.
+    """
+    treated, baseline = np.asarray(treated, dtype=float), np.asarray(baseline, dtype=float)
+    if treated.shape != baseline.shape or treated.ndim != 1:
+        raise ValueError(
+            f"paired samples need one value per seed in each arm, got {treated.shape} and {baseline.shape}"
+        )
+    index = np.random.default_rng(seed).integers(0, treated.size, size=(n_boot, treated.size))  # (n_boot, n)
+    boot = statistic(treated[index].mean(axis=1), baseline[index].mean(axis=1))
+    tail = (1 - level) / 2 * 100
+    point = float(statistic(treated.mean(), baseline.mean()))
+    return point, float(np.percentile(boot, tail)), float(np.percentile(boot, 100 - tail))
+
+
+def paired_diff_ci(
+    treated: np.ndarray, baseline: np.ndarray, level: float = 0.95, n_boot: int = 4000, seed: int = 0
+) -> tuple[float, float, float]:
+    """mean(treated) - mean(baseline) with a paired bootstrap CI (seed k of one arm with seed k of the other)."""
+    return _paired(treated, baseline, lambda t, b: t - b, level, n_boot, seed)
+
+
+def paired_ratio_ci(
+    treated: np.ndarray, baseline: np.ndarray, level: float = 0.95, n_boot: int = 4000, seed: int = 0
+) -> tuple[float, float, float]:
+    """mean(treated) / mean(baseline) - 1 with a paired bootstrap CI."""
+    return _paired(treated, baseline, lambda t, b: t / b - 1, level, n_boot, seed)
 
 
 def sign_verdict(low: float, high: float, claimed_sign: int) -> str:

@@ -27,8 +27,10 @@ What the check cannot know and fixes instead:
   against a nonzero one as orthogonal (cosine 0).
 
 Cost: one replay per algorithm of the run, i.e. a checked step does ``len(algos)`` update
-sequences besides its own, plus one no-grad pass of pi_old for each X whose recipe keeps other rows
-than A's; no extra rollouts.
+sequences besides its own, plus one no-grad pass of pi_old for each recipe that keeps other rows
+than A's; no extra rollouts. Measured on a quick-profile GRPO cell (5 algorithms, 16 x 6
+completions, 4 updates per batch, one thread): a checked step took 3.7 normal ones, so checking
+every 20 steps adds about 14 % to a run.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from geobench.llm.settings import LLMConfig
+from geobench.llm.settings import CellRecipe, LLMConfig
 from geobench.llm.train import (
     StepState,
     UpdateBatch,
@@ -99,8 +101,8 @@ class _Recording:
         self.params = params
         self.grads: list[Tensor] = []
 
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        self.optimizer.zero_grad(set_to_none=set_to_none)
+    def __getattr__(self, name: str) -> Any:  # param_groups, state, ...: the cell's optimizer's
+        return getattr(self.optimizer, name)
 
     def step(self) -> None:
         flat = [torch.zeros_like(p).flatten() if p.grad is None else p.grad.detach().flatten() for p in self.params]
@@ -148,7 +150,7 @@ def replay_batch(state: StepState, algo: str, settings: LLMConfig, cache: dict) 
     return UpdateBatch(rolled, rewards, old, entry.bind(**hparams))
 
 
-def _rows_key(recipe) -> tuple:
+def _rows_key(recipe: CellRecipe) -> tuple[bool, bool, int]:
     """What decides the rows, rewards and pi_old log-probs a recipe gives the update."""
     return recipe.filter_groups, recipe.mask_truncated, recipe.overlong_cache
 
@@ -177,8 +179,9 @@ def cosine(a: Tensor, b: Tensor) -> float:
 
 
 def pair_cosines(state: StepState, algo: str, settings: LLMConfig) -> dict[str, list[float]]:
-    """{X: [cos(g_A^u, g_X^u) for u = 1 .. U]} (U: the shorter sequence's updates) for every X of ``settings.algos`` other than ``algo`` (A)
-    whose recipe keeps a group; A's sequence is its own update's, X's from :func:`replay_batch`."""
+    """{X: [cos(g_A^u, g_X^u) for u = 1 .. U]} for every X of ``settings.algos`` other than ``algo`` (A)
+    whose recipe keeps a group (U: the shorter sequence's updates); A's sequence is its own update's,
+    X's from :func:`replay_batch`."""
     reference = update_directions(state, state.own, settings)
     own, own_key = state.own, _rows_key(settings.cell_recipe(get_objective(algo).recipe))
     cache: dict = {own_key: [own.rolled, own.rewards, own.old, None]}  # an X keeping A's rows reuses its pi_old

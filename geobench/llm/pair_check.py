@@ -23,8 +23,8 @@ What the check cannot know and fixes instead:
 - A replay in which X filters out every group makes no update: no rows for X at that step. One in
   which X keeps fewer groups than there are mini-batches makes fewer updates per epoch: rows for
   the update positions both sequences have.
-- A zero gradient has no direction: two zero gradients count as the same update (cosine 1), a zero
-  against a nonzero one as orthogonal (cosine 0).
+- A zero gradient (e.g. a mini-batch of groups whose rewards are all equal) has no direction: its
+  cosine is NaN, which the report counts neither way.
 
 Cost: one replay per algorithm of the run, i.e. a checked step does ``len(algos)`` update
 sequences besides its own, plus one no-grad pass of pi_old for each recipe that keeps other rows
@@ -36,6 +36,7 @@ every 20 steps adds about 14 % to a run.
 from __future__ import annotations
 
 import copy
+import math
 import time
 from typing import Any
 
@@ -170,12 +171,10 @@ def update_directions(state: StepState, batch: UpdateBatch, settings: LLMConfig)
 
 
 def cosine(a: Tensor, b: Tensor) -> float:
-    """cos(a, b) in float64; 1 for two zero vectors (the same null update), 0 for one zero vector."""
+    """cos(a, b) in float64; NaN when either is zero (no direction to compare)."""
     a, b = a.double(), b.double()
-    na, nb = float(a.norm()), float(b.norm())
-    if na == 0.0 or nb == 0.0:
-        return 1.0 if na == nb else 0.0
-    return float(a @ b) / (na * nb)
+    norms = float(a.norm()) * float(b.norm())
+    return float(a @ b) / norms if norms > 0 else math.nan
 
 
 def pair_cosines(state: StepState, algo: str, settings: LLMConfig) -> dict[str, list[float]]:

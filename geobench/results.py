@@ -93,11 +93,22 @@ def _slug(key: Mapping[str, Any]) -> str:
 class RunDir:
     """One experiment's output folder (``--out``)."""
 
-    def __init__(self, path: Path | str, experiment: str, config: Any):
+    def __init__(
+        self,
+        path: Path | str,
+        experiment: str,
+        config: Any,
+        *,
+        table: str = "",
+        columns: tuple[str, ...] = BASE_COLUMNS,
+    ):
+        """``table`` names a second table of the same run: its cells live in their own folder and
+        :meth:`merge` writes it beside the first; ``columns`` are its columns, the value last."""
         self.path = Path(path)
         self.experiment = experiment
         self.config = config
-        self.cells = self.path / "cells" / config_hash(config)
+        self.columns = columns
+        self.cells = self.path / "cells" / config_hash(config) / table
         self.started = time.time()
         self.resumed = 0
 
@@ -122,31 +133,38 @@ class RunDir:
         """Write one finished cell and then its checksum (a cell counts as done only with both)."""
         frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
         frame = frame.assign(experiment=self.experiment)
-        missing = [c for c in BASE_COLUMNS if c not in frame.columns]
+        missing = [c for c in self.columns if c not in frame.columns]
         if missing:
             raise ValueError(f"cell {dict(key)} lacks columns {missing}")
         path = self.cell_path(key)
         write_csv(frame, path)
         atomic_write_text(_checksum_path(path), _sha256(path) + "\n")
 
-    def finish(self, name: str, profile: str, extra: Mapping[str, Any] | None = None) -> Path:
-        """Merge all cells into ``DIR/<name>.csv`` and write ``DIR/run.json``; returns the CSV path."""
-        files = sorted(f for f in self.cells.glob("*.csv") if _intact(f))
+    def finished_cells(self) -> list[Path]:
+        """The cell files on disk whose checksums match, sorted."""
+        return sorted(f for f in self.cells.glob("*.csv") if _intact(f))
+
+    def merge(self, name: str) -> dict[str, Any]:
+        """Merge all cells into ``DIR/<name>.csv`` (rows sorted, so the same seed gives the same bytes);
+        returns what ``run.json`` records of it: the file's name, rows, checksum and cell count."""
+        files = self.finished_cells()
         if not files:
             raise ConfigError(f"no finished cells under {self.cells}; nothing to write")
         frame = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
-        keys = [c for c in frame.columns if c not in BASE_COLUMNS]
-        frame = frame[list(BASE_COLUMNS[:2]) + keys + list(BASE_COLUMNS[2:])]
-        frame = frame.sort_values([c for c in frame.columns if c != "value"], kind="stable")
+        keys = [c for c in frame.columns if c not in self.columns]
+        frame = frame[list(self.columns[:2]) + keys + list(self.columns[2:])]
+        frame = frame.sort_values([c for c in frame.columns if c != self.columns[-1]], kind="stable")
         out = self.path / f"{name}.csv"
         write_csv(frame, out)
+        return {"csv": out.name, "rows": len(frame), "sha256": _sha256(out), "cells": len(files)}
+
+    def finish(self, name: str, profile: str, extra: Mapping[str, Any] | None = None) -> Path:
+        """Merge all cells into ``DIR/<name>.csv`` and write ``DIR/run.json``; returns the CSV path."""
+        merged = self.merge(name)
         meta = {
             "experiment": self.experiment,
             "profile": profile,
-            "csv": out.name,
-            "rows": len(frame),
-            "sha256": _sha256(out),
-            "cells": len(files),
+            **merged,
             "cells_resumed": self.resumed,
             "config": config_dict(self.config),
             "config_hash": config_hash(self.config),
@@ -160,7 +178,7 @@ class RunDir:
             **(extra or {}),
         }
         atomic_write_text(self.path / "run.json", json.dumps(meta, indent=2) + "\n")
-        return out
+        return self.path / merged["csv"]
 
 
 def profile_folder(name: str, profile: str) -> str:

@@ -29,6 +29,7 @@ UPDATE_METRICS = (
     "loss",
     "grad_norm",
     "clip_frac",
+    "clip_mass",  # share of |A r| gradient weight on clipped tokens (objectives with a ratio clip only)
     "tau",
     "signal_range",
     "response_efficiency",
@@ -38,7 +39,7 @@ UPDATE_METRICS = (
 )
 # Wall-clock measurements go to their own CSV (``DIR/timing/timing.csv``) so that
 # ``metrics.csv`` is a deterministic function of the config and seed (tested).
-TIMING_METRICS = ("update_time_s", "rollout_tokens_per_s", "step_time_s")
+TIMING_METRICS = ("update_time_s", "rollout_tokens_per_s", "step_time_s", "pair_check_time_s")
 METRICS = (*EVAL_METRICS, *ROLLOUT_METRICS, *UPDATE_METRICS, *TIMING_METRICS)
 # What a diverged run shows first; response_efficiency is NaN by design when the signal is 0.
 MUST_BE_FINITE = ("loss", "grad_norm", "entropy", "reward_mean", "tau", "heldout_accuracy")

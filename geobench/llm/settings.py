@@ -121,6 +121,10 @@ class LLMConfig:
     opo_tau_max: float = 1.5
     eval_every: int = 10
     eval_prompts: int = 200
+    # The per-pair update check (geobench.llm.pair_check): every this many steps (at steps 1, 1 + k,
+    # ...) each cell also simulates every other algorithm's update sequence on its batch and logs the
+    # cosines to pairs.csv; 0 = off.
+    pair_check_every: int = 0
     warmstart: Mapping[str, Any] = field(default_factory=dict)  # WarmStartConfig overrides (built-in tasks)
     cell_gpus: float = 0.0  # GPUs each (algorithm, seed) cell asks of Ray; 1 in the paper profile
     hparams: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -152,6 +156,13 @@ class LLMConfig:
             raise ConfigError("seeds, steps, prompts_per_step, epochs and minibatches must be >= 1 and group >= 2")
         if not 0 < self.tau_min <= self.tau_max:
             raise ConfigError(f"need 0 < tau_min <= tau_max; got {self.tau_min}, {self.tau_max}")
+        if self.pair_check_every < 0:
+            raise ConfigError(f"pair_check_every must be >= 0 (0 = off); got {self.pair_check_every}")
+        if self.pair_check_every and self.engine != "geobench":
+            raise ConfigError(
+                f"pair_check_every = {self.pair_check_every} needs --engine geobench (TRL's trainer runs the "
+                "update itself); set pair_check_every = 0"
+            )
 
     def cell_recipe(self, recipe: Recipe) -> CellRecipe:
         """What a cell of an objective declaring ``recipe`` does, with this run's switches."""

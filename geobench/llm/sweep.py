@@ -16,6 +16,7 @@ from geobench.executor import Cell, ExecutorConfig, Resources, pending_cells, ru
 from geobench.llm import paper_shapes, trl_engine
 from geobench.llm.metrics import TIMING_METRICS
 from geobench.llm.model import load_policy
+from geobench.llm.pair_check import PAIR_COLUMNS, PairCheck, split_pairs
 from geobench.llm.rollout import make_rollout, require_vllm
 from geobench.llm.settings import LLMConfig
 from geobench.llm.tasks import make_task
@@ -33,12 +34,17 @@ def _model_path(config: LLMConfig, show_progress: bool) -> str:
 
 
 def _train(config: LLMConfig, model_path: str, policy, tokenizer, task, algo: str, seed: int, on_step) -> list[dict]:
-    """One cell through the chosen engine; both return the same tidy rows."""
+    """One cell through the chosen engine; both return the same tidy rows (geobench's own loop adds
+    the per-pair check's, settings permitting: the settings refuse it under TRL)."""
     if config.engine == "trl":
         with tempfile.TemporaryDirectory(prefix="geobench-trl-") as scratch:
             return trl_engine.train_cell(policy, tokenizer, task, algo, seed, config, scratch, on_step=on_step)
     rollout = make_rollout(config.rollout, model_path, tokenizer, config.sampling())
-    return train_cell(policy, tokenizer, task, rollout, algo, seed, config, on_step=on_step)
+    if not config.pair_check_every or len(config.algos) < 2:  # nothing to compare
+        return train_cell(policy, tokenizer, task, rollout, algo, seed, config, on_step=on_step)
+    check = PairCheck(config, algo, seed)
+    rows = train_cell(policy, tokenizer, task, rollout, algo, seed, config, on_step=on_step, before_update=check)
+    return rows + check.rows
 
 
 def run(
@@ -49,7 +55,11 @@ def run(
     show_progress: bool = True,
     executor: ExecutorConfig = ExecutorConfig(),
 ) -> Path:
-    """Train every (algorithm, seed) cell not already on disk; returns ``DIR/metrics.csv``."""
+    """Train every (algorithm, seed) cell not already on disk; returns ``DIR/metrics.csv``.
+
+    With ``pair_check_every`` the per-pair check's cosines go to ``DIR/pairs.csv``
+    (:mod:`geobench.llm.pair_check`), merged from cells like the metrics and recorded in
+    ``run.json`` under ``tables``."""
     set_threads(executor.threads)
     if config.rollout == "vllm":
         require_vllm()  # fail before any work, not after the first model load
@@ -57,6 +67,7 @@ def run(
         raise ConfigError("--engine trl needs TRL: pip install -e '.[trl]'")
     run_dir = RunDir(out, EXPERIMENT, config)
     timing_dir = RunDir(Path(out) / "timing", EXPERIMENT, config)
+    pairs_dir = RunDir(out, EXPERIMENT, config, table="pairs", columns=PAIR_COLUMNS)
     make_task(config.dataset, config.levels)  # a missing dataset or model fails here, once, not in every cell
     model_path = _model_path(config, show_progress)
     _check_model(model_path)
@@ -68,13 +79,20 @@ def run(
     ]
 
     def write(key: Mapping[str, Any], frame: pd.DataFrame) -> None:
+        frame, pairs = split_pairs(frame)
         timed = frame["metric"].isin(TIMING_METRICS)
         timing_dir.write_cell(key, frame[timed])  # first: a cell counts as done once metrics exist
+        if len(pairs):
+            pairs_dir.write_cell(key, pairs)
         run_dir.write_cell(key, frame[~timed])
 
     run_cells(pending_cells(cells, run_dir.done), write, executor, description="llm cells", show_progress=show_progress)
     extra = {"model": model_path, "device": _device(), "torch_threads": executor.threads}
     timing_dir.finish("timing", profile, extra)
+    if pairs_dir.finished_cells():
+        extra["tables"] = {"pairs": pairs_dir.merge("pairs")}
+    else:  # no check in this run: a pairs.csv left by an earlier one must not pass for this one's
+        (Path(out) / "pairs.csv").unlink(missing_ok=True)
     return run_dir.finish("metrics", profile, extra)
 
 

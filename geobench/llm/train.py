@@ -27,7 +27,7 @@ from geobench.errors import require_finite
 from geobench.llm.grading import is_correct, reward
 from geobench.llm.metrics import MUST_BE_FINITE, UPDATE_METRICS, response_efficiency, signal_range
 from geobench.llm.rollout import Rollouts
-from geobench.llm.settings import LLMConfig
+from geobench.llm.settings import CellRecipe, LLMConfig
 from geobench.llm.warmstart import sampled_accuracy
 from geobench.objectives import (
     GroupBatch,
@@ -96,6 +96,67 @@ class Accumulated:
 def _group_rows(groups: Tensor, g: int) -> Tensor:
     """(len(groups) * G,) rollout rows of whole groups (row = b * G + g)."""
     return (groups.unsqueeze(-1) * g + torch.arange(g, device=groups.device)).flatten()
+
+
+def cell_hparams(entry, settings: LLMConfig, vocab: int) -> dict[str, Any]:
+    """The hyperparameters a cell of ``entry`` binds: the run's table for it, plus |vocab| where it takes it."""
+    hparams = dict(settings.hparams.get(entry.name, {}))
+    if "vocab_size" in entry.defaults:  # OPO's code form: its adaptive tau divides by log |vocab|
+        hparams.setdefault("vocab_size", vocab)
+    return hparams
+
+
+def recipe_rewards(rewards: Tensor, lengths: Tensor, recipe: CellRecipe, max_new: int) -> Tensor:
+    """(B, G) rewards the objective sees: the task's plus any overlong punishment (DAPO Eq. 13)."""
+    if recipe.overlong_cache:
+        rewards = rewards + overlong_penalty(lengths, max_new, recipe.overlong_cache).view_as(rewards)
+    return rewards
+
+
+def recipe_rows(rolled: Rollouts, rewards: Tensor, recipe: CellRecipe) -> tuple[Rollouts, Tensor, Tensor | None]:
+    """The rows (B'*G) and rewards (B', G) an update under ``recipe`` uses, and the kept groups (B',) or None:
+    truncated completions masked out of the loss, groups with all-equal rewards dropped (DAPO Eq. 11)."""
+    if recipe.mask_truncated:
+        rolled = rolled.mask_truncated()
+    if not recipe.filter_groups:
+        return rolled, rewards, None
+    groups = informative_groups(rewards).nonzero().squeeze(-1)
+    return rolled.select(_group_rows(groups, rewards.shape[-1])), rewards[groups], groups
+
+
+def needs_old(settings: LLMConfig, entry, recipe: CellRecipe, n_groups: int) -> bool:
+    """Whether pi_old's log-probs need their own no-grad pass rather than the training forward's
+    detached ones: more than one update, an adaptive temperature, or a prepare step over a split mini-batch."""
+    splits = 0 < settings.micro_batch < math.ceil(n_groups / settings.minibatches)
+    many = settings.epochs * settings.minibatches > 1
+    return many or recipe.temperature is not None or (entry.prepare is not None and splits)
+
+
+@dataclass(frozen=True)
+class UpdateBatch:
+    """What one step's update sequence runs on."""
+
+    rolled: Rollouts  # the B'*G rows the update uses
+    rewards: Tensor  # (B', G) the rewards the objective sees
+    old: Tensor | None  # (B'*G, T) pi_old's log-probs; None: one on-policy pass
+    loss_fn: BoundObjective
+
+
+@dataclass(frozen=True)
+class StepState:
+    """A cell just before its update: the learner, the step's batch as generated, and its own update's batch.
+
+    ``before_update`` hooks (the per-pair check, :mod:`geobench.llm.pair_check`) receive it and must
+    leave the learner as they found it.
+    """
+
+    policy: Any
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    gen: torch.Generator  # the mini-batch order's generator, before this step's update draws from it
+    generated: Rollouts  # B*G rows, before any recipe masks or filters them
+    task_rewards: Tensor  # (B, G) the grader's rewards, before any overlong punishment
+    own: UpdateBatch
 
 
 def accumulate_gradients(
@@ -215,20 +276,20 @@ def train_cell(
     seed: int,
     settings: LLMConfig,
     on_step: Callable[[], None] = lambda: None,
+    before_update: Callable[[int, StepState], None] = lambda step, state: None,
 ) -> list[dict[str, Any]]:
     """Train ``policy`` in place with ``algo``; returns tidy rows (step, metric, value).
 
     What happens around the loss is ``algo``'s registered recipe under the run's switches
     (:meth:`LLMConfig.cell_recipe`): group filtering, overlong handling, an adaptive temperature.
+    ``before_update(step, state)`` runs before each step's update and leaves the learner unchanged.
     """
     torch.manual_seed(seed)
     prompts_rng = random.Random(seed)  # same prompts for every algorithm at a given seed
     held_out = task.sample(settings.eval_prompts, random.Random(10_000 + seed))
     entry = get_objective(algo)
     recipe = settings.cell_recipe(entry.recipe)
-    hparams = dict(settings.hparams.get(algo, {}))
-    if "vocab_size" in entry.defaults:  # OPO's code form: its adaptive tau divides by log |vocab|
-        hparams.setdefault("vocab_size", policy.config.vocab_size)
+    hparams = cell_hparams(entry, settings, policy.config.vocab_size)
     optimizer = torch.optim.AdamW(policy.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     scheduler = _scheduler(optimizer, settings)
     adaptive = recipe.temperature
@@ -258,23 +319,15 @@ def train_cell(
         rolled = rolled.to(policy.device)
         answers = [p.answer for p in problems for _ in range(settings.group)]
         flat_rewards, correct = _rewards(rolled, answers, settings, max_new)
-        rewards = flat_rewards.view(len(problems), settings.group).to(policy.device)
-        if recipe.overlong_cache:
-            rewards = rewards + overlong_penalty(rolled.lengths, max_new, recipe.overlong_cache).view_as(rewards)
+        generated, task_rewards = rolled, flat_rewards.view(len(problems), settings.group).to(policy.device)
+        rewards = recipe_rewards(task_rewards, rolled.lengths, recipe, max_new)
         values = _rollout_metrics(rolled, flat_rewards, correct, rewards)
-        if recipe.mask_truncated:
-            rolled = rolled.mask_truncated()
-        if recipe.filter_groups:
-            groups = informative_groups(rewards).nonzero().squeeze(-1)
-            rolled = rolled.select(_group_rows(groups, settings.group))
-            rewards = rewards[groups]
+        rolled, rewards, groups = recipe_rows(rolled, rewards, recipe)
+        if groups is not None:
             values["kept_groups"] = float(len(groups))
         if len(rewards):
-            per_mini = math.ceil(len(rewards) / settings.minibatches)
-            splits = 0 < settings.micro_batch < per_mini
             old = None  # one on-policy pass: pi_old's log-probs come from the training forward itself
-            needs_old = settings.epochs * settings.minibatches > 1 or adaptive is not None
-            if needs_old or (entry.prepare is not None and splits):
+            if needs_old(settings, entry, recipe, len(rewards)):
                 with torch.no_grad():
                     old, entropy = rolled.logprobs(policy, with_entropy=True)
                 values["entropy"] = float(entropy.sum() / rolled.completion_mask.sum().clamp(min=1))
@@ -287,6 +340,8 @@ def train_cell(
                 vocab = policy.config.vocab_size
                 hparams[adaptive.hparam] = per_prompt_tau(base, entropy.view(shape), mask, rewards, vocab)
             loss_fn = entry.bind(**hparams)
+            own = UpdateBatch(rolled, rewards, old, loss_fn)
+            before_update(step, StepState(policy, optimizer, scheduler, gen, generated, task_rewards, own))
             start = time.perf_counter()
             metrics = _update(policy, optimizer, scheduler, loss_fn, rolled, rewards, old, settings, gen)
             values["update_time_s"] = time.perf_counter() - start

@@ -52,12 +52,30 @@ def clipped_surrogate(
     return loss, active
 
 
+def clip_mass(ratio: Tensor, active: Tensor, adv: Tensor, mask: Tensor) -> Tensor:
+    """The share of the unclipped surrogate's gradient weight that the clip zeroes, detached: ().
+
+    The unclipped surrogate -A r has per-token gradient -A r grad log pi, of weight |A_t r_t|; the
+    clip zeroes it on the ``active`` tokens. clip_mass = sum_active |A r| / sum |A r| over the mask
+    (0 when no token carries weight). A token clip fraction of 1 % can hold most of the weight when
+    a few tokens carry large |A r| (issue 24).
+
+    Shapes: ratio, active, mask (B, G, T); adv (B, G).
+    """
+    weight = (adv.unsqueeze(-1) * ratio).abs().detach() * mask
+    total = weight.sum()
+    clipped = (weight * active.to(weight.dtype)).sum()
+    return torch.where(total > 0, clipped / total.clamp(min=torch.finfo(weight.dtype).tiny), 0.0)
+
+
 def policy_gradient_metrics(batch: GroupBatch, ratio: Tensor, active: Tensor, adv: Tensor) -> dict[str, Tensor]:
-    """The ratio objectives' shared metrics: clip fraction (``active`` (B, G, T) marks clipped tokens),
-    mean ratio, approximate KL(pi_old || pi) and the advantage range; all detached."""
+    """The ratio objectives' shared metrics: clip fraction (``active`` (B, G, T) marks clipped tokens) and
+    the share of gradient weight the clip takes (:func:`clip_mass`), mean ratio, approximate
+    KL(pi_old || pi) and the advantage range; all detached."""
     mask = batch.fmask
     return {
         "clip_frac": masked_mean(active.to(mask.dtype), mask).detach(),
+        "clip_mass": clip_mass(ratio, active, adv, mask),
         "ratio_mean": masked_mean(ratio, mask).detach(),
         "approx_kl": masked_mean(batch.old - batch.logp, mask).detach(),
         "adv_range": (adv.max() - adv.min()).detach(),

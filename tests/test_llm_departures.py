@@ -255,12 +255,12 @@ def test_a_plugin_objective_declaring_dapos_recipe_gets_its_groups_filtered(poli
         algo: train_cell(copy.deepcopy(model), tokenizer, task, rollout, algo, 0, settings)
         for algo in ("dapo", "clip-higher-filtered", "clip-higher")
     }
-    kept = [row["value"] for row in rows["clip-higher-filtered"] if row["metric"] == "kept_groups"]
+    kept = [row["value"] for row in rows["clip-higher-filtered"] if row["metric"] == "groups_kept"]
     assert len(kept) == 3 and any(0 < k < 4 for k in kept)  # some groups dropped, some kept
     timed = {"update_time_s", "rollout_tokens_per_s"}
     untimed = {algo: [r for r in algo_rows if r["metric"] not in timed] for algo, algo_rows in rows.items()}
     assert untimed["clip-higher-filtered"] == untimed["dapo"]
-    assert not any(row["metric"] == "kept_groups" for row in rows["clip-higher"])
+    assert not any(row["metric"] == "groups_kept" for row in rows["clip-higher"])
     assert untimed["clip-higher"] != untimed["dapo"]
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from geobench.config import check_caps, check_lists
 from geobench.errors import ConfigError
+from geobench.llm.dynamic_sampling import FILTER_METRICS
 from geobench.llm.grading import REWARDS
 from geobench.llm.model import TinyQwen3
 from geobench.llm.rollout import BACKENDS, SamplingSettings
@@ -36,6 +37,7 @@ ADAPTED = ("tau", "temperature")
 CAPS = {
     "seeds": (1_000, "every seed is a full RL run of each algorithm, weeks at the cap; the profiles run 1 to 5"),
     "steps": (100_000, "a cell shows progress only when it ends; the paper profile runs 224"),
+    "max_gen_batches": (100, "each round is a full batch of rollouts; verl's DAPO scripts bound it at 10"),
 }
 
 
@@ -96,6 +98,15 @@ class LLMConfig:
     reward: str = "correct"
     # Recipe.filter_groups's switch (DAPO's dynamic sampling).
     dynamic_sampling: bool = True
+    # Dynamic sampling's generation rounds per step, the first included (verl's DAPO
+    # filter_groups.max_num_gen_batches): refill with fresh prompts until prompts_per_step
+    # informative groups are kept, at most this many rounds. 1 = filter the step's own groups
+    # and never refill.
+    max_gen_batches: int = 1
+    # What makes a group uninformative, one of FILTER_METRICS: "reward", the rewards the
+    # objective sees (with shaping and overlong punishment) being all equal; "accuracy",
+    # all-correct or all-wrong (DAPO's Algorithm 1, verl's filter_groups.metric "acc").
+    filter_metric: str = "reward"
     # Recipe.overlong's soft punishment: its cache length in tokens; 0 = off.
     overlong_cache: int = 0
     # Recipe.adaptive_temperature "tau": ADPO's Eq. 12, from tau_max towards tau_min while confident
@@ -132,6 +143,10 @@ class LLMConfig:
             raise ConfigError("dataset is empty; give arithmetic, column-addition, math-lighteval or a path")
         if self.adpo_tau_rule not in TAU_RULES:
             raise ConfigError(f"adpo_tau_rule must be one of {', '.join(TAU_RULES)}; got {self.adpo_tau_rule!r}")
+        if self.filter_metric not in FILTER_METRICS:
+            raise ConfigError(f"filter_metric must be one of {', '.join(FILTER_METRICS)}; got {self.filter_metric!r}")
+        if self.max_gen_batches < 1:
+            raise ConfigError(f"max_gen_batches must be >= 1 (1 = no refill); got {self.max_gen_batches}")
         if self.tau_confidence not in CONFIDENCE_FORMS:
             raise ConfigError(
                 f"tau_confidence must be one of {', '.join(CONFIDENCE_FORMS)}; got {self.tau_confidence!r}"

@@ -1,10 +1,11 @@
 """The on-policy RL loop for language models: one (algorithm, seed) cell.
 
 Per step: sample B prompts, G completions each (pi_old = the current weights), grade them,
-apply the objective's recipe (overlong punishment and masking, group filtering), score them
-under pi_old with the sampler's temperature and top-p (a separate no-grad pass only when more
-than one update follows, an adaptive temperature needs it first, or an objective's prepare
-step, OPO's mini-batch escort normalisation, must see a mini-batch split into micro-batches), then
+apply the objective's recipe (overlong punishment and masking, group filtering with DAPO's
+refill: :mod:`geobench.llm.dynamic_sampling`), score them under pi_old with the sampler's
+temperature and top-p (a separate no-grad pass only when more than one update follows, an
+adaptive temperature needs it first, or an objective's prepare step, OPO's mini-batch escort
+normalisation, must see a mini-batch split into micro-batches), then
 ``epochs`` passes of mini-batch updates with gradient accumulation over micro-batches
 (exactly the whole-mini-batch gradient: :func:`accumulate_gradients`), AdamW, cosine
 schedule with warm-up and gradient clipping. The anchor of every objective is pi_old (both
@@ -13,6 +14,7 @@ papers' on-policy anchor; GRPO/GSPO/DAPO run with beta = 0, i.e. no reference-mo
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 import time
@@ -24,6 +26,7 @@ import torch
 from torch import Tensor
 
 from geobench.errors import require_finite
+from geobench.llm.dynamic_sampling import Scored, fill_batch
 from geobench.llm.grading import is_correct, reward
 from geobench.llm.metrics import MUST_BE_FINITE, UPDATE_METRICS, response_efficiency, signal_range
 from geobench.llm.rollout import Rollouts
@@ -35,7 +38,6 @@ from geobench.objectives import (
     entropy_reward_temperature,
     get_objective,
     group_advantages,
-    informative_groups,
     overlong_penalty,
 )
 from geobench.objectives.aggregation import Totals
@@ -43,6 +45,13 @@ from geobench.objectives.registry import BoundObjective
 
 # A token ratio pi / pi_old within this of 1 counts as on-policy (``ratio_one_frac``).
 _ON_POLICY_TOL = 1e-6
+
+
+def generation_seed(seed: int, step: int, round_: int) -> int:
+    """The sampler's seed for generation round ``round_`` of ``step``: round 0 is the step's own
+    (the same for every algorithm at ``seed``); dynamic sampling's rounds >= 1 get seeds no other
+    (seed, step, round) has, since seed * 1_000_003 + step < 2**32 under the caps."""
+    return seed * 1_000_003 + step + round_ * 2**32
 
 
 def _scheduler(optimizer, settings: LLMConfig):
@@ -223,6 +232,9 @@ def train_cell(
     """
     torch.manual_seed(seed)
     prompts_rng = random.Random(seed)  # same prompts for every algorithm at a given seed
+    # Dynamic sampling's extra prompts come from their own stream, so that a refilling cell's
+    # step-t prompts stay those of every other algorithm at this seed (paired comparisons).
+    refill_rng = random.Random(f"refill-{seed}")
     held_out = task.sample(settings.eval_prompts, random.Random(10_000 + seed))
     entry = get_objective(algo)
     recipe = settings.cell_recipe(entry.recipe)
@@ -249,26 +261,37 @@ def train_cell(
         policy.train()
         log(step, {"heldout_accuracy": acc})
 
+    def score(problems, generation: int) -> tuple[Scored, Tensor]:
+        """One generation round of ``problems``, graded; and its (B*G,) task rewards."""
+        rolled = rollout.generate(policy, [p.prompt for p in problems], settings.group, generation).to(policy.device)
+        answers = [p.answer for p in problems for _ in range(settings.group)]
+        flat_rewards, correct = _rewards(rolled, answers, settings, max_new)
+        shape = (len(problems), settings.group)
+        rewards = flat_rewards.view(shape).to(policy.device)
+        if recipe.overlong_cache:
+            rewards = rewards + overlong_penalty(rolled.lengths, max_new, recipe.overlong_cache).view_as(rewards)
+        return Scored(rolled, rewards, correct.view(shape).to(policy.device)), flat_rewards
+
+    def refill(step: int, round_: int) -> Scored:
+        """Dynamic sampling's round ``round_`` >= 1 of ``step``: fresh prompts from refill_rng."""
+        return score(task.sample(settings.prompts_per_step, refill_rng), generation_seed(seed, step, round_))[0]
+
     policy.train()
     evaluate(0)
     for step in range(1, settings.steps + 1):
         problems = task.sample(settings.prompts_per_step, prompts_rng)
         rollout.sync(policy)
-        rolled = rollout.generate(policy, [p.prompt for p in problems], settings.group, seed * 1_000_003 + step)
-        rolled = rolled.to(policy.device)
-        answers = [p.answer for p in problems for _ in range(settings.group)]
-        flat_rewards, correct = _rewards(rolled, answers, settings, max_new)
-        rewards = flat_rewards.view(len(problems), settings.group).to(policy.device)
-        if recipe.overlong_cache:
-            rewards = rewards + overlong_penalty(rolled.lengths, max_new, recipe.overlong_cache).view_as(rewards)
-        values = _rollout_metrics(rolled, flat_rewards, correct, rewards)
+        scored, flat_rewards = score(problems, generation_seed(seed, step, 0))
+        # measured on the step's own prompts, before any filtering: the same prompts as every algorithm's
+        values = _rollout_metrics(scored.rolled, flat_rewards, scored.correct.flatten(), scored.rewards)
+        if recipe.filter_groups:  # DAPO's dynamic sampling: refill from refill_rng up to max_gen_batches rounds
+            more = functools.partial(refill, step)
+            want = settings.prompts_per_step
+            scored, rounds = fill_batch(scored, more, want, settings.max_gen_batches, settings.filter_metric)
+            values["groups_kept"], values["gen_rounds"] = float(len(scored.rewards)), float(rounds)
+        rolled, rewards = scored.rolled, scored.rewards
         if recipe.mask_truncated:
             rolled = rolled.mask_truncated()
-        if recipe.filter_groups:
-            groups = informative_groups(rewards).nonzero().squeeze(-1)
-            rolled = rolled.select(_group_rows(groups, settings.group))
-            rewards = rewards[groups]
-            values["kept_groups"] = float(len(groups))
         if len(rewards):
             per_mini = math.ceil(len(rewards) / settings.minibatches)
             splits = 0 < settings.micro_batch < per_mini

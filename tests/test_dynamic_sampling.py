@@ -215,3 +215,26 @@ def test_trl_refuses_the_refill_in_one_line():
         trl_settings(get_objective("dapo"), LLMConfig(max_gen_batches=4))
     assert trl_settings(get_objective("grpo"), LLMConfig(max_gen_batches=4))  # grpo does not filter
     assert trl_settings(get_objective("dapo"), LLMConfig(max_gen_batches=4, dynamic_sampling=False))
+
+
+def test_trl_filters_on_accuracy_graded_beside_its_rewards(tiny_model, tmp_path, monkeypatch):
+    """Correctness alternates within every group while TRL's task reward is 0 everywhere: on accuracy every
+    group is kept and the loss runs; on TRL's advantages (the reward) every group goes and there is no loss."""
+    pytest.importorskip("trl")
+    from geobench.llm import trl_engine
+    from geobench.llm.model import load_policy
+    from geobench.llm.tasks import make_task
+
+    calls = iter(range(10**9))
+    monkeypatch.setattr(trl_engine, "is_correct", lambda text, answer: next(calls) % 2 == 0)
+    logged = {}
+    for metric in ("accuracy", "reward"):
+        config = LLMConfig(
+            model=tiny_model, steps=1, prompts_per_step=2, group=G, max_new_tokens=3, eval_prompts=2, minibatches=1,
+            filter_metric=metric,
+        )  # fmt: skip
+        policy, tokenizer = load_policy(tiny_model)
+        task = make_task("arithmetic", (4,))  # a random model gets none right: TRL's rewards are all 0
+        rows = trl_engine.train_cell(policy, tokenizer, task, "dapo", 0, config, str(tmp_path / metric))
+        logged[metric] = {row["metric"] for row in rows}
+    assert "loss" in logged["accuracy"] and "loss" not in logged["reward"]

@@ -19,13 +19,15 @@ ROOT = Path(__file__).resolve().parents[1]
 UNCOMMITTED = {
     ("toy-saturation", "paper"): "5d8303754d64",
     ("bandits-onpolicy-anchor", "paper"): "cc140384632a",
-    ("llm", "paper"): "c41248983126",  # LLMConfig's dynamic sampling fields (issue 24)
-    ("llm-adpo", "paper"): "ac78bd302315",  # LLMConfig's dynamic sampling fields (issue 24)
+    ("llm", "paper"): "86f7d61b1e98",  # LLMConfig's dynamic sampling and opo_tau_rule fields (issue 24)
+    ("llm-adpo", "paper"): "3931eb775ace",  # LLMConfig's dynamic sampling and opo_tau_rule fields (issue 24)
 }
 # Stages changed on purpose since their committed run, which a rerun will bring back in step
 # (then the entry goes): the code form now runs with the authors' configuration (AUTHORS_CODE);
-# every LLM stage's config has DAPO's dynamic sampling settings (max_gen_batches, filter_metric),
-# and the quick profile refills DAPO's batch and filters it on accuracy (issue 24, item 6).
+# every LLM stage's config has DAPO's dynamic sampling settings (max_gen_batches, filter_metric)
+# and OPO's opo_tau_rule; the quick profile refills DAPO's batch and filters it on accuracy
+# (issue 24, item 6), and reads ADPO's confidence over the distinct completions and OPO's
+# adaptive tau as the authors' rule (item 5).
 STALE = {("llm", "quick"), ("llm-opo-escort-no-ref", "quick"), ("llm-opo-code", "quick"), ("llm-stress", "quick")}
 RUNS = [(stage, profile) for stage in STAGES for profile in stage.profiles]
 

@@ -24,6 +24,10 @@ ROLLOUT_METRICS = (
     # trains on (prompts_per_step unless max_gen_batches ran out) and the generation rounds used.
     "groups_kept",
     "gen_rounds",
+    # Only where ADPO Eq. 12's guard sets a temperature: its c_t and p_t (tau = tau_max -
+    # (tau_max - tau_min) c_t p_t; tau itself is an update metric).
+    "guard_confidence",
+    "guard_improvement",
 )
 # Of the update's metrics (the objective's, averaged over the updates, and the optimizer's), the
 # ones that get rows; the rest stay in the objective. ratio_one_frac, with reward_levels,

@@ -30,6 +30,12 @@ LLM_FEEDBACK = ("sampled", "listwise")
 # "guard" is ADPO's Eq. 12; "entropy-reward" the per-prompt rule of the authors' public recipe
 # (SETTINGS.md), geobench.llm.train.per_prompt_tau.
 TAU_RULES = ("guard", "entropy-reward")
+# "guard" is ADPO's Eq. 12 on OPO's escort T; "authors" the adaptive tau of the OPO authors' fork
+# on T (geobench.llm.train.authors_temperature).
+OPO_TAU_RULES = ("guard", "authors")
+# The OPO authors' adaptive-tau coefficients (entropy a, reward b): "adaptive tau (0.2 / 0.5, range
+# [0.2, 1.5])" (SETTINGS.md; wk222/verlm opo_qwen3_math.yaml).
+AUTHORS_TAU_COEFFICIENTS = (0.2, 0.5)
 # The hyperparameters a recipe may adapt, each with its own settings (LLMConfig._adaptive_temperature).
 ADAPTED = ("tau", "temperature")
 # Cells are (algorithm, seed) runs and the progress bar counts them, so a cell with absurdly many
@@ -45,8 +51,9 @@ CAPS = {
 class AdaptiveTemperature:
     """The adaptive temperature one cell runs: the hyperparameter it sets each step and its rule.
 
-    ``rule`` is one of :data:`TAU_RULES`; ``low`` and ``high`` are the guard's [tau_min, tau_max]
-    (the per-prompt rule keeps its own range, see ``per_prompt_tau``).
+    ``rule`` is one of :data:`TAU_RULES` or :data:`OPO_TAU_RULES`; ``low`` and ``high`` are the
+    guard's and the OPO authors' rule's [tau_min, tau_max] (the per-prompt rule keeps its own
+    range, see ``per_prompt_tau``).
     """
 
     hparam: str
@@ -115,9 +122,11 @@ class LLMConfig:
     adaptive_tau: bool = True
     tau_min: float = 0.1
     tau_max: float = 0.8
-    # Eq. 12's confidence c over the G candidates: "token-mean" length-normalises the sequence
-    # log-probs (informative for LLM sequences, see candidate_confidence); "sequence" is ADPO
-    # Sec. 5.1 read literally (saturates at c ~ 1 for long sequences).
+    # Eq. 12's confidence c over the G candidates, one of CONFIDENCE_FORMS (see
+    # candidate_confidence): "token-mean" length-normalises the sequence log-probs (c ~ 0.01 on
+    # 20-30 tokens, so tau stays at tau_max); "sequence" is ADPO Sec. 5.1 read literally
+    # (saturates at c ~ 1 for hundreds of tokens); "candidate-set" the literal form over each
+    # group's distinct completions (c rises as the policy converges to a mode).
     tau_confidence: str = "token-mean"
     adpo_tau_rule: str = "guard"  # the "tau" rule, one of TAU_RULES
     # Recipe.overlong's filter. DAPO (Yu et al. 2025) Sec. 3.4: "we first apply an overlong
@@ -130,6 +139,10 @@ class LLMConfig:
     opo_adaptive_tau: bool = True
     opo_tau_min: float = 0.2
     opo_tau_max: float = 1.5
+    # The "temperature" rule, one of OPO_TAU_RULES: "guard" is Eq. 12 on T; "authors" the
+    # adaptive tau of the OPO authors' fork (opo_authors.authors_adaptive_tau, whose range
+    # [0.2, 1.5] is the paper's) applied to T, from the objective's own T as its base.
+    opo_tau_rule: str = "guard"
     eval_every: int = 10
     eval_prompts: int = 200
     warmstart: Mapping[str, Any] = field(default_factory=dict)  # WarmStartConfig overrides (built-in tasks)
@@ -143,6 +156,8 @@ class LLMConfig:
             raise ConfigError("dataset is empty; give arithmetic, column-addition, math-lighteval or a path")
         if self.adpo_tau_rule not in TAU_RULES:
             raise ConfigError(f"adpo_tau_rule must be one of {', '.join(TAU_RULES)}; got {self.adpo_tau_rule!r}")
+        if self.opo_tau_rule not in OPO_TAU_RULES:
+            raise ConfigError(f"opo_tau_rule must be one of {', '.join(OPO_TAU_RULES)}; got {self.opo_tau_rule!r}")
         if self.filter_metric not in FILTER_METRICS:
             raise ConfigError(f"filter_metric must be one of {', '.join(FILTER_METRICS)}; got {self.filter_metric!r}")
         if self.max_gen_batches < 1:
@@ -182,7 +197,7 @@ class LLMConfig:
         if hparam == "tau" and self.adaptive_tau:
             return AdaptiveTemperature(hparam, self.adpo_tau_rule, self.tau_min, self.tau_max)
         if hparam == "temperature" and self.opo_adaptive_tau:
-            return AdaptiveTemperature(hparam, "guard", self.opo_tau_min, self.opo_tau_max)
+            return AdaptiveTemperature(hparam, self.opo_tau_rule, self.opo_tau_min, self.opo_tau_max)
         return None
 
     def warmstart_config(self) -> WarmStartConfig:

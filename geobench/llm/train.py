@@ -30,7 +30,7 @@ from geobench.llm.dynamic_sampling import Scored, fill_batch
 from geobench.llm.grading import is_correct, reward
 from geobench.llm.metrics import MUST_BE_FINITE, UPDATE_METRICS, response_efficiency, signal_range
 from geobench.llm.rollout import Rollouts
-from geobench.llm.settings import LLMConfig
+from geobench.llm.settings import AUTHORS_TAU_COEFFICIENTS, AdaptiveTemperature, LLMConfig
 from geobench.llm.warmstart import sampled_accuracy
 from geobench.objectives import (
     GroupBatch,
@@ -41,7 +41,9 @@ from geobench.objectives import (
     overlong_penalty,
 )
 from geobench.objectives.aggregation import Totals
+from geobench.objectives.opo_authors import authors_adaptive_tau
 from geobench.objectives.registry import BoundObjective
+from geobench.objectives.temperature import distinct_candidates
 
 # A token ratio pi / pi_old within this of 1 counts as on-policy (``ratio_one_frac``).
 _ON_POLICY_TOL = 1e-6
@@ -70,10 +72,16 @@ def _rewards(rollouts: Rollouts, answers: list[str], settings: LLMConfig, max_ch
     return torch.tensor(shaped), correct
 
 
-def guard_confidence(token_logp: Tensor, mask: Tensor, form: str) -> float:
-    """Eq. 12's c_t from pi_old's (B, G, T) token log-probs: over lengths-normalised sequences or sums."""
+def guard_confidence(token_logp: Tensor, mask: Tensor, form: str, ids: Tensor | None = None) -> float:
+    """Eq. 12's c_t from pi_old's (B, G, T) token log-probs, in the reading ``form`` (one of
+    CONFIDENCE_FORMS): over length-normalised sequences, over sums, or over sums of each group's
+    distinct completions, which needs their (B, G, T) token ``ids``."""
     fmask = mask.to(token_logp.dtype)
     seq = (token_logp * fmask).sum(-1)
+    if form == "candidate-set":
+        if ids is None:
+            raise ValueError("the candidate-set confidence needs the completions' token ids")
+        return float(candidate_confidence(seq, distinct=distinct_candidates(ids, mask)))
     return float(candidate_confidence(seq, fmask.sum(-1) if form == "token-mean" else None))
 
 
@@ -90,6 +98,35 @@ def per_prompt_tau(tau_base: float, entropy: Tensor, mask: Tensor, rewards: Tens
     fmask = mask.to(entropy.dtype)
     mean_entropy = (entropy * fmask).sum((-1, -2)) / fmask.sum((-1, -2)).clamp(min=1.0)
     return entropy_reward_temperature(tau_base, mean_entropy / math.log(vocab), rewards.mean(-1))
+
+
+def authors_temperature(
+    base: float, token_logp: Tensor, mask: Tensor, adv: Tensor, adaptive: AdaptiveTemperature, vocab: int
+) -> float:
+    """The OPO authors' adaptive tau (:func:`~geobench.objectives.opo_authors.authors_adaptive_tau`)
+    for a temperature of base ``base``, once per step from pi_old, clamped to the recipe's range.
+
+    Their rule reads the policy's and the anchor's length-normalised sequence log-probs
+    (``use_length_normalization`` in their config); with the anchor at pi_old both are pi_old's
+    before the update, so its confidence is 1 - its anchor entropy.
+
+    Shapes: token_logp and mask (B, G, T); adv (B, G), the objective's advantages.
+    """
+    fmask = mask.to(token_logp.dtype)
+    seq = (token_logp * fmask).sum(-1) / fmask.sum(-1).clamp(min=1.0)
+    entropy, reward = AUTHORS_TAU_COEFFICIENTS
+    tau = authors_adaptive_tau(
+        base,
+        seq,
+        seq,
+        adv,
+        tau_entropy=entropy,
+        tau_reward=reward,
+        tau_min=adaptive.low,
+        tau_max=adaptive.high,
+        vocab_size=vocab,
+    )
+    return float(tau)
 
 
 @dataclass
@@ -246,7 +283,9 @@ def train_cell(
     adaptive = recipe.temperature
     guard = None if adaptive is None else adaptive.guard()
     per_prompt = adaptive is not None and adaptive.rule == "entropy-reward"
-    base = {**entry.defaults, **hparams}[adaptive.hparam] if per_prompt else None  # the per-prompt rule's tau_base
+    authors = adaptive is not None and adaptive.rule == "authors"
+    chosen = {**entry.defaults, **hparams}
+    base = chosen[adaptive.hparam] if per_prompt or authors else None  # the per-prompt and authors' rules' base
     gen = torch.Generator().manual_seed(seed)
     max_new = rollout.sampling.max_new_tokens
     rows: list[dict[str, Any]] = []
@@ -304,8 +343,14 @@ def train_cell(
             shape = (*rewards.shape, -1)
             mask = rolled.completion_mask.view(shape)
             if guard is not None:
-                confidence = guard_confidence(old.view(shape), mask, settings.tau_confidence)
+                ids = rolled.completion_ids.view(shape)
+                confidence = guard_confidence(old.view(shape), mask, settings.tau_confidence, ids)
                 hparams[adaptive.hparam] = guard.step(confidence, float(rewards.mean()))
+                values["guard_confidence"], values["guard_improvement"] = confidence, guard.improvement
+            if authors:
+                adv = group_advantages(rewards, chosen.get("advantage", "zscore"))
+                vocab = policy.config.vocab_size
+                hparams[adaptive.hparam] = authors_temperature(base, old.view(shape), mask, adv, adaptive, vocab)
             if per_prompt:
                 vocab = policy.config.vocab_size
                 hparams[adaptive.hparam] = per_prompt_tau(base, entropy.view(shape), mask, rewards, vocab)

@@ -197,10 +197,12 @@ def trainer_class():
             judged = inputs["correct"].view(-1, g) if self.config.filter_metric == "accuracy" else adv
             keep = informative_groups(judged) if self.recipe.filter_groups else None
             batch = GroupBatch(logps.view(shape), mask.view(shape), adv, old.view(shape), advantages=adv)
+            ids = completion_ids.view(shape)
             if keep is not None and not bool(keep.all()):
                 idx = keep.nonzero().squeeze(-1)
                 batch = GroupBatch(batch.logp[idx], batch.mask[idx], adv[idx], batch.old_logp[idx], advantages=adv[idx])
-            self._set_tau(batch)
+                ids = ids[idx]
+            self._set_tau(batch, ids)
             if batch.logp.shape[0] == 0:  # every group filtered out: a zero loss that keeps the graph
                 return logps.sum() * 0.0
             loss, metrics = self.objective.bind(**self.hparams)(batch)
@@ -210,14 +212,14 @@ def trainer_class():
             train["geobench/entropy"].append(float((entropy.detach() * mask).sum() / mask.sum().clamp(min=1)))
             return loss
 
-        def _set_tau(self, batch: GroupBatch) -> None:
+        def _set_tau(self, batch: GroupBatch, ids: torch.Tensor) -> None:
             """Eq. 12 once per generation batch, from the batch reward TRL logged and the policy's confidence."""
             generation = self._step // (self.args.steps_per_generation * self.num_iterations)
             if self.guard is None or generation == self._tau_generation or batch.logp.shape[0] == 0:
                 return
             self._tau_generation = generation
             reward = self._metrics["train"][f"rewards/{self.config.reward}/mean"][-1]
-            confidence = guard_confidence(batch.old, batch.mask, self.config.tau_confidence)
+            confidence = guard_confidence(batch.old, batch.mask, self.config.tau_confidence, ids)
             self.hparams[self.recipe.temperature.hparam] = self.guard.step(confidence, reward)
 
     return GeobenchGRPOTrainer

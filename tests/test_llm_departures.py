@@ -9,7 +9,8 @@ from geobench.errors import ConfigError
 from geobench.llm.metrics import METRICS
 from geobench.llm.rollout import HFRollout, Rollouts, SamplingSettings
 from geobench.llm.settings import LLMConfig
-from geobench.llm.train import accumulate_gradients, guard_confidence, train_cell
+from geobench.llm.temperatures import guard_confidence
+from geobench.llm.train import accumulate_gradients, train_cell
 from geobench.objectives import AGG_MODES, GroupBatch, candidate_confidence, get_objective, make_objective
 from geobench.objectives.temperature import distinct_candidates
 from tests.conftest import random_batch
@@ -142,7 +143,7 @@ def test_opo_authors_temperature_is_their_rule_on_the_escort_temperature():
     """T = clamp(T0 (1 + a h - b c r), 0.2, 1.5) with the authors' a 0.2, b 0.5: it rises when the batch's
     advantages are skewed low (r < 0) and falls when they are skewed high."""
     from geobench.llm.settings import AdaptiveTemperature
-    from geobench.llm.train import authors_temperature
+    from geobench.llm.temperatures import authors_temperature
 
     adaptive = LLMConfig(opo_tau_rule="authors").cell_recipe(get_objective("opo").recipe).temperature
     assert adaptive == AdaptiveTemperature("temperature", "authors", 0.2, 1.5)

@@ -28,10 +28,10 @@ ALGOS = ("grpo", "gspo", "dapo", "opo", "adpo")
 # each prompt with a verifier, a reward per completion, which is sampled or listwise feedback.
 LLM_FEEDBACK = ("sampled", "listwise")
 # "guard" is ADPO's Eq. 12; "entropy-reward" the per-prompt rule of the authors' public recipe
-# (SETTINGS.md), geobench.llm.train.per_prompt_tau.
+# (SETTINGS.md), geobench.llm.temperatures.per_prompt_tau.
 TAU_RULES = ("guard", "entropy-reward")
 # "guard" is ADPO's Eq. 12 on OPO's escort T; "authors" the adaptive tau of the OPO authors' fork
-# on T (geobench.llm.train.authors_temperature).
+# on T (geobench.llm.temperatures.authors_temperature).
 OPO_TAU_RULES = ("guard", "authors")
 # The OPO authors' adaptive-tau coefficients (entropy a, reward b): "adaptive tau (0.2 / 0.5, range
 # [0.2, 1.5])" (SETTINGS.md; wk222/verlm opo_qwen3_math.yaml).
@@ -70,7 +70,7 @@ class AdaptiveTemperature:
 class CellRecipe:
     """An objective's :class:`~geobench.objectives.Recipe` with this run's switches applied."""
 
-    filter_groups: bool  # drop the groups whose rewards are all equal (DAPO Eq. 11)
+    filter_groups: bool  # drop the groups without signal and refill (DAPO Eq. 11, Algorithm 1)
     overlong_cache: int  # tokens of Eq. 13's soft overlong punishment; 0 = none
     mask_truncated: bool  # truncated completions masked out of the loss (DAPO Sec. 3.4)
     temperature: AdaptiveTemperature | None

@@ -30,20 +30,17 @@ from geobench.llm.dynamic_sampling import Scored, fill_batch
 from geobench.llm.grading import is_correct, reward
 from geobench.llm.metrics import MUST_BE_FINITE, UPDATE_METRICS, response_efficiency, signal_range
 from geobench.llm.rollout import Rollouts
-from geobench.llm.settings import AUTHORS_TAU_COEFFICIENTS, AdaptiveTemperature, LLMConfig
+from geobench.llm.settings import LLMConfig
+from geobench.llm.temperatures import authors_temperature, guard_confidence, per_prompt_tau
 from geobench.llm.warmstart import sampled_accuracy
 from geobench.objectives import (
     GroupBatch,
-    candidate_confidence,
-    entropy_reward_temperature,
     get_objective,
     group_advantages,
     overlong_penalty,
 )
 from geobench.objectives.aggregation import Totals
-from geobench.objectives.opo_authors import authors_adaptive_tau
 from geobench.objectives.registry import BoundObjective
-from geobench.objectives.temperature import distinct_candidates
 
 # A token ratio pi / pi_old within this of 1 counts as on-policy (``ratio_one_frac``).
 _ON_POLICY_TOL = 1e-6
@@ -70,63 +67,6 @@ def _rewards(rollouts: Rollouts, answers: list[str], settings: LLMConfig, max_ch
         return correct.clone(), correct
     shaped = [reward(t, a, settings.reward, max_chars) for t, a in zip(rollouts.texts, answers, strict=True)]
     return torch.tensor(shaped), correct
-
-
-def guard_confidence(token_logp: Tensor, mask: Tensor, form: str, ids: Tensor | None = None) -> float:
-    """Eq. 12's c_t from pi_old's (B, G, T) token log-probs, in the reading ``form`` (one of
-    CONFIDENCE_FORMS): over length-normalised sequences, over sums, or over sums of each group's
-    distinct completions, which needs their (B, G, T) token ``ids``."""
-    fmask = mask.to(token_logp.dtype)
-    seq = (token_logp * fmask).sum(-1)
-    if form == "candidate-set":
-        if ids is None:
-            raise ValueError("the candidate-set confidence needs the completions' token ids")
-        return float(candidate_confidence(seq, distinct=distinct_candidates(ids, mask)))
-    return float(candidate_confidence(seq, fmask.sum(-1) if form == "token-mean" else None))
-
-
-def per_prompt_tau(tau_base: float, entropy: Tensor, mask: Tensor, rewards: Tensor, vocab: int) -> Tensor:
-    """ADPO's per-prompt tau of the authors' recipe (SETTINGS.md), (B,).
-
-    H is each prompt's mean token entropy over its G completions, divided by log |vocab|;
-    R its group-mean reward. The range is the recipe's [0.1, 5.0] (the function's
-    defaults), not [tau_min, tau_max]: Eq. 12's tau_max = tau_base would pin this rule,
-    which only raises tau above tau_base, to tau_base.
-
-    Shapes: entropy and mask (B, G, T); rewards (B, G).
-    """
-    fmask = mask.to(entropy.dtype)
-    mean_entropy = (entropy * fmask).sum((-1, -2)) / fmask.sum((-1, -2)).clamp(min=1.0)
-    return entropy_reward_temperature(tau_base, mean_entropy / math.log(vocab), rewards.mean(-1))
-
-
-def authors_temperature(
-    base: float, token_logp: Tensor, mask: Tensor, adv: Tensor, adaptive: AdaptiveTemperature, vocab: int
-) -> float:
-    """The OPO authors' adaptive tau (:func:`~geobench.objectives.opo_authors.authors_adaptive_tau`)
-    for a temperature of base ``base``, once per step from pi_old, clamped to the recipe's range.
-
-    Their rule reads the policy's and the anchor's length-normalised sequence log-probs
-    (``use_length_normalization`` in their config); with the anchor at pi_old both are pi_old's
-    before the update, so its confidence is 1 - its anchor entropy.
-
-    Shapes: token_logp and mask (B, G, T); adv (B, G), the objective's advantages.
-    """
-    fmask = mask.to(token_logp.dtype)
-    seq = (token_logp * fmask).sum(-1) / fmask.sum(-1).clamp(min=1.0)
-    entropy, reward = AUTHORS_TAU_COEFFICIENTS
-    tau = authors_adaptive_tau(
-        base,
-        seq,
-        seq,
-        adv,
-        tau_entropy=entropy,
-        tau_reward=reward,
-        tau_min=adaptive.low,
-        tau_max=adaptive.high,
-        vocab_size=vocab,
-    )
-    return float(tau)
 
 
 @dataclass

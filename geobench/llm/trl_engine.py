@@ -40,7 +40,7 @@ from geobench.errors import ConfigError
 from geobench.llm.grading import is_correct, reward
 from geobench.llm.metrics import METRICS, response_efficiency, signal_range
 from geobench.llm.settings import LLMConfig
-from geobench.llm.train import guard_confidence
+from geobench.llm.temperatures import guard_confidence
 from geobench.llm.warmstart import sampled_accuracy
 from geobench.objectives import GroupBatch, Objective, get_objective, informative_groups, overlong_penalty
 

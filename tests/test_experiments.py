@@ -19,19 +19,12 @@ ROOT = Path(__file__).resolve().parents[1]
 UNCOMMITTED = {
     ("toy-saturation", "paper"): "5d8303754d64",
     ("bandits-onpolicy-anchor", "paper"): "cc140384632a",
-    ("llm", "paper"): "c2135aa81ad4",  # LLMConfig gained pair_check_every (issue 24; 0 here, off)
-    ("llm-adpo", "paper"): "4e7bec279947",
+    ("llm", "paper"): "5ad99081ee28",  # LLMConfig's new fields (issue 24): pair check, dynamic sampling, tau rules
+    ("llm-adpo", "paper"): "aaef764f6bbc",
 }
 # Stages changed on purpose since their committed run, which a rerun will bring back in step
-# (then the entry goes): the code form now runs with the authors' configuration (AUTHORS_CODE);
-# every quick LLM stage runs the per-pair update check (pair_check_every = 20, issue 24), which the
-# lead's rerun of the LLM stages records.
-STALE = {
-    ("llm-opo-code", "quick"),
-    ("llm", "quick"),
-    ("llm-opo-escort-no-ref", "quick"),
-    ("llm-stress", "quick"),
-}
+# (then the entry goes).
+STALE = {("llm", "quick"), ("llm-opo-escort-no-ref", "quick"), ("llm-opo-code", "quick"), ("llm-stress", "quick")}
 RUNS = [(stage, profile) for stage in STAGES for profile in stage.profiles]
 
 

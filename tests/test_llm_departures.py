@@ -9,8 +9,10 @@ from geobench.errors import ConfigError
 from geobench.llm.metrics import METRICS
 from geobench.llm.rollout import HFRollout, Rollouts, SamplingSettings
 from geobench.llm.settings import LLMConfig
-from geobench.llm.train import accumulate_gradients, guard_confidence, train_cell
+from geobench.llm.temperatures import guard_confidence
+from geobench.llm.train import accumulate_gradients, train_cell
 from geobench.objectives import AGG_MODES, GroupBatch, candidate_confidence, get_objective, make_objective
+from geobench.objectives.temperature import distinct_candidates
 from tests.conftest import random_batch
 
 
@@ -117,6 +119,50 @@ def test_confidence_of_long_sequences_is_informative_when_length_normalised():
     assert guard_confidence(token_logp, torch.ones_like(token_logp), "sequence") > 0.99
 
 
+def test_candidate_set_confidence_reads_a_converged_group_as_confident():
+    """Sec. 5.1: "high c_t implies the model has converged to a mode". Counted G times, identical samples
+    have equal log-probs and the literal form reads them as c = 0; over the distinct completions c = 1."""
+    ids = torch.tensor([[[5, 6, 0], [5, 6, 0], [5, 6, 0]], [[5, 6, 0], [5, 6, 7], [5, 6, 9]]])
+    mask = torch.tensor([[[1, 1, 0]] * 3, [[1, 1, 0], [1, 1, 1], [1, 1, 0]]])  # row 3's 9 is padding
+    distinct = distinct_candidates(ids, mask)
+    assert distinct.tolist() == [[True, False, False], [True, True, False]]
+    seq = torch.tensor([[-2.0, -2.0, -2.0], [-1.0, -1.0 - math.log(3.0), -1.0]])
+    assert float(candidate_confidence(seq[:1])) == pytest.approx(0.0, abs=1e-6)  # literal: 3 equal candidates
+    c = candidate_confidence(seq, distinct=distinct)
+    p = torch.tensor([0.75, 0.25])  # group 2's two distinct completions, e^-1 : e^-1 / 3
+    expected = (1.0 + 1.0 + float((p * p.log()).sum()) / math.log(2.0)) / 2
+    assert float(c) == pytest.approx(expected, abs=1e-6)
+    token_logp = torch.zeros(2, 3, 3)
+    token_logp[..., 0] = seq
+    assert guard_confidence(token_logp, mask, "candidate-set", ids) == pytest.approx(expected, abs=1e-6)
+    with pytest.raises(ValueError, match="token ids"):
+        guard_confidence(token_logp, mask, "candidate-set")
+
+
+def test_opo_authors_temperature_is_their_rule_on_the_escort_temperature():
+    """T = clamp(T0 (1 + a h - b c r), 0.2, 1.5) with the authors' a 0.2, b 0.5: it rises when the batch's
+    advantages are skewed low (r < 0) and falls when they are skewed high."""
+    from geobench.llm.settings import AdaptiveTemperature
+    from geobench.llm.temperatures import authors_temperature
+
+    adaptive = LLMConfig(opo_tau_rule="authors").cell_recipe(get_objective("opo").recipe).temperature
+    assert adaptive == AdaptiveTemperature("temperature", "authors", 0.2, 1.5)
+    mask = torch.ones(1, 3, 4)
+    token_logp = torch.full((1, 3, 4), -0.46)  # h = 0.46 / log 100 = 0.1, c = 0.9
+    h = 0.46 / math.log(100)
+    low = torch.tensor([[2.0, -1.0, -1.0]])  # normalised (1, 0, 0): mean 1/3, r = -1/3
+    t = authors_temperature(1.0, token_logp, mask, low, adaptive, 100)
+    assert t == pytest.approx(1.0 + 0.2 * h + 0.5 * (1 - h) / 3, abs=1e-6)
+    assert authors_temperature(1.0, token_logp, mask, -low, adaptive, 100) < 1.0 < t
+    assert authors_temperature(3.0, token_logp, mask, low, adaptive, 100) == pytest.approx(1.5)  # clamped
+
+
+def test_opo_tau_rule_is_checked():
+    with pytest.raises(ConfigError, match="opo_tau_rule must be one of guard, authors"):
+        LLMConfig(opo_tau_rule="other")
+    assert LLMConfig().opo_tau_rule == "guard" and LLMConfig().tau_confidence == "token-mean"  # the former readings
+
+
 @pytest.mark.parametrize(("temperature", "top_p"), [(0.7, 1.0), (1.0, 0.9), (0.7, 0.9)])
 def test_trainer_scores_completions_under_the_samplers_processed_distribution(policy, temperature, top_p):
     """pi_old = the distribution HF generate sampled from (its processed scores), not the raw softmax."""
@@ -201,6 +247,8 @@ def test_dapo_overlong_filter_gives_truncated_responses_zero_gradient(policy):
     [
         ("adpo", {"adpo_tau_rule": "entropy-reward"}, (0.1, 5.0)),  # the authors' per-prompt rule
         ("opo", {}, (0.2, 1.5)),  # OPO Sec. 9.1's adaptive tau, on by default
+        ("adpo", {"tau_confidence": "candidate-set"}, (0.1, 0.8 + 1e-6)),  # Eq. 12 on distinct completions
+        ("opo", {"opo_tau_rule": "authors"}, (0.2, 1.5)),  # the OPO authors' adaptive tau on the escort T
         ("dapo", {"dynamic_sampling": False}, None),
     ],
 )
@@ -255,12 +303,12 @@ def test_a_plugin_objective_declaring_dapos_recipe_gets_its_groups_filtered(poli
         algo: train_cell(copy.deepcopy(model), tokenizer, task, rollout, algo, 0, settings)
         for algo in ("dapo", "clip-higher-filtered", "clip-higher")
     }
-    kept = [row["value"] for row in rows["clip-higher-filtered"] if row["metric"] == "kept_groups"]
+    kept = [row["value"] for row in rows["clip-higher-filtered"] if row["metric"] == "groups_kept"]
     assert len(kept) == 3 and any(0 < k < 4 for k in kept)  # some groups dropped, some kept
     timed = {"update_time_s", "rollout_tokens_per_s"}
     untimed = {algo: [r for r in algo_rows if r["metric"] not in timed] for algo, algo_rows in rows.items()}
     assert untimed["clip-higher-filtered"] == untimed["dapo"]
-    assert not any(row["metric"] == "kept_groups" for row in rows["clip-higher"])
+    assert not any(row["metric"] == "groups_kept" for row in rows["clip-higher"])
     assert untimed["clip-higher"] != untimed["dapo"]
 
 

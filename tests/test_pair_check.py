@@ -54,9 +54,9 @@ def _state(policy, settings: LLMConfig, algo: str, rewards, rolled) -> StepState
     """A cell of ``algo`` at its first step (fresh optimizer and schedule) on a given batch and rewards."""
     model = copy.deepcopy(policy[0]).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr)
-    state = StepState(
-        model, optimizer, _scheduler(optimizer, settings), torch.Generator().manual_seed(0), rolled, rewards, None
-    )
+    gen = torch.Generator().manual_seed(0)
+    correct = (rewards > 0).float()
+    state = StepState(model, optimizer, _scheduler(optimizer, settings), gen, rolled, rewards, correct, None)
     return dataclasses.replace(state, own=replay_batch(state, algo, settings, {}))
 
 

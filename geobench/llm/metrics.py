@@ -10,7 +10,8 @@ import math
 from collections.abc import Mapping
 
 EVAL_METRICS = ("heldout_accuracy",)  # greedy decoding on held-out prompts, at step 0 and every eval_every
-# Measured on the step's rollouts, before the update; kept_groups only where a recipe filters groups.
+# Measured on the step's own rollouts (its prompts_per_step prompts, before any filtering or
+# refill), before the update.
 ROLLOUT_METRICS = (
     "reward_mean",
     "accuracy",
@@ -19,7 +20,14 @@ ROLLOUT_METRICS = (
     "truncated_frac",
     "reward_levels",  # distinct rewards the objective sees
     "adv_range",  # of the z-scored group advantages
-    "kept_groups",
+    # Only where a recipe filters groups (DAPO's dynamic sampling): the groups the update
+    # trains on (prompts_per_step unless max_gen_batches ran out) and the generation rounds used.
+    "groups_kept",
+    "gen_rounds",
+    # Only where ADPO Eq. 12's guard sets a temperature: its c_t and p_t (tau = tau_max -
+    # (tau_max - tau_min) c_t p_t; tau itself is an update metric).
+    "guard_confidence",
+    "guard_improvement",
 )
 # Of the update's metrics (the objective's, averaged over the updates, and the optimizer's), the
 # ones that get rows; the rest stay in the objective. ratio_one_frac, with reward_levels,

@@ -45,18 +45,17 @@ import torch
 from torch import Tensor
 
 from geobench.llm.settings import CellRecipe, LLMConfig
+from geobench.llm.temperatures import authors_temperature, guard_confidence, per_prompt_tau
 from geobench.llm.train import (
     StepState,
     UpdateBatch,
     _update,
     cell_hparams,
-    guard_confidence,
     needs_old,
-    per_prompt_tau,
     recipe_rewards,
     recipe_rows,
 )
-from geobench.objectives import get_objective
+from geobench.objectives import get_objective, group_advantages
 
 # pairs.csv's columns (PAIRS_SCHEMA.md); a cell's pair rows travel with its metrics as PAIR_METRIC.
 PAIR_COLUMNS = ("experiment", "variant", "seed", "step", "other", "update", "cosine")
@@ -124,7 +123,8 @@ def replay_batch(state: StepState, algo: str, settings: LLMConfig, cache: dict) 
     key = _rows_key(recipe)
     if key not in cache:
         rewards = recipe_rewards(state.task_rewards, state.generated.lengths, recipe, settings.max_new_tokens)
-        rolled, rewards, _ = recipe_rows(state.generated, rewards, recipe)
+        correct = state.task_correct if settings.filter_metric == "accuracy" else None
+        rolled, rewards, _ = recipe_rows(state.generated, rewards, recipe, correct)
         cache[key] = [rolled, rewards, None, None]
     rolled, rewards, old, entropy = cache[key]
     if not len(rewards):
@@ -142,11 +142,18 @@ def replay_batch(state: StepState, algo: str, settings: LLMConfig, cache: dict) 
     if adaptive is not None:
         shape = (*rewards.shape, -1)
         mask = rolled.completion_mask.view(shape)
+        chosen = {**entry.defaults, **hparams}
         if per_prompt:
-            base = {**entry.defaults, **hparams}[adaptive.hparam]
-            hparams[adaptive.hparam] = per_prompt_tau(base, entropy.view(shape), mask, rewards, vocab)
+            hparams[adaptive.hparam] = per_prompt_tau(
+                chosen[adaptive.hparam], entropy.view(shape), mask, rewards, vocab
+            )
+        elif adaptive.rule == "authors":  # stateless, so exact: the cell's rule on this batch
+            adv = group_advantages(rewards, chosen.get("advantage", "zscore"))
+            tau = authors_temperature(chosen[adaptive.hparam], old.view(shape), mask, adv, adaptive, vocab)
+            hparams[adaptive.hparam] = tau
         else:
-            confidence = guard_confidence(old.view(shape), mask, settings.tau_confidence)
+            ids = rolled.completion_ids.view(shape)
+            confidence = guard_confidence(old.view(shape), mask, settings.tau_confidence, ids)
             hparams[adaptive.hparam] = adaptive.guard().step(confidence, float(rewards.mean()))
     return UpdateBatch(rolled, rewards, old, entry.bind(**hparams))
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from geobench.config import check_caps, check_lists
 from geobench.errors import ConfigError
+from geobench.llm.dynamic_sampling import FILTER_METRICS
 from geobench.llm.grading import REWARDS
 from geobench.llm.model import TinyQwen3
 from geobench.llm.rollout import BACKENDS, SamplingSettings
@@ -27,8 +28,14 @@ ALGOS = ("grpo", "gspo", "dapo", "opo", "adpo")
 # each prompt with a verifier, a reward per completion, which is sampled or listwise feedback.
 LLM_FEEDBACK = ("sampled", "listwise")
 # "guard" is ADPO's Eq. 12; "entropy-reward" the per-prompt rule of the authors' public recipe
-# (SETTINGS.md), geobench.llm.train.per_prompt_tau.
+# (SETTINGS.md), geobench.llm.temperatures.per_prompt_tau.
 TAU_RULES = ("guard", "entropy-reward")
+# "guard" is ADPO's Eq. 12 on OPO's escort T; "authors" the adaptive tau of the OPO authors' fork
+# on T (geobench.llm.temperatures.authors_temperature).
+OPO_TAU_RULES = ("guard", "authors")
+# The OPO authors' adaptive-tau coefficients (entropy a, reward b): "adaptive tau (0.2 / 0.5, range
+# [0.2, 1.5])" (SETTINGS.md; wk222/verlm opo_qwen3_math.yaml).
+AUTHORS_TAU_COEFFICIENTS = (0.2, 0.5)
 # The hyperparameters a recipe may adapt, each with its own settings (LLMConfig._adaptive_temperature).
 ADAPTED = ("tau", "temperature")
 # Cells are (algorithm, seed) runs and the progress bar counts them, so a cell with absurdly many
@@ -36,6 +43,7 @@ ADAPTED = ("tau", "temperature")
 CAPS = {
     "seeds": (1_000, "every seed is a full RL run of each algorithm, weeks at the cap; the profiles run 1 to 5"),
     "steps": (100_000, "a cell shows progress only when it ends; the paper profile runs 224"),
+    "max_gen_batches": (100, "each round is a full batch of rollouts; verl's DAPO scripts bound it at 10"),
 }
 
 
@@ -43,8 +51,9 @@ CAPS = {
 class AdaptiveTemperature:
     """The adaptive temperature one cell runs: the hyperparameter it sets each step and its rule.
 
-    ``rule`` is one of :data:`TAU_RULES`; ``low`` and ``high`` are the guard's [tau_min, tau_max]
-    (the per-prompt rule keeps its own range, see ``per_prompt_tau``).
+    ``rule`` is one of :data:`TAU_RULES` or :data:`OPO_TAU_RULES`; ``low`` and ``high`` are the
+    guard's and the OPO authors' rule's [tau_min, tau_max] (the per-prompt rule keeps its own
+    range, see ``per_prompt_tau``).
     """
 
     hparam: str
@@ -61,7 +70,7 @@ class AdaptiveTemperature:
 class CellRecipe:
     """An objective's :class:`~geobench.objectives.Recipe` with this run's switches applied."""
 
-    filter_groups: bool  # drop the groups whose rewards are all equal (DAPO Eq. 11)
+    filter_groups: bool  # drop the groups without signal and refill (DAPO Eq. 11, Algorithm 1)
     overlong_cache: int  # tokens of Eq. 13's soft overlong punishment; 0 = none
     mask_truncated: bool  # truncated completions masked out of the loss (DAPO Sec. 3.4)
     temperature: AdaptiveTemperature | None
@@ -96,6 +105,15 @@ class LLMConfig:
     reward: str = "correct"
     # Recipe.filter_groups's switch (DAPO's dynamic sampling).
     dynamic_sampling: bool = True
+    # Dynamic sampling's generation rounds per step, the first included (verl's DAPO
+    # filter_groups.max_num_gen_batches): refill with fresh prompts until prompts_per_step
+    # informative groups are kept, at most this many rounds. 1 = filter the step's own groups
+    # and never refill.
+    max_gen_batches: int = 1
+    # What makes a group uninformative, one of FILTER_METRICS: "reward", the rewards the
+    # objective sees (with shaping and overlong punishment) being all equal; "accuracy",
+    # all-correct or all-wrong (DAPO's Algorithm 1, verl's filter_groups.metric "acc").
+    filter_metric: str = "reward"
     # Recipe.overlong's soft punishment: its cache length in tokens; 0 = off.
     overlong_cache: int = 0
     # Recipe.adaptive_temperature "tau": ADPO's Eq. 12, from tau_max towards tau_min while confident
@@ -104,9 +122,11 @@ class LLMConfig:
     adaptive_tau: bool = True
     tau_min: float = 0.1
     tau_max: float = 0.8
-    # Eq. 12's confidence c over the G candidates: "token-mean" length-normalises the sequence
-    # log-probs (informative for LLM sequences, see candidate_confidence); "sequence" is ADPO
-    # Sec. 5.1 read literally (saturates at c ~ 1 for long sequences).
+    # Eq. 12's confidence c over the G candidates, one of CONFIDENCE_FORMS (see
+    # candidate_confidence): "token-mean" length-normalises the sequence log-probs (c ~ 0.01 on
+    # 20-30 tokens, so tau stays at tau_max); "sequence" is ADPO Sec. 5.1 read literally
+    # (saturates at c ~ 1 for hundreds of tokens); "candidate-set" the literal form over each
+    # group's distinct completions (c rises as the policy converges to a mode).
     tau_confidence: str = "token-mean"
     adpo_tau_rule: str = "guard"  # the "tau" rule, one of TAU_RULES
     # Recipe.overlong's filter. DAPO (Yu et al. 2025) Sec. 3.4: "we first apply an overlong
@@ -119,6 +139,10 @@ class LLMConfig:
     opo_adaptive_tau: bool = True
     opo_tau_min: float = 0.2
     opo_tau_max: float = 1.5
+    # The "temperature" rule, one of OPO_TAU_RULES: "guard" is Eq. 12 on T; "authors" the
+    # adaptive tau of the OPO authors' fork (opo_authors.authors_adaptive_tau, whose range
+    # [0.2, 1.5] is the paper's) applied to T, from the objective's own T as its base.
+    opo_tau_rule: str = "guard"
     eval_every: int = 10
     eval_prompts: int = 200
     # The per-pair update check (geobench.llm.pair_check): every this many steps (at steps 1, 1 + k,
@@ -136,6 +160,12 @@ class LLMConfig:
             raise ConfigError("dataset is empty; give arithmetic, column-addition, math-lighteval or a path")
         if self.adpo_tau_rule not in TAU_RULES:
             raise ConfigError(f"adpo_tau_rule must be one of {', '.join(TAU_RULES)}; got {self.adpo_tau_rule!r}")
+        if self.opo_tau_rule not in OPO_TAU_RULES:
+            raise ConfigError(f"opo_tau_rule must be one of {', '.join(OPO_TAU_RULES)}; got {self.opo_tau_rule!r}")
+        if self.filter_metric not in FILTER_METRICS:
+            raise ConfigError(f"filter_metric must be one of {', '.join(FILTER_METRICS)}; got {self.filter_metric!r}")
+        if self.max_gen_batches < 1:
+            raise ConfigError(f"max_gen_batches must be >= 1 (1 = no refill); got {self.max_gen_batches}")
         if self.tau_confidence not in CONFIDENCE_FORMS:
             raise ConfigError(
                 f"tau_confidence must be one of {', '.join(CONFIDENCE_FORMS)}; got {self.tau_confidence!r}"
@@ -178,7 +208,7 @@ class LLMConfig:
         if hparam == "tau" and self.adaptive_tau:
             return AdaptiveTemperature(hparam, self.adpo_tau_rule, self.tau_min, self.tau_max)
         if hparam == "temperature" and self.opo_adaptive_tau:
-            return AdaptiveTemperature(hparam, "guard", self.opo_tau_min, self.opo_tau_max)
+            return AdaptiveTemperature(hparam, self.opo_tau_rule, self.opo_tau_min, self.opo_tau_max)
         return None
 
     def warmstart_config(self) -> WarmStartConfig:

@@ -1,10 +1,11 @@
 """The on-policy RL loop for language models: one (algorithm, seed) cell.
 
 Per step: sample B prompts, G completions each (pi_old = the current weights), grade them,
-apply the objective's recipe (overlong punishment and masking, group filtering), score them
-under pi_old with the sampler's temperature and top-p (a separate no-grad pass only when more
-than one update follows, an adaptive temperature needs it first, or an objective's prepare
-step, OPO's mini-batch escort normalisation, must see a mini-batch split into micro-batches), then
+apply the objective's recipe (overlong punishment and masking, group filtering with DAPO's
+refill: :mod:`geobench.llm.dynamic_sampling`), score them under pi_old with the sampler's
+temperature and top-p (a separate no-grad pass only when more than one update follows, an
+adaptive temperature needs it first, or an objective's prepare step, OPO's mini-batch escort
+normalisation, must see a mini-batch split into micro-batches), then
 ``epochs`` passes of mini-batch updates with gradient accumulation over micro-batches
 (exactly the whole-mini-batch gradient: :func:`accumulate_gradients`), AdamW, cosine
 schedule with warm-up and gradient clipping. The anchor of every objective is pi_old (both
@@ -13,6 +14,7 @@ papers' on-policy anchor; GRPO/GSPO/DAPO run with beta = 0, i.e. no reference-mo
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 import time
@@ -24,15 +26,15 @@ import torch
 from torch import Tensor
 
 from geobench.errors import require_finite
+from geobench.llm.dynamic_sampling import Scored, fill_batch
 from geobench.llm.grading import is_correct, reward
 from geobench.llm.metrics import MUST_BE_FINITE, UPDATE_METRICS, response_efficiency, signal_range
 from geobench.llm.rollout import Rollouts
 from geobench.llm.settings import CellRecipe, LLMConfig
+from geobench.llm.temperatures import authors_temperature, guard_confidence, per_prompt_tau
 from geobench.llm.warmstart import sampled_accuracy
 from geobench.objectives import (
     GroupBatch,
-    candidate_confidence,
-    entropy_reward_temperature,
     get_objective,
     group_advantages,
     informative_groups,
@@ -43,6 +45,13 @@ from geobench.objectives.registry import BoundObjective
 
 # A token ratio pi / pi_old within this of 1 counts as on-policy (``ratio_one_frac``).
 _ON_POLICY_TOL = 1e-6
+
+
+def generation_seed(seed: int, step: int, round_: int) -> int:
+    """The sampler's seed for generation round ``round_`` of ``step``: round 0 is the step's own
+    (the same for every algorithm at ``seed``); dynamic sampling's rounds >= 1 get seeds no other
+    (seed, step, round) has, since seed * 1_000_003 + step < 2**32 under the caps."""
+    return seed * 1_000_003 + step + round_ * 2**32
 
 
 def _scheduler(optimizer, settings: LLMConfig):
@@ -59,28 +68,6 @@ def _rewards(rollouts: Rollouts, answers: list[str], settings: LLMConfig, max_ch
         return correct.clone(), correct
     shaped = [reward(t, a, settings.reward, max_chars) for t, a in zip(rollouts.texts, answers, strict=True)]
     return torch.tensor(shaped), correct
-
-
-def guard_confidence(token_logp: Tensor, mask: Tensor, form: str) -> float:
-    """Eq. 12's c_t from pi_old's (B, G, T) token log-probs: over lengths-normalised sequences or sums."""
-    fmask = mask.to(token_logp.dtype)
-    seq = (token_logp * fmask).sum(-1)
-    return float(candidate_confidence(seq, fmask.sum(-1) if form == "token-mean" else None))
-
-
-def per_prompt_tau(tau_base: float, entropy: Tensor, mask: Tensor, rewards: Tensor, vocab: int) -> Tensor:
-    """ADPO's per-prompt tau of the authors' recipe (SETTINGS.md), (B,).
-
-    H is each prompt's mean token entropy over its G completions, divided by log |vocab|;
-    R its group-mean reward. The range is the recipe's [0.1, 5.0] (the function's
-    defaults), not [tau_min, tau_max]: Eq. 12's tau_max = tau_base would pin this rule,
-    which only raises tau above tau_base, to tau_base.
-
-    Shapes: entropy and mask (B, G, T); rewards (B, G).
-    """
-    fmask = mask.to(entropy.dtype)
-    mean_entropy = (entropy * fmask).sum((-1, -2)) / fmask.sum((-1, -2)).clamp(min=1.0)
-    return entropy_reward_temperature(tau_base, mean_entropy / math.log(vocab), rewards.mean(-1))
 
 
 @dataclass
@@ -113,14 +100,18 @@ def recipe_rewards(rewards: Tensor, lengths: Tensor, recipe: CellRecipe, max_new
     return rewards
 
 
-def recipe_rows(rolled: Rollouts, rewards: Tensor, recipe: CellRecipe) -> tuple[Rollouts, Tensor, Tensor | None]:
+def recipe_rows(
+    rolled: Rollouts, rewards: Tensor, recipe: CellRecipe, correct: Tensor | None = None
+) -> tuple[Rollouts, Tensor, Tensor | None]:
     """The rows (B'*G) and rewards (B', G) an update under ``recipe`` uses, and the kept groups (B',) or None:
-    truncated completions masked out of the loss, groups with all-equal rewards dropped (DAPO Eq. 11)."""
+    truncated completions masked out of the loss, uninformative groups dropped (DAPO Eq. 11) — judged
+    on the (B, G) ``correct`` when given (an accuracy filter), else on the rewards. No refill: this is
+    one batch's rows, which the per-pair check compares algorithms on."""
     if recipe.mask_truncated:
         rolled = rolled.mask_truncated()
     if not recipe.filter_groups:
         return rolled, rewards, None
-    groups = informative_groups(rewards).nonzero().squeeze(-1)
+    groups = informative_groups(rewards if correct is None else correct).nonzero().squeeze(-1)
     return rolled.select(_group_rows(groups, rewards.shape[-1])), rewards[groups], groups
 
 
@@ -156,6 +147,7 @@ class StepState:
     gen: torch.Generator  # the mini-batch order's generator, before this step's update draws from it
     generated: Rollouts  # B*G rows, before any recipe masks or filters them
     task_rewards: Tensor  # (B, G) the grader's rewards, before any overlong punishment
+    task_correct: Tensor  # (B, G) 0/1 correctness, what an accuracy filter reads
     own: UpdateBatch
 
 
@@ -286,6 +278,9 @@ def train_cell(
     """
     torch.manual_seed(seed)
     prompts_rng = random.Random(seed)  # same prompts for every algorithm at a given seed
+    # Dynamic sampling's extra prompts come from their own stream, so that a refilling cell's
+    # step-t prompts stay those of every other algorithm at this seed (paired comparisons).
+    refill_rng = random.Random(f"refill-{seed}")
     held_out = task.sample(settings.eval_prompts, random.Random(10_000 + seed))
     entry = get_objective(algo)
     recipe = settings.cell_recipe(entry.recipe)
@@ -295,7 +290,9 @@ def train_cell(
     adaptive = recipe.temperature
     guard = None if adaptive is None else adaptive.guard()
     per_prompt = adaptive is not None and adaptive.rule == "entropy-reward"
-    base = {**entry.defaults, **hparams}[adaptive.hparam] if per_prompt else None  # the per-prompt rule's tau_base
+    authors = adaptive is not None and adaptive.rule == "authors"
+    chosen = {**entry.defaults, **hparams}
+    base = chosen[adaptive.hparam] if per_prompt or authors else None  # the per-prompt and authors' rules' base
     gen = torch.Generator().manual_seed(seed)
     max_new = rollout.sampling.max_new_tokens
     rows: list[dict[str, Any]] = []
@@ -310,21 +307,39 @@ def train_cell(
         policy.train()
         log(step, {"heldout_accuracy": acc})
 
+    def score(problems, generation: int) -> tuple[Scored, Tensor]:
+        """One generation round of ``problems``, graded; and its (B*G,) task rewards."""
+        rolled = rollout.generate(policy, [p.prompt for p in problems], settings.group, generation).to(policy.device)
+        answers = [p.answer for p in problems for _ in range(settings.group)]
+        flat_rewards, correct = _rewards(rolled, answers, settings, max_new)
+        shape = (len(problems), settings.group)
+        rewards = flat_rewards.view(shape).to(policy.device)
+        if recipe.overlong_cache:
+            rewards = rewards + overlong_penalty(rolled.lengths, max_new, recipe.overlong_cache).view_as(rewards)
+        return Scored(rolled, rewards, correct.view(shape).to(policy.device)), flat_rewards
+
+    def refill(step: int, round_: int) -> Scored:
+        """Dynamic sampling's round ``round_`` >= 1 of ``step``: fresh prompts from refill_rng."""
+        return score(task.sample(settings.prompts_per_step, refill_rng), generation_seed(seed, step, round_))[0]
+
     policy.train()
     evaluate(0)
     for step in range(1, settings.steps + 1):
         problems = task.sample(settings.prompts_per_step, prompts_rng)
         rollout.sync(policy)
-        rolled = rollout.generate(policy, [p.prompt for p in problems], settings.group, seed * 1_000_003 + step)
-        rolled = rolled.to(policy.device)
-        answers = [p.answer for p in problems for _ in range(settings.group)]
-        flat_rewards, correct = _rewards(rolled, answers, settings, max_new)
-        generated, task_rewards = rolled, flat_rewards.view(len(problems), settings.group).to(policy.device)
-        rewards = recipe_rewards(task_rewards, rolled.lengths, recipe, max_new)
-        values = _rollout_metrics(rolled, flat_rewards, correct, rewards)
-        rolled, rewards, groups = recipe_rows(rolled, rewards, recipe)
-        if groups is not None:
-            values["kept_groups"] = float(len(groups))
+        scored, flat_rewards = score(problems, generation_seed(seed, step, 0))
+        # the step's batch as generated, which the per-pair check replays every algorithm on
+        generated, task_rewards, task_correct = scored.rolled, flat_rewards.view_as(scored.rewards), scored.correct
+        # measured on the step's own prompts, before any filtering: the same prompts as every algorithm's
+        values = _rollout_metrics(scored.rolled, flat_rewards, scored.correct.flatten(), scored.rewards)
+        if recipe.filter_groups:  # DAPO's dynamic sampling: refill from refill_rng up to max_gen_batches rounds
+            more = functools.partial(refill, step)
+            want = settings.prompts_per_step
+            scored, rounds = fill_batch(scored, more, want, settings.max_gen_batches, settings.filter_metric)
+            values["groups_kept"], values["gen_rounds"] = float(len(scored.rewards)), float(rounds)
+        rolled, rewards = scored.rolled, scored.rewards
+        if recipe.mask_truncated:
+            rolled = rolled.mask_truncated()
         if len(rewards):
             old = None  # one on-policy pass: pi_old's log-probs come from the training forward itself
             if needs_old(settings, entry, recipe, len(rewards)):
@@ -334,14 +349,21 @@ def train_cell(
             shape = (*rewards.shape, -1)
             mask = rolled.completion_mask.view(shape)
             if guard is not None:
-                confidence = guard_confidence(old.view(shape), mask, settings.tau_confidence)
+                ids = rolled.completion_ids.view(shape)
+                confidence = guard_confidence(old.view(shape), mask, settings.tau_confidence, ids)
                 hparams[adaptive.hparam] = guard.step(confidence, float(rewards.mean()))
+                values["guard_confidence"], values["guard_improvement"] = confidence, guard.improvement
+            if authors:
+                adv = group_advantages(rewards, chosen.get("advantage", "zscore"))
+                vocab = policy.config.vocab_size
+                hparams[adaptive.hparam] = authors_temperature(base, old.view(shape), mask, adv, adaptive, vocab)
             if per_prompt:
                 vocab = policy.config.vocab_size
                 hparams[adaptive.hparam] = per_prompt_tau(base, entropy.view(shape), mask, rewards, vocab)
             loss_fn = entry.bind(**hparams)
             own = UpdateBatch(rolled, rewards, old, loss_fn)
-            before_update(step, StepState(policy, optimizer, scheduler, gen, generated, task_rewards, own))
+            state = StepState(policy, optimizer, scheduler, gen, generated, task_rewards, task_correct, own)
+            before_update(step, state)
             start = time.perf_counter()
             metrics = _update(policy, optimizer, scheduler, loss_fn, rolled, rewards, old, settings, gen)
             values["update_time_s"] = time.perf_counter() - start

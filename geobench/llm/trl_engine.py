@@ -13,8 +13,12 @@ do for a group loss are added here:
   and held-out accuracy is measured before and after training.
 
 The objective's recipe runs as in geobench's own loop: a guarded temperature (ADPO Eq. 12,
-on whichever hyperparameter the recipe adapts) on TRL's batch reward, and group filtering
-on TRL's advantages; the per-prompt temperature rule is refused.
+on whichever hyperparameter the recipe adapts) on TRL's batch reward, and group filtering on
+TRL's advantages (``filter_metric="reward"``) or on the completions' correctness, graded beside
+TRL's reward functions (``"accuracy"``); the per-prompt temperature rules are refused. So is
+DAPO's refill (``max_gen_batches`` > 1): ``GRPOTrainer`` draws one generation batch per step
+from its dataloader and has no way to ask for more prompts within a step, so filtered groups
+leave the step's batch short, as in TRL itself.
 
 TRL computes the group advantages itself and hands them to the loss, so an objective's own
 ``advantage`` is honoured through TRL's ``scale_rewards`` (``zscore`` -> "group", ``mean``
@@ -33,10 +37,10 @@ from typing import Any
 import torch
 
 from geobench.errors import ConfigError
-from geobench.llm.grading import reward
+from geobench.llm.grading import is_correct, reward
 from geobench.llm.metrics import METRICS, response_efficiency, signal_range
 from geobench.llm.settings import LLMConfig
-from geobench.llm.train import guard_confidence
+from geobench.llm.temperatures import guard_confidence
 from geobench.llm.warmstart import sampled_accuracy
 from geobench.objectives import GroupBatch, Objective, get_objective, informative_groups, overlong_penalty
 
@@ -85,6 +89,11 @@ def trl_settings(entry: Objective, config: LLMConfig) -> dict[str, Any]:
         raise ConfigError(
             f"--engine trl scores completions without the top-p nucleus, so top_p = {config.top_p} makes "
             "pi_old wrong; set top_p = 1.0 or use --engine geobench"
+        )
+    if config.cell_recipe(entry.recipe).filter_groups and config.max_gen_batches > 1:
+        raise ConfigError(
+            f"--engine trl cannot refill {algo}'s filtered batch (TRL's GRPOTrainer generates one batch per step), "
+            "so max_gen_batches must be 1; use --engine geobench for DAPO's dynamic sampling"
         )
     return {
         "scale_rewards": _TRL_SCALE[advantage],
@@ -152,12 +161,19 @@ def trainer_class():
             self._tau_generation = -1
             self._group_gen = torch.Generator().manual_seed(self.args.seed)
 
+        def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+            """TRL's rewards; beside them, this process's completions' (N,) correctness for accuracy filtering."""
+            graded = zip(completions, inputs, strict=True)
+            self._correct = torch.tensor([float(is_correct(c, x["answer"])) for c, x in graded])
+            return super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+
         def _prepare_inputs(self, generation_batch):
             if not self.model.training:
                 return super()._prepare_inputs(generation_batch)
             every = self.args.steps_per_generation * self.num_iterations
             if self._step % every == 0 or self._buffered_inputs is None:
                 scored = self._generate_and_score_completions(generation_batch)
+                scored["correct"] = self._correct.to(scored["advantages"].device)  # rows as TRL's: this process's
                 self._buffered_inputs = group_chunks(
                     scored, self.num_generations, self.args.steps_per_generation, self._group_gen
                 )
@@ -178,12 +194,15 @@ def trainer_class():
             adv = inputs["advantages"].view(-1, g)
             old = inputs.get("old_per_token_logps")
             old = logps.detach() if old is None else old
-            keep = informative_groups(adv) if self.recipe.filter_groups else None
+            judged = inputs["correct"].view(-1, g) if self.config.filter_metric == "accuracy" else adv
+            keep = informative_groups(judged) if self.recipe.filter_groups else None
             batch = GroupBatch(logps.view(shape), mask.view(shape), adv, old.view(shape), advantages=adv)
+            ids = completion_ids.view(shape)
             if keep is not None and not bool(keep.all()):
                 idx = keep.nonzero().squeeze(-1)
                 batch = GroupBatch(batch.logp[idx], batch.mask[idx], adv[idx], batch.old_logp[idx], advantages=adv[idx])
-            self._set_tau(batch)
+                ids = ids[idx]
+            self._set_tau(batch, ids)
             if batch.logp.shape[0] == 0:  # every group filtered out: a zero loss that keeps the graph
                 return logps.sum() * 0.0
             loss, metrics = self.objective.bind(**self.hparams)(batch)
@@ -193,14 +212,14 @@ def trainer_class():
             train["geobench/entropy"].append(float((entropy.detach() * mask).sum() / mask.sum().clamp(min=1)))
             return loss
 
-        def _set_tau(self, batch: GroupBatch) -> None:
+        def _set_tau(self, batch: GroupBatch, ids: torch.Tensor) -> None:
             """Eq. 12 once per generation batch, from the batch reward TRL logged and the policy's confidence."""
             generation = self._step // (self.args.steps_per_generation * self.num_iterations)
             if self.guard is None or generation == self._tau_generation or batch.logp.shape[0] == 0:
                 return
             self._tau_generation = generation
             reward = self._metrics["train"][f"rewards/{self.config.reward}/mean"][-1]
-            confidence = guard_confidence(batch.old, batch.mask, self.config.tau_confidence)
+            confidence = guard_confidence(batch.old, batch.mask, self.config.tau_confidence, ids)
             self.hparams[self.recipe.temperature.hparam] = self.guard.step(confidence, reward)
 
     return GeobenchGRPOTrainer

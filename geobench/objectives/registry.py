@@ -125,15 +125,16 @@ class Recipe:
     objective, a plugin's included, can opt in. The LLM loops (``geobench.llm``) read it; each
     part also has a run-wide switch in their settings, named here.
 
-    - ``filter_groups``: drop the groups whose G rewards are all equal before the update: they
-      carry no group-relative signal (DAPO Eq. 11's dynamic sampling; ``dynamic_sampling``).
+    - ``filter_groups``: drop the groups that carry no group-relative signal (all G rewards, or
+      all G correctness values, equal) and sample more until the batch is full (DAPO Eq. 11 and
+      Algorithm 1's dynamic sampling; ``dynamic_sampling``, ``filter_metric``, ``max_gen_batches``).
     - ``overlong``: DAPO Sec. 3.4's overlong handling: truncated completions masked out of the
       loss (``overlong_filter``) and Eq. 13's soft punishment added to the rewards
       (``overlong_cache`` tokens).
     - ``adaptive_temperature``: the hyperparameter an adaptive temperature sets every step, or
       None: ``"tau"``, an anchoring temperature (ADPO Eq. 12's guard, or the per-prompt rule of
       the authors' recipe), or ``"temperature"``, an escort temperature (OPO Sec. 9.1's "adaptive
-      tau", read as Eq. 12's guard on T).
+      tau", read as Eq. 12's guard on T or as the OPO authors' rule; ``opo_tau_rule``).
     """
 
     filter_groups: bool = False

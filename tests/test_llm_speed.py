@@ -1,0 +1,104 @@
+"""The fast paths compute what the reference paths compute: packed scoring against the padded
+forward pass, the KV-cached sampler against transformers' ``generate``, on the tiny Qwen3."""
+
+import pytest
+import torch
+
+from geobench.llm import packed
+from geobench.llm.model import completion_logprobs, load_policy
+from geobench.llm.rollout import HFRollout, SamplingSettings
+
+PROMPTS = ["1+1=", "23+345=", "7+8=", "1234+5="]  # ragged: left padding of 0-4 tokens
+
+
+@pytest.fixture(scope="module")
+def policy_and_tokenizer(tiny_model):
+    torch.set_num_threads(1)
+    return load_policy(tiny_model)
+
+
+def _rollouts(policy, tokenizer, sampling: SamplingSettings, group: int, seed: int, packed_tokens: bool):
+    return HFRollout(tokenizer, sampling, packed_tokens=packed_tokens).generate(policy, PROMPTS, group, seed)
+
+
+@pytest.mark.parametrize(
+    "sampling",
+    [SamplingSettings(1.0, 1.0, 40), SamplingSettings(0.7, 0.9, 40), SamplingSettings(1.5, 0.5, 24)],
+    ids=["plain", "t0.7-top0.9", "t1.5-top0.5"],
+)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_fast_sampler_draws_generates_tokens(policy_and_tokenizer, sampling, seed):
+    policy, tokenizer = policy_and_tokenizer
+    reference = _rollouts(policy, tokenizer, sampling, 6, seed, packed_tokens=False)
+    fast = _rollouts(policy, tokenizer, sampling, 6, seed, packed_tokens=True)
+    assert torch.equal(fast.completion_ids, reference.completion_ids)
+    assert torch.equal(fast.completion_mask, reference.completion_mask)
+    assert fast.texts == reference.texts
+    if sampling.top_p == 1.0:  # rows end at different steps, so the sampler drops rows mid-batch
+        assert len(set(reference.lengths.tolist())) > 2
+
+
+def test_the_fast_sampler_decodes_greedily_like_generate(policy_and_tokenizer):
+    policy, tokenizer = policy_and_tokenizer
+    sampling = SamplingSettings(0.0, 1.0, 30)
+    reference = _rollouts(policy, tokenizer, sampling, 1, 0, packed_tokens=False)
+    fast = _rollouts(policy, tokenizer, sampling, 1, 0, packed_tokens=True)
+    assert torch.equal(fast.completion_ids, reference.completion_ids)
+
+
+def _scored(policy, rolled, packed_tokens: bool, **sampling):
+    return completion_logprobs(
+        policy,
+        rolled.prompt_ids,
+        rolled.prompt_mask,
+        rolled.completion_ids,
+        rolled.completion_mask,
+        with_entropy=True,
+        packed_tokens=packed_tokens,
+        **sampling,
+    )
+
+
+@pytest.mark.parametrize("sampling", [{}, {"temperature": 0.7, "top_p": 0.9}], ids=["plain", "t0.7-top0.9"])
+def test_packed_scoring_equals_the_padded_forward_pass(policy_and_tokenizer, sampling):
+    """Log-probs and entropies to 1e-6 (on this CPU they are bit-identical: every op sees the
+    same real-token rows); parameter gradients to 1e-5 relative (their sums over tokens skip
+    the padding rows, a different summation order)."""
+    policy, tokenizer = policy_and_tokenizer
+    rolled = _rollouts(policy, tokenizer, SamplingSettings(1.0, 1.0, 40), 6, 0, packed_tokens=True)
+    rolled = rolled.mask_truncated()  # rows whose mask is all zero, as DAPO's overlong filter leaves them
+    assert (rolled.lengths == 0).any() and (rolled.lengths > 0).any()
+    grads = []
+    for packed_tokens in (False, True):
+        policy.zero_grad(set_to_none=True)
+        logp, entropy = _scored(policy, rolled, packed_tokens, **sampling)
+        logp.sum().backward()  # the entropy is a logged metric, never differentiated
+        grads.append((logp.detach(), entropy.detach(), [p.grad.clone() for p in policy.parameters()]))
+    (ref_logp, ref_entropy, ref_grads), (logp, entropy, fast_grads) = grads
+    assert torch.allclose(logp, ref_logp, atol=1e-6, rtol=0)
+    assert torch.allclose(entropy, ref_entropy, atol=1e-6, rtol=0)
+    assert (logp[rolled.completion_mask == 0] == 0).all()
+    for ref, fast in zip(ref_grads, fast_grads, strict=True):
+        assert float((fast - ref).norm()) <= 1e-5 * float(ref.norm()) + 1e-12
+
+
+def test_a_completion_mask_with_holes_is_scored_by_the_padded_pass(policy_and_tokenizer):
+    """Packing needs each completion's mask to be a prefix; another mask takes the padded pass."""
+    policy, tokenizer = policy_and_tokenizer
+    rolled = _rollouts(policy, tokenizer, SamplingSettings(1.0, 1.0, 12), 2, 0, packed_tokens=True)
+    holes = rolled.completion_mask.clone()
+    holes[:, 1] = 0
+    args = (policy, rolled.prompt_ids, rolled.prompt_mask, rolled.completion_ids, holes)
+    assert packed.completion_logits(*args) is None
+    assert torch.equal(completion_logprobs(*args)[0], completion_logprobs(*args, packed_tokens=False)[0])
+
+
+def test_only_full_attention_qwen3_takes_the_packed_path(policy_and_tokenizer):
+    policy, _ = policy_and_tokenizer
+    assert packed.supports(policy)
+    policy.gradient_checkpointing_enable()
+    try:
+        assert not packed.supports(policy)
+    finally:
+        policy.gradient_checkpointing_disable()
+    assert not packed.supports(torch.nn.Linear(2, 2))

@@ -61,9 +61,8 @@ def _scored(policy, rolled, packed_tokens: bool, **sampling):
 
 @pytest.mark.parametrize("sampling", [{}, {"temperature": 0.7, "top_p": 0.9}], ids=["plain", "t0.7-top0.9"])
 def test_packed_scoring_equals_the_padded_forward_pass(policy_and_tokenizer, sampling):
-    """Log-probs and entropies to 1e-6 (on this CPU they are bit-identical: every op sees the
-    same real-token rows); parameter gradients to 1e-5 relative (their sums over tokens skip
-    the padding rows, a different summation order)."""
+    """Log-probs and entropies to 1e-5 (float32 round-off of the logits: attention blocks of
+    other widths, sums over fewer tokens), parameter gradients to 1e-4 relative."""
     policy, tokenizer = policy_and_tokenizer
     rolled = _rollouts(policy, tokenizer, SamplingSettings(1.0, 1.0, 40), 6, 0, packed_tokens=True)
     rolled = rolled.mask_truncated()  # rows whose mask is all zero, as DAPO's overlong filter leaves them
@@ -75,11 +74,22 @@ def test_packed_scoring_equals_the_padded_forward_pass(policy_and_tokenizer, sam
         logp.sum().backward()  # the entropy is a logged metric, never differentiated
         grads.append((logp.detach(), entropy.detach(), [p.grad.clone() for p in policy.parameters()]))
     (ref_logp, ref_entropy, ref_grads), (logp, entropy, fast_grads) = grads
-    assert torch.allclose(logp, ref_logp, atol=1e-6, rtol=0)
-    assert torch.allclose(entropy, ref_entropy, atol=1e-6, rtol=0)
+    assert torch.allclose(logp, ref_logp, atol=1e-5, rtol=0)
+    assert torch.allclose(entropy, ref_entropy, atol=1e-5, rtol=0)
     assert (logp[rolled.completion_mask == 0] == 0).all()
     for ref, fast in zip(ref_grads, fast_grads, strict=True):
-        assert float((fast - ref).norm()) <= 1e-5 * float(ref.norm()) + 1e-12
+        assert float((fast - ref).norm()) <= 1e-4 * float(ref.norm()) + 1e-12
+
+
+def test_a_row_scores_the_same_in_any_batch(policy_and_tokenizer):
+    """pi_old's pass over the whole batch and an update's pass over a mini-batch of its groups
+    give each row the same log-probs bit for bit, so the first update's ratio is exactly 1."""
+    policy, tokenizer = policy_and_tokenizer
+    rolled = _rollouts(policy, tokenizer, SamplingSettings(1.0, 1.0, 40), 6, 0, packed_tokens=True)
+    whole, _ = rolled.logprobs(policy)
+    for rows in (torch.arange(6, 18), torch.tensor([18, 19, 20, 21, 22, 23, 0, 1, 2, 3, 4, 5])):
+        part, _ = rolled.logprobs(policy, rows)
+        assert torch.equal(part, whole[rows])
 
 
 def test_a_completion_mask_with_holes_is_scored_by_the_padded_pass(policy_and_tokenizer):

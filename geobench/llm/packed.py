@@ -286,8 +286,14 @@ def sample(
     states, cache = hidden_states(policy, prompt_ids[real], layout, keep_kv=True)
     last = real.sum(-1).cumsum(0) - 1  # packed index of each prompt's last token
     n = prompt_ids.shape[0] * group
-    cache = [(k.repeat_interleave(group, 0), v.repeat_interleave(group, 0)) for k, v in cache]
-    key_ok = real.repeat_interleave(group, 0)[:, None, None, :]  # (live, 1, 1, L): keys that may be attended
+    # The cache holds each layer's keys and values repeated over the query heads (what SDPA is
+    # given), and the mask is additive (what SDPA turns a bool mask into): no copy per step.
+    groups = [layer.self_attn.num_key_value_groups for layer in policy.model.layers]
+    cache = [
+        tuple(_repeat_kv(x, r).repeat_interleave(group, 0) for x in kv) for kv, r in zip(cache, groups, strict=True)
+    ]
+    bias = torch.zeros(real.shape, device=real.device).masked_fill(~real, -math.inf)
+    bias = bias.repeat_interleave(group, 0)[:, None, None, :]  # (live, 1, 1, L)
     positions = real.sum(-1).repeat_interleave(group, 0)  # next token's rotary position
     scores = logits(policy, states.index_select(0, last)).float().repeat_interleave(group, 0)
     live = torch.arange(n, device=prompt_ids.device)
@@ -308,32 +314,28 @@ def sample(
         if step + 1 == max_new_tokens or not bool(going.any()):
             break
         if not bool(going.all()):
-            live, positions, key_ok = live[going], positions[going], key_ok[going]
+            live, positions, bias = live[going], positions[going], bias[going]
             cache = [(k[going], v[going]) for k, v in cache]
-        scores, cache = _decode(policy, tokens[live], positions, cache, key_ok)
+        bias = torch.cat([bias, bias.new_zeros(len(live), 1, 1, 1)], dim=-1)  # the new token's key
+        scores, cache = _decode(policy, tokens[live], positions, cache, bias)
         positions = positions + 1
-        key_ok = torch.cat([key_ok, key_ok.new_ones(len(live), 1, 1, 1)], dim=-1)
     return torch.stack(out, dim=1)
 
 
-def _decode(policy, tokens: Tensor, positions: Tensor, cache: list, key_ok: Tensor) -> tuple[Tensor, list]:
-    """One decoding step of the live rows: (live, V) float next-token logits and the grown cache."""
+def _decode(policy, tokens: Tensor, positions: Tensor, cache: list, bias: Tensor) -> tuple[Tensor, list]:
+    """One decoding step of the live rows: (live, V) float next-token logits and the grown cache;
+    ``bias`` (live, 1, 1, L + 1) is the additive attention mask over the cache and the new token."""
     h = policy.model.embed_tokens(tokens)
     cos, sin = _rotary(policy, h, positions)
-    mask = torch.cat([key_ok, key_ok.new_ones(len(tokens), 1, 1, 1)], dim=-1)
     grown = []
     for layer, (keys, values) in zip(policy.model.layers, cache, strict=True):
         attn = layer.self_attn
         q, k, v = _qkv(attn, layer.input_layernorm(h), cos, sin)
-        keys = torch.cat([keys, k.unsqueeze(2)], dim=2)
-        values = torch.cat([values, v.unsqueeze(2)], dim=2)
+        keys = torch.cat([keys, _repeat_kv(k.unsqueeze(2), attn.num_key_value_groups)], dim=2)
+        values = torch.cat([values, _repeat_kv(v.unsqueeze(2), attn.num_key_value_groups)], dim=2)
         grown.append((keys, values))
         out = torch.nn.functional.scaled_dot_product_attention(
-            q.unsqueeze(2),
-            _repeat_kv(keys, attn.num_key_value_groups),
-            _repeat_kv(values, attn.num_key_value_groups),
-            attn_mask=mask,
-            scale=attn.scaling,
+            q.unsqueeze(2), keys, values, attn_mask=bias, scale=attn.scaling
         )
         h = _mlp_block(layer, h + attn.o_proj(out.reshape(len(tokens), -1)))
     return logits(policy, h).float(), grown

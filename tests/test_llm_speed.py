@@ -7,6 +7,9 @@ import torch
 from geobench.llm import packed
 from geobench.llm.model import completion_logprobs, load_policy
 from geobench.llm.rollout import HFRollout, SamplingSettings
+from geobench.llm.tasks import make_task
+from geobench.llm.train import train_cell
+from tests.conftest import tiny_llm_config
 
 PROMPTS = ["1+1=", "23+345=", "7+8=", "1234+5="]  # ragged: left padding of 0-4 tokens
 
@@ -112,3 +115,36 @@ def test_only_full_attention_qwen3_takes_the_packed_path(policy_and_tokenizer):
     finally:
         policy.gradient_checkpointing_disable()
     assert not packed.supports(torch.nn.Linear(2, 2))
+
+
+@pytest.mark.parametrize("algo", ["grpo", "adpo"])  # adpo: pi_old's separate pass and an adaptive tau
+def test_a_training_step_logs_the_same_metrics_on_both_paths(tiny_model, monkeypatch, algo):
+    """One RL step of the tiny run: the rollout metrics are equal (the same tokens), the update's
+    to 1e-4 relative (round-off of the forward and backward passes), the first update exactly
+    on-policy on both paths."""
+    # shaped rewards: the random model is never right, but its wrong answers' lengths differ
+    config = tiny_llm_config(
+        tiny_model, steps=1, max_new_tokens=12, prompts_per_step=4, group=4, epochs=2, reward="shaped"
+    )
+    runs = {}
+    for path in ("reference", "packed"):
+        if path == "reference":
+            monkeypatch.setattr(packed, "supports", lambda policy: False)
+        else:
+            monkeypatch.undo()
+        policy, tokenizer = load_policy(tiny_model)
+        rollout = HFRollout(tokenizer, config.sampling())
+        rows = train_cell(policy, tokenizer, make_task(config.dataset, config.levels), rollout, algo, 0, config)
+        runs[path] = {(r["step"], r["metric"]): r["value"] for r in rows if r["metric"] != "update_time_s"}
+    reference, fast = runs["reference"], runs["packed"]
+    assert reference.keys() == fast.keys()
+    rollout_metrics = {"reward_mean", "accuracy", "completion_length", "completion_length_std", "truncated_frac"}
+    for key, value in reference.items():
+        if key[1] == "rollout_tokens_per_s":
+            continue
+        if key[1] in rollout_metrics or key[1] in {"heldout_accuracy", "ratio_one_frac"}:
+            assert fast[key] == value, key
+        else:
+            assert fast[key] == pytest.approx(value, rel=1e-4, abs=1e-6, nan_ok=True), key
+    assert fast[(1, "ratio_one_frac")] > 0  # the first update's ratio is exactly 1
+    assert fast[(1, "grad_norm")] > 0 and fast[(1, "reward_levels")] > 1  # a real update was compared

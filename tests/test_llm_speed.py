@@ -95,8 +95,8 @@ def test_a_row_scores_the_same_in_any_batch(policy_and_tokenizer):
         assert torch.equal(part, whole[rows])
 
 
-def test_a_completion_mask_with_holes_is_scored_by_the_padded_pass(policy_and_tokenizer):
-    """Packing needs each completion's mask to be a prefix; another mask takes the padded pass."""
+def test_a_mask_with_holes_or_no_token_is_scored_by_the_padded_pass(policy_and_tokenizer):
+    """Packing needs each completion's mask to be a prefix and some token to score; else the padded pass."""
     policy, tokenizer = policy_and_tokenizer
     rolled = _rollouts(policy, tokenizer, SamplingSettings(1.0, 1.0, 12), 2, 0, packed_tokens=True)
     holes = rolled.completion_mask.clone()
@@ -104,6 +104,9 @@ def test_a_completion_mask_with_holes_is_scored_by_the_padded_pass(policy_and_to
     args = (policy, rolled.prompt_ids, rolled.prompt_mask, rolled.completion_ids, holes)
     assert packed.completion_logits(*args) is None
     assert torch.equal(completion_logprobs(*args)[0], completion_logprobs(*args, packed_tokens=False)[0])
+    empty = (policy, rolled.prompt_ids, rolled.prompt_mask, rolled.completion_ids, holes * 0)
+    assert packed.completion_logits(*empty) is None  # nothing to score: the padded pass keeps the graph
+    assert completion_logprobs(*empty)[0].requires_grad
 
 
 def test_only_full_attention_qwen3_takes_the_packed_path(policy_and_tokenizer):

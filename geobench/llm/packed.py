@@ -183,8 +183,9 @@ def completion_logits(
     policy, prompt_ids: Tensor, prompt_mask: Tensor, completion_ids: Tensor, completion_mask: Tensor
 ) -> Tensor | None:
     """(m, V) logits predicting each real completion token, in row-major order of ``completion_mask``;
-    None where packing does not apply (a completion mask that is not a prefix of its row, or a
-    completion with no prompt token to condition on): the caller scores through the full forward.
+    None where packing does not apply (no completion token at all, a completion mask that is not a
+    prefix of its row, or a completion with no prompt token to condition on): the caller scores
+    through the padded forward pass.
 
     Each distinct prompt is packed once (a group's G completions share it; causal attention
     gives its tokens the same states in every row), each completion without its last token
@@ -197,8 +198,8 @@ def completion_logits(
     steps = torch.arange(completion_ids.shape[1], device=completion_ids.device)
     active = lengths > 0
     p_real = prompt_mask.bool()[active]
-    if not torch.equal(c_mask, steps < lengths[:, None]) or not bool(p_real.any(-1).all()):
-        return None
+    if not bool(active.any()) or not torch.equal(c_mask, steps < lengths[:, None]) or not bool(p_real.any(-1).all()):
+        return None  # (no real token at all: the padded pass keeps the loss attached to the graph)
     lengths, c_ids = lengths[active], completion_ids[active]
     rows, (p_width, t_width) = len(lengths), (p_real.shape[1], c_ids.shape[1])
     # The distinct prompts (U, P): ids with -1 at padding; inverse (rows,) maps each row to its prompt.
@@ -292,7 +293,7 @@ def sample(
     cache = [
         tuple(_repeat_kv(x, r).repeat_interleave(group, 0) for x in kv) for kv, r in zip(cache, groups, strict=True)
     ]
-    bias = torch.zeros(real.shape, device=real.device).masked_fill(~real, -math.inf)
+    bias = torch.zeros(real.shape, dtype=cache[0][0].dtype, device=real.device).masked_fill(~real, -math.inf)
     bias = bias.repeat_interleave(group, 0)[:, None, None, :]  # (live, 1, 1, L)
     positions = real.sum(-1).repeat_interleave(group, 0)  # next token's rotary position
     scores = logits(policy, states.index_select(0, last)).float().repeat_interleave(group, 0)

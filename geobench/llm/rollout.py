@@ -1,8 +1,12 @@
-"""Rollout backends: transformers ``generate`` (default) and a colocated vLLM engine (GPU extra).
+"""Rollout backends: sampling on the training model (``hf``: transformers' ``generate``, or for a
+Qwen3 the same draws from :func:`geobench.llm.packed.sample`) and a colocated vLLM engine (GPU extra).
 
 Both return the same :class:`Rollouts`; neither returns log-probs the loss uses, since the
 trainer recomputes every per-token log-prob itself (sampler and trainer numerics differ,
-and the on-policy ratio must be exactly 1 at the first update). The rollouts carry their
+and the on-policy ratio must be exactly 1 at the first update: on the quick profile's warm
+start the sampler's log-probs of its own tokens are up to 1.2e-5 off the trainer's, a cached
+KV decode against a whole-sequence pass, so reusing them as pi_old would leave that ratio off
+1 by as much, to save one no-grad pass, ~5 % of a step). The rollouts carry their
 :class:`SamplingSettings`, so that recomputation uses the sampler's distribution
 (logits / T, top-p nucleus renormalised).
 """

@@ -13,7 +13,7 @@ before :mod:`geobench.llm.packed`).
 The engines alternate in one process (``REPS`` rounds, the order reversed every round), each
 run ``STEPS`` steps from a fresh load of the warm start; a run's first step (warm-up) and
 geobench's last (it also evaluates) are not timed. The machine is shared, so what is reported
-is each engine's median step and the ratio of the medians, TRL's over each geobench path's.
+is each engine's median step (and quartiles) and the ratio of the medians, TRL's over each path's.
 Needs ``pip install trl``; writes ``benchmarks/results/llm_vs_trl.csv``.
 """
 
@@ -33,7 +33,7 @@ from geobench.llm.tasks import make_task
 from geobench.llm.train import train_cell
 from geobench.llm.trl_engine import correctness, prompt_dataset
 
-REPS, STEPS = 3, 8
+REPS, STEPS = 6, 6
 
 
 def geobench_steps(folder: str, config, seed: int, reference: bool = False) -> list[float]:
@@ -138,6 +138,8 @@ def main() -> None:
         {
             "engine": engine,
             "step_s_median": round(medians[engine], 4),
+            "step_s_q1": round(statistics.quantiles(times[engine], n=4)[0], 4),
+            "step_s_q3": round(statistics.quantiles(times[engine], n=4)[2], 4),
             "trl_over_this": round(medians["trl"] / medians[engine], 2),
             "steps_timed": len(times[engine]),
             "prompts": config.prompts_per_step,

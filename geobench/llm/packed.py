@@ -31,8 +31,8 @@ from torch import Tensor
 
 
 def supports(policy) -> bool:
-    """Whether ``policy`` is a transformers Qwen3 this module computes exactly (full attention, no
-    gradient checkpointing, no attention dropout in training)."""
+    """Whether ``policy`` is a transformers Qwen3 whose forward pass this module restates: full
+    attention only, no gradient checkpointing, no attention dropout while training."""
     config = getattr(policy, "config", None)
     if getattr(config, "model_type", None) != "qwen3" or not hasattr(policy, "model"):
         return False

@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bandits_batched.py
 	$(BIN)/python benchmarks/llm_update_time.py
 	$(BIN)/python benchmarks/llm_rollout.py
+	$(BIN)/python benchmarks/llm_step_breakdown.py
 	$(BIN)/python benchmarks/llm_vs_trl.py
 
 clean:

@@ -7,6 +7,7 @@ Writes ``benchmarks/results/bandits_batched.csv``.
 
 from __future__ import annotations
 
+import torch
 from _bench import median_time, write_results  # benchmarks/ is on sys.path when run as a script
 
 from geobench.bandits import BanditConfig
@@ -20,6 +21,7 @@ REPEATS = 3
 
 
 def main() -> None:
+    torch.set_num_threads(1)
     config = load_config(BanditConfig, experiment_file("adpo_fig2"), "quick", {"steps": STEPS})
     env, settings = config.env(), config.settings()
     level = config.noise_level("cauchy", "medium")

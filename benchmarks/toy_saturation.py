@@ -7,11 +7,13 @@ median of a few repeats, and writes ``benchmarks/results/toy_saturation.csv``.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+import torch
 from _bench import median_time, write_results  # benchmarks/ is on sys.path when run as a script
 
 from geobench import toy
@@ -21,22 +23,27 @@ REPEATS = 3
 
 
 def main() -> None:
+    torch.set_num_threads(1)
     config = load_config(toy.ToyConfig, experiment_file("opo_fig3"), "quick")
     with tempfile.TemporaryDirectory() as tmp:
         command = [sys.executable, "-m", "geobench", "toy-saturation", "--quiet"]
+        one_thread = {**os.environ, "OMP_NUM_THREADS": "1"}  # torch's thread count in the fresh process
         medians = {
             "run() in process": median_time(
                 lambda i: toy.run(config, Path(tmp) / f"run{i}", show_progress=False), REPEATS
             ),
             "CLI, with figure": median_time(
                 lambda i: subprocess.run(
-                    [*command, "--out", f"{tmp}/cli{i}", "--figures", f"{tmp}/fig{i}"], check=True, capture_output=True
+                    [*command, "--out", f"{tmp}/cli{i}", "--figures", f"{tmp}/fig{i}"],
+                    check=True,
+                    capture_output=True,
+                    env=one_thread,
                 ),
                 REPEATS,
             ),
             "CLI, no figure": median_time(
                 lambda i: subprocess.run(
-                    [*command, "--out", f"{tmp}/nofig{i}", "--no-draw"], check=True, capture_output=True
+                    [*command, "--out", f"{tmp}/nofig{i}", "--no-draw"], check=True, capture_output=True, env=one_thread
                 ),
                 REPEATS,
             ),

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from geobench.errors import ConfigError
-from geobench.llm import paper_shapes
+from geobench.llm import packed, paper_shapes
 
 
 @dataclass(frozen=True)
@@ -104,6 +104,7 @@ def completion_logprobs(
     with_entropy: bool = False,
     temperature: float = 1.0,
     top_p: float = 1.0,
+    packed_tokens: bool = True,
 ) -> tuple[Tensor, Tensor | None]:
     """Per-token log pi(y_t | x, y_<t) of each completion under the sampler's distribution.
 
@@ -117,7 +118,10 @@ def completion_logprobs(
     updated policy's support keeps log pi finite when an update pushes it out.
 
     Prompts are left-padded, completions right-padded; position ids count real tokens only,
-    so a sequence scores the same alone as in a padded batch (tested).
+    so a sequence scores the same alone as in a padded batch (tested). With ``packed_tokens``
+    a Qwen3 policy runs on the real tokens only (:mod:`geobench.llm.packed`: the same numbers
+    up to float round-off, about half the work); otherwise, or for other models, one padded
+    forward pass.
 
     Args:
         prompt_ids, prompt_mask: (N, P).
@@ -127,26 +131,42 @@ def completion_logprobs(
         (N, T) log-probs (0 at padding) and, with ``with_entropy``, (N, T) entropies of the
         (processed) next-token distribution.
     """
+    real = None
+    if packed_tokens and packed.supports(policy):
+        real = packed.completion_logits(policy, prompt_ids, prompt_mask, completion_ids, completion_mask)
+    if real is not None:  # (m, V): the real completion tokens only
+        token, entropy = _scored(real, completion_ids[completion_mask.bool()], with_entropy, temperature, top_p)
+        entropy = None if entropy is None else packed.scatter_rows(entropy, completion_mask)
+        return packed.scatter_rows(token, completion_mask), entropy
     ids = torch.cat([prompt_ids, completion_ids], dim=1)
     mask = torch.cat([prompt_mask, completion_mask], dim=1)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     logits = policy(input_ids=ids, attention_mask=mask, position_ids=positions).logits
     p_len = prompt_ids.shape[1]
-    logits = logits[:, p_len - 1 : -1].float()  # (N, T, V): the logits that predict each completion token
+    logits = logits[:, p_len - 1 : -1]  # (N, T, V): the logits that predict each completion token
+    token, entropy = _scored(logits, completion_ids, with_entropy, temperature, top_p)
+    fmask = completion_mask.to(token.dtype)
+    return token * fmask, None if entropy is None else entropy * fmask
+
+
+def _scored(
+    logits: Tensor, targets: Tensor, with_entropy: bool, temperature: float, top_p: float
+) -> tuple[Tensor, Tensor | None]:
+    """(...) log-probs of ``targets`` (...) and, optionally, entropies under the sampler's
+    processed distribution of ``logits`` (..., V): float, / T, top-p nucleus with the target kept."""
+    logits = logits.float()
     if temperature > 0 and temperature != 1.0:
         logits = logits / temperature
     keep = None
     if top_p < 1.0:
         keep = nucleus(logits.detach(), top_p)
-        keep.scatter_(-1, completion_ids.unsqueeze(-1), True)
+        keep.scatter_(-1, targets.unsqueeze(-1), True)
         logits = logits.masked_fill(~keep, -math.inf)
     log_probs = torch.log_softmax(logits, dim=-1)
-    token = log_probs.gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)
-    fmask = completion_mask.to(token.dtype)
-    entropy = None
-    if with_entropy:
-        plogp = log_probs.exp() * log_probs
-        if keep is not None:
-            plogp = plogp.masked_fill(~keep, 0.0)  # 0 log 0 = 0 outside the nucleus
-        entropy = -plogp.sum(-1) * fmask
-    return token * fmask, entropy
+    token = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    if not with_entropy:
+        return token, None
+    plogp = log_probs.exp() * log_probs
+    if keep is not None:
+        plogp = plogp.masked_fill(~keep, 0.0)  # 0 log 0 = 0 outside the nucleus
+    return token, -plogp.sum(-1)

@@ -1,8 +1,12 @@
-"""Rollout backends: transformers ``generate`` (default) and a colocated vLLM engine (GPU extra).
+"""Rollout backends: sampling on the training model (``hf``: transformers' ``generate``, or for a
+Qwen3 the same draws from :func:`geobench.llm.packed.sample`) and a colocated vLLM engine (GPU extra).
 
 Both return the same :class:`Rollouts`; neither returns log-probs the loss uses, since the
 trainer recomputes every per-token log-prob itself (sampler and trainer numerics differ,
-and the on-policy ratio must be exactly 1 at the first update). The rollouts carry their
+and the on-policy ratio must be exactly 1 at the first update: on the quick profile's warm
+start the sampler's log-probs of its own tokens are up to 1.2e-5 off the trainer's, a cached
+KV decode against a whole-sequence pass, so reusing them as pi_old would leave that ratio off
+1 by as much, to save one no-grad pass, ~5 % of a step). The rollouts carry their
 :class:`SamplingSettings`, so that recomputation uses the sampler's distribution
 (logits / T, top-p nucleus renormalised).
 """
@@ -18,7 +22,8 @@ import torch
 from torch import Tensor
 
 from geobench.errors import ConfigError
-from geobench.llm.model import completion_logprobs
+from geobench.llm import packed
+from geobench.llm.model import completion_logprobs, nucleus
 
 BACKENDS = ("hf", "vllm")
 
@@ -144,13 +149,16 @@ def _assemble(
 
 
 class HFRollout:
-    """Sampling with transformers' ``generate`` on the training model itself."""
+    """Sampling on the training model itself: transformers' ``generate``, or for a Qwen3 policy
+    (``packed_tokens``) :func:`geobench.llm.packed.sample`, the same draws without generate's
+    per-token overhead and without computing the rows that have ended."""
 
     name = "hf"
 
-    def __init__(self, tokenizer, sampling: SamplingSettings):
+    def __init__(self, tokenizer, sampling: SamplingSettings, packed_tokens: bool = True):
         self.tokenizer = tokenizer
         self.sampling = sampling
+        self.packed_tokens = packed_tokens
 
     def sync(self, policy) -> None:
         """Nothing to do: generation uses the live training weights."""
@@ -159,10 +167,32 @@ class HFRollout:
     def generate(self, policy, prompts: list[str], group: int, seed: int) -> Rollouts:
         tok, s = self.tokenizer, self.sampling
         encoded = tok(prompts, return_tensors="pt", padding=True).to(policy.device)
-        torch.manual_seed(seed)  # generate draws from the global generator
+        torch.manual_seed(seed)  # both samplers draw from the global generator
         start = time.perf_counter()
         was_training = policy.training
         policy.eval()
+        if self.packed_tokens and packed.supports(policy):
+            new = packed.sample(
+                policy,
+                encoded["input_ids"],
+                encoded["attention_mask"],
+                group,
+                s.max_new_tokens,
+                tok.eos_token_id,
+                tok.pad_token_id,
+                s.temperature,
+                s.top_p,
+                nucleus,
+            )
+        else:
+            new = self._generate(policy, encoded, group)
+        policy.train(was_training)
+        seconds = time.perf_counter() - start
+        return _assemble(tok, prompts, group, new.cpu().tolist(), seconds, s)
+
+    def _generate(self, policy, encoded, group: int) -> Tensor:
+        """(B*G, T) new tokens from transformers' ``generate``."""
+        tok, s = self.tokenizer, self.sampling
         # temperature 0 means greedy decoding (held-out evaluation); otherwise plain sampling
         decoding = (
             {"do_sample": True, "temperature": s.temperature, "top_p": s.top_p, "top_k": 0}
@@ -177,10 +207,7 @@ class HFRollout:
             pad_token_id=tok.pad_token_id,
             eos_token_id=tok.eos_token_id,
         )
-        policy.train(was_training)
-        seconds = time.perf_counter() - start
-        new = out[:, encoded["input_ids"].shape[1] :].cpu().tolist()
-        return _assemble(tok, prompts, group, new, seconds, s)
+        return out[:, encoded["input_ids"].shape[1] :]
 
 
 def require_vllm():

@@ -41,7 +41,7 @@ def geobench_steps(folder: str) -> list[float]:
         eval_prompts=1,
         hparams={"grpo": {"agg": "token-mean"}},
     )
-    stamps = [time.perf_counter()]
+    ends: dict[int, float] = {}  # step -> when its first report came (its rows; an evaluation follows)
     train_cell(
         policy,
         tokenizer,
@@ -50,9 +50,10 @@ def geobench_steps(folder: str) -> list[float]:
         "grpo",
         0,
         settings,
-        on_step=lambda: stamps.append(time.perf_counter()),
+        on_step=lambda step, total, metrics=None: ends.setdefault(step, time.perf_counter()),
     )
-    return [b - a for a, b in zip(stamps[1:-1], stamps[2:], strict=True)]  # the first step is a warm-up
+    stamps = [ends[step] for step in sorted(ends) if step >= 1]
+    return [b - a for a, b in zip(stamps[:-1], stamps[1:], strict=True)]  # the first step is a warm-up
 
 
 def trl_steps(folder: str) -> list[float]:

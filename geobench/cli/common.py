@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 
 from geobench.config import PROFILES, experiment_file, parse_list, read_profile
 from geobench.errors import ConfigError
 from geobench.experiments import Experiment
+from geobench.progress import stderr_console
 
 app = typer.Typer(
     add_completion=False,
@@ -21,7 +21,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Reproduce the OPO and ADPO papers: every figure and table from one objective library.",
 )
-console = Console(stderr=True)
+console = stderr_console()
 
 PROFILE = typer.Option(
     "quick", "--profile", metavar="[quick|paper]", help="quick (2-core CPU, minutes) or paper (the papers' settings)."

@@ -31,11 +31,10 @@ LLM_FEEDBACK = ("sampled", "listwise")
 TAU_RULES = ("guard", "entropy-reward")
 # The hyperparameters a recipe may adapt, each with its own settings (LLMConfig._adaptive_temperature).
 ADAPTED = ("tau", "temperature")
-# Cells are (algorithm, seed) runs and the progress bar counts them, so a cell with absurdly many
-# steps sits silent for days.
+# Cells are (algorithm, seed) runs, each a full RL run: the caps keep a typo from asking for weeks.
 CAPS = {
     "seeds": (1_000, "every seed is a full RL run of each algorithm, weeks at the cap; the profiles run 1 to 5"),
-    "steps": (100_000, "a cell shows progress only when it ends; the paper profile runs 224"),
+    "steps": (100_000, "a guard against a typo, ~450 times the paper profile's 224"),
 }
 
 

@@ -21,6 +21,7 @@ from geobench.llm.settings import LLMConfig
 from geobench.llm.tasks import make_task
 from geobench.llm.train import train_cell
 from geobench.llm.warmstart import ensure_warmstart
+from geobench.progress import StepReport, no_report
 from geobench.results import RunDir
 
 EXPERIMENT = "llm"
@@ -62,7 +63,7 @@ def run(
     _check_model(model_path)
     resources = Resources(cpus=executor.threads, gpus=config.cell_gpus)
     cells = [
-        Cell({"variant": algo, "seed": seed}, _cell, (config, model_path, algo, seed), resources)
+        Cell({"variant": algo, "seed": seed}, _cell, (config, model_path, algo, seed), resources, reports_steps=True)
         for algo in config.algos
         for seed in range(config.seed, config.seed + config.seeds)
     ]
@@ -96,10 +97,10 @@ def _device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _cell(config: LLMConfig, model_path: str, algo: str, seed: int) -> pd.DataFrame:
+def _cell(config: LLMConfig, model_path: str, algo: str, seed: int, report: StepReport = no_report) -> pd.DataFrame:
     """One (algorithm, seed) run from the warm start; metrics and timing rows together."""
     task = make_task(config.dataset, config.levels)
     policy, tokenizer = load_policy(model_path, config.dtype)
     policy.to(_device())
-    rows = _train(config, model_path, policy, tokenizer, task, algo, seed, lambda: None)
+    rows = _train(config, model_path, policy, tokenizer, task, algo, seed, report)
     return pd.DataFrame(rows).assign(variant=algo, task=task.name)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +39,7 @@ from geobench.objectives import (
 )
 from geobench.objectives.aggregation import Totals
 from geobench.objectives.registry import BoundObjective
+from geobench.progress import StepReport, no_report
 
 # A token ratio pi / pi_old within this of 1 counts as on-policy (``ratio_one_frac``).
 _ON_POLICY_TOL = 1e-6
@@ -214,9 +214,11 @@ def train_cell(
     algo: str,
     seed: int,
     settings: LLMConfig,
-    on_step: Callable[[], None] = lambda: None,
+    on_step: StepReport = no_report,
 ) -> list[dict[str, Any]]:
     """Train ``policy`` in place with ``algo``; returns tidy rows (step, metric, value).
+
+    Every logged step's values also go to ``on_step`` as they are logged.
 
     What happens around the loss is ``algo``'s registered recipe under the run's switches
     (:meth:`LLMConfig.cell_recipe`): group filtering, overlong handling, an adaptive temperature.
@@ -242,6 +244,7 @@ def train_cell(
     def log(step: int, values: dict[str, float]) -> None:
         require_finite(values, step=step, names=MUST_BE_FINITE)
         rows.extend({"seed": seed, "step": step, "metric": k, "value": float(v)} for k, v in values.items())
+        on_step(step, settings.steps, values)
 
     def evaluate(step: int) -> None:
         policy.eval()
@@ -297,7 +300,6 @@ def train_cell(
         log(step, values)
         if step % settings.eval_every == 0 or step == settings.steps:
             evaluate(step)
-        on_step()
     return rows
 
 

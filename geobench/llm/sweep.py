@@ -14,6 +14,7 @@ import torch
 from geobench.errors import ConfigError
 from geobench.executor import Cell, ExecutorConfig, Resources, pending_cells, run_cells, set_threads
 from geobench.llm import paper_shapes, trl_engine
+from geobench.llm import samples as kept
 from geobench.llm.metrics import TIMING_METRICS
 from geobench.llm.model import load_policy
 from geobench.llm.rollout import make_rollout, require_vllm
@@ -33,13 +34,15 @@ def _model_path(config: LLMConfig, show_progress: bool) -> str:
     return str(ensure_warmstart(config.warmstart_config(), show_progress=show_progress))
 
 
-def _train(config: LLMConfig, model_path: str, policy, tokenizer, task, algo: str, seed: int, on_step) -> list[dict]:
-    """One cell through the chosen engine; both return the same tidy rows."""
+def _train(
+    config: LLMConfig, model_path: str, policy, tokenizer, task, algo: str, seed: int, on_step, samples: list
+) -> list[dict]:
+    """One cell through the chosen engine; both return the same tidy rows (only geobench's keeps samples)."""
     if config.engine == "trl":
         with tempfile.TemporaryDirectory(prefix="geobench-trl-") as scratch:
             return trl_engine.train_cell(policy, tokenizer, task, algo, seed, config, scratch, on_step=on_step)
     rollout = make_rollout(config.rollout, model_path, tokenizer, config.sampling())
-    return train_cell(policy, tokenizer, task, rollout, algo, seed, config, on_step=on_step)
+    return train_cell(policy, tokenizer, task, rollout, algo, seed, config, on_step=on_step, samples=samples)
 
 
 def run(
@@ -50,7 +53,8 @@ def run(
     show_progress: bool = True,
     executor: ExecutorConfig = ExecutorConfig(),
 ) -> Path:
-    """Train every (algorithm, seed) cell not already on disk; returns ``DIR/metrics.csv``."""
+    """Train every (algorithm, seed) cell not already on disk; returns ``DIR/metrics.csv`` (and writes
+    ``DIR/samples.jsonl``, a few completions per cell: :mod:`geobench.llm.samples`)."""
     set_threads(executor.threads)
     if config.rollout == "vllm":
         require_vllm()  # fail before any work, not after the first model load
@@ -68,7 +72,9 @@ def run(
         for seed in range(config.seed, config.seed + config.seeds)
     ]
 
-    def write(key: Mapping[str, Any], frame: pd.DataFrame) -> None:
+    def write(key: Mapping[str, Any], result: tuple[pd.DataFrame, list[dict]]) -> None:
+        frame, samples = result
+        kept.write_cell(run_dir.cell_path(key), key, samples)  # before the metrics that mark the cell done
         timed = frame["metric"].isin(TIMING_METRICS)
         timing_dir.write_cell(key, frame[timed])  # first: a cell counts as done once metrics exist
         run_dir.write_cell(key, frame[~timed])
@@ -76,6 +82,7 @@ def run(
     run_cells(pending_cells(cells, run_dir.done), write, executor, description="llm cells", show_progress=show_progress)
     extra = {"model": model_path, "device": _device(), "torch_threads": executor.threads}
     timing_dir.finish("timing", profile, extra)
+    kept.merge(run_dir.cells, Path(out) / kept.FILE)
     return run_dir.finish("metrics", profile, extra)
 
 
@@ -97,10 +104,13 @@ def _device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _cell(config: LLMConfig, model_path: str, algo: str, seed: int, report: StepReport = no_report) -> pd.DataFrame:
-    """One (algorithm, seed) run from the warm start; metrics and timing rows together."""
+def _cell(
+    config: LLMConfig, model_path: str, algo: str, seed: int, report: StepReport = no_report
+) -> tuple[pd.DataFrame, list[dict]]:
+    """One (algorithm, seed) run from the warm start: metrics and timing rows together, and its samples."""
     task = make_task(config.dataset, config.levels)
     policy, tokenizer = load_policy(model_path, config.dtype)
     policy.to(_device())
-    rows = _train(config, model_path, policy, tokenizer, task, algo, seed, report)
-    return pd.DataFrame(rows).assign(variant=algo, task=task.name)
+    samples: list[dict] = []
+    rows = _train(config, model_path, policy, tokenizer, task, algo, seed, report, samples)
+    return pd.DataFrame(rows).assign(variant=algo, task=task.name), samples

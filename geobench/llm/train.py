@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from geobench.errors import require_finite
+from geobench.llm import samples as kept
 from geobench.llm.grading import is_correct, reward
 from geobench.llm.metrics import MUST_BE_FINITE, UPDATE_METRICS, response_efficiency, signal_range
 from geobench.llm.rollout import Rollouts
@@ -215,10 +216,12 @@ def train_cell(
     seed: int,
     settings: LLMConfig,
     on_step: StepReport = no_report,
+    samples: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Train ``policy`` in place with ``algo``; returns tidy rows (step, metric, value).
 
-    Every logged step's values also go to ``on_step`` as they are logged.
+    Every logged step's values also go to ``on_step`` as they are logged; ``samples``, if given,
+    receives a few completions of the steps :func:`geobench.llm.samples.due` names.
 
     What happens around the loss is ``algo``'s registered recipe under the run's switches
     (:meth:`LLMConfig.cell_recipe`): group filtering, overlong handling, an adaptive temperature.
@@ -265,6 +268,8 @@ def train_cell(
         if recipe.overlong_cache:
             rewards = rewards + overlong_penalty(rolled.lengths, max_new, recipe.overlong_cache).view_as(rewards)
         values = _rollout_metrics(rolled, flat_rewards, correct, rewards)
+        if samples is not None and kept.due(step, settings.steps, settings.eval_every):
+            samples += kept.completions(step, seed, [p.prompt for p in problems], rolled, flat_rewards)
         if recipe.mask_truncated:
             rolled = rolled.mask_truncated()
         if recipe.filter_groups:

@@ -44,3 +44,32 @@ def test_a_resumed_sweep_merges_the_same_samples(tiny_model, tmp_path):
         stale.unlink()
     run(config, tmp_path / "resumed", show_progress=False)
     assert (tmp_path / "resumed" / "samples.jsonl").read_bytes() == whole
+
+
+def test_the_report_shows_each_algorithm_s_completions_at_start_middle_and_end(tiny_model, tmp_path):
+    from geobench.report import draw_llm
+    from geobench.report.llm_artifacts import samples_table
+
+    config = tiny_llm_config(tiny_model, algos=("grpo", "opo"), steps=5, eval_every=2)
+    run(config, tmp_path / "llm", show_progress=False)
+    draw_llm(tmp_path / "llm", tmp_path / "figures")
+    text = (tmp_path / "figures" / "llm_samples.md").read_text()
+    records = _records(tmp_path / "llm" / "samples.jsonl")
+    table = [line for line in text.splitlines() if line.startswith("| ") and "algorithm" not in line]
+    assert [line.split(" | ")[:2] for line in table] == [
+        [f"| {name}", f"{when}: step {step}, seed 0"]
+        for name in ("OPO", "GRPO")  # the report's order of algorithms
+        for when, step in (("start", 1), ("middle", 4), ("end", 5))
+    ]
+    first = next(r for r in records if (r["variant"], r["step"]) == ("opo", 4))
+    shown = first["completion"].replace("`", "'").replace("\n", " ⏎ ").replace("|", "\\|")  # as a table cell shows it
+    assert f"`{shown}`" in table[1]  # OPO, middle
+    assert "16 completions kept" in text and "(8 to 8 per cell" in text
+    mine = samples_table(tmp_path / "llm", ("opo",))  # the battery card's: the objective's own
+    assert "| OPO |" in mine and "| GRPO |" not in mine
+
+
+def test_a_run_without_samples_says_so(tmp_path):
+    from geobench.report.llm_artifacts import samples_table
+
+    assert samples_table(tmp_path, ("opo",)).startswith("No samples in this run")

@@ -39,7 +39,7 @@ REPS, STEPS = 6, 6
 def geobench_steps(folder: str, config, seed: int, reference: bool = False) -> list[float]:
     policy, tokenizer = load_policy(folder)
     rollout = make_rollout("hf", folder, tokenizer, config.sampling())
-    stamps = [time.perf_counter()]
+    ends: dict[int, float] = {}  # step -> when its first report came (its rows; an evaluation may follow)
     with reference_paths(reference):
         train_cell(
             policy,
@@ -49,9 +49,10 @@ def geobench_steps(folder: str, config, seed: int, reference: bool = False) -> l
             "grpo",
             seed,
             config,
-            on_step=lambda: stamps.append(time.perf_counter()),
+            on_step=lambda step, total, metrics=None: ends.setdefault(step, time.perf_counter()),
         )
-    return [b - a for a, b in zip(stamps[1:-2], stamps[2:-1], strict=True)]
+    stamps = [ends[step] for step in sorted(ends) if step >= 1]
+    return [b - a for a, b in zip(stamps[1:-1], stamps[2:], strict=True)]  # the first step is a warm-up
 
 
 def trl_steps(folder: str, config, seed: int) -> list[float]:

@@ -2,8 +2,18 @@
 
 Every sweep in geobench is a set of independent *cells*. A :class:`Cell` names a module-level
 function (pickled by reference, so it runs unchanged in a spawned process or a Ray worker), its
-arguments, and the key under which its rows are stored. The function returns the cell's tidy
-rows and depends on nothing but its arguments, so a cell gives the same bytes in any process.
+arguments, and the key under which its rows are stored. The function returns the cell's result
+(its tidy rows, or whatever its sweep's ``write`` takes) and depends on nothing but its
+arguments, so a cell gives the same bytes in any process.
+
+A cell that ``reports_steps`` is called with ``report=``, a :class:`~geobench.progress.StepReport`
+it calls once per step with that step's metrics. Its reports reach the driver whatever runs the
+cell: directly (serial), through a multiprocessing manager's queue (local processes) or a Ray
+queue actor (Ray), polled while the driver waits for cells. There they drive the sweep's live
+display (:func:`~geobench.progress.sweep_display`) and go to the ``listener`` of the
+:class:`ExecutorConfig` (the trackers of ``--report-to``), which sees every metric of every step
+with the cell's key; a cell without step reports shows as running until it ends, and its rows go
+to the listener then. Nothing is ever read back from a listener: the CSVs stay the only record.
 
 Workers never touch the run folder: each finished cell's rows come back to the driver, which
 writes them with ``RunDir.write_cell``. A cell finished under Ray is therefore the same file as
@@ -19,21 +29,36 @@ and the driver, runs with an explicit thread count, set before its first torch o
 from __future__ import annotations
 
 import contextlib
+import functools
+import math
 import multiprocessing
 import os
+import queue as queues
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import pandas as pd
 
 from geobench.errors import CellsFailed, ConfigError, Terminated
-from geobench.progress import progress_bar
+from geobench.progress import SweepDisplay, seed_means, sweep_display
 
 EXECUTORS = ("serial", "processes", "ray")
+_POLL_S = 0.2  # how often the driver reads the workers' step reports while it waits for cells
+_REPORT_EVERY_S = 0.25  # a worker sends a step without metrics at most this often (one with metrics always)
+
+
+class CellListener(Protocol):
+    """What sees every cell's metrics as they come, in the driver (the ``--report-to`` trackers); a cell
+    is named by its :attr:`Cell.label` and starts with its key."""
+
+    def start(self, name: str, key: Mapping[str, Any]) -> None: ...
+    def log(self, name: str, step: int, metrics: Mapping[str, float]) -> None: ...
+    def finish(self, name: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -53,6 +78,7 @@ class ExecutorConfig:
     workers: int = 0  # processes: parallel workers (0 = one per core); ray: CPUs of a local instance
     threads: int = 1  # torch intra-op threads in every cell and in the driver
     ray_address: str | None = None  # None: $RAY_ADDRESS, else a local Ray instance
+    listener: CellListener | None = field(default=None, compare=False, repr=False)  # sees every step's metrics
 
     def __post_init__(self) -> None:
         if self.kind not in EXECUTORS:
@@ -67,12 +93,14 @@ class ExecutorConfig:
 
 @dataclass(frozen=True)
 class Cell:
-    """One unit of a sweep: ``fn(*args)`` returns its rows, stored under ``key``."""
+    """One unit of a sweep: ``fn(*args)`` returns its result, stored under ``key``; with ``reports_steps``
+    it is ``fn(*args, report=...)`` and calls the report once per step."""
 
     key: Mapping[str, Any]
-    fn: Callable[..., pd.DataFrame]
+    fn: Callable[..., Any]
     args: tuple[Any, ...] = ()
     resources: Resources = field(default_factory=Resources)
+    reports_steps: bool = False
 
     @property
     def label(self) -> str:
@@ -86,21 +114,98 @@ def set_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _call(threads: int, fn: Callable[..., pd.DataFrame], args: tuple[Any, ...]) -> pd.DataFrame:
-    """What a worker runs: the thread count first, then the cell."""
+class _Reporter:
+    """A cell's :class:`~geobench.progress.StepReport` wherever the cell runs: each report becomes an
+    event ``(cell index, step, total, metrics)`` for ``send`` (the driver's queue, or the driver itself).
+    The first event, sent as the cell starts, is ``(index, 0, 0, {})``. A report without metrics is
+    dropped if the last one went out less than ``_REPORT_EVERY_S`` ago (a bandit step takes ~1 ms)."""
+
+    def __init__(self, send: Callable[[tuple], None], index: int, clock: Callable[[], float] = time.monotonic):
+        self.send, self.index, self.clock, self.last = send, index, clock, -math.inf
+
+    def start(self) -> None:
+        self.send((self.index, 0, 0, {}))
+
+    def __call__(self, step: int, total: int, metrics: Mapping[str, float] | None = None) -> None:
+        now = self.clock()
+        if not metrics and step < total and now - self.last < _REPORT_EVERY_S:
+            return
+        self.last = now
+        self.send((self.index, step, total, {k: float(v) for k, v in (metrics or {}).items()}))
+
+
+def _call(threads: int, fn: Callable[..., Any], args: tuple[Any, ...], report: _Reporter | None, steps: bool) -> Any:
+    """What a worker runs: the thread count first, then the cell (with its report if it reports steps)."""
     set_threads(threads)
-    return fn(*args)
+    if report is None:
+        return fn(*args)
+    report.start()
+    return fn(*args, report=report) if steps else fn(*args)
+
+
+class _Monitor:
+    """The driver's end of the reports: the display and the listener, per cell index."""
+
+    def __init__(self, cells: Sequence[Cell], display: SweepDisplay, listener: CellListener | None, shown: bool):
+        self.cells, self.display, self.listener = cells, display, listener
+        self.wanted = shown or listener is not None  # else no worker sends anything
+        self.running: set[int] = set()
+
+    def handle(self, event: tuple) -> None:
+        index, step, total, metrics = event
+        cell = self.cells[index]
+        if index not in self.running:
+            self.running.add(index)
+            self.display.started(cell.label)
+            if self.listener is not None:
+                self.listener.start(cell.label, cell.key)
+        if total:
+            self.display.step(cell.label, step, total, metrics)
+        if metrics and self.listener is not None:
+            self.listener.log(cell.label, step, metrics)
+
+    def drain(self, source: Any) -> None:
+        """Every event waiting in a queue (a manager's or Ray's, whose Empty is queue.Empty), in the order sent."""
+        while True:
+            try:
+                event = source.get_nowait()
+            except queues.Empty:
+                return
+            self.handle(event)
+
+    def finished(self, index: int, result: Any, failed: bool) -> None:
+        cell = self.cells[index]
+        if self.listener is not None:
+            if index not in self.running:
+                self.listener.start(cell.label, cell.key)
+            if not cell.reports_steps and not failed and isinstance(result, pd.DataFrame):
+                for step, metrics in _step_means(result):
+                    self.listener.log(cell.label, step, metrics)
+            self.listener.finish(cell.label)
+        self.running.discard(index)
+        self.display.done(cell.label, failed)
+
+    def reporter(self, index: int, send: Callable[[tuple], None] | None) -> _Reporter | None:
+        """The report a cell's worker gets: None when nothing watches the sweep (no events at all)."""
+        return _Reporter(send, index) if self.wanted and send is not None else None
+
+
+def _step_means(frame: pd.DataFrame) -> list[tuple[int, dict[str, float]]]:
+    """A finished cell's tidy rows as (step, {metric: mean over its seeds}), for a listener."""
+    if not {"step", "metric", "value"} <= set(frame.columns):
+        return []
+    return [(int(step), seed_means(rows)) for step, rows in frame.groupby("step", sort=True)]
 
 
 def run_cells(
     cells: Sequence[Cell],
-    write: Callable[[Mapping[str, Any], pd.DataFrame], None],
+    write: Callable[[Mapping[str, Any], Any], None],
     executor: ExecutorConfig,
     *,
     description: str,
     show_progress: bool = True,
 ) -> None:
-    """Run ``cells``, calling ``write(key, rows)`` in this process as each one finishes.
+    """Run ``cells``, calling ``write(key, result)`` in this process as each one finishes.
 
     A failing cell is reported on stderr in one line with its key and error; the others still
     run and are written, and :class:`CellsFailed` is raised at the end naming every failure.
@@ -108,24 +213,27 @@ def run_cells(
     """
     set_threads(executor.threads)
     failures: list[str] = []
-    with _sigterm_unwinds(), progress_bar(show_progress) as bar:
-        task = bar.add_task(description, total=len(cells))
+    with _sigterm_unwinds(), sweep_display(description, len(cells), show_progress) as display:
+        monitor = _Monitor(cells, display, executor.listener, show_progress)
 
-        def finished(cell: Cell, result: Callable[[], pd.DataFrame]) -> None:
+        def finished(index: int, result: Callable[[], Any]) -> None:
+            cell, value, failed = cells[index], None, False
             try:
-                write(cell.key, result())
+                value = result()
+                write(cell.key, value)
             except KeyboardInterrupt:
                 raise
             except ConfigError as error:  # bad input or diverging settings: stop at once, one line
                 raise type(error)(f"cell {cell.label}: {error}") from None
             except Exception as error:  # noqa: BLE001 - reported per cell, raised together below
                 message = f"cell {cell.label} failed: {type(error).__name__}: {_first_line(error)}"
-                bar.console.print(f"[red]{message}[/]")
+                display.message(message)
                 failures.append(message)
-            bar.update(task, advance=1, description=f"{description}: {cell.label}")
+                failed = True
+            monitor.finished(index, value, failed)
 
         if cells:
-            {"serial": _serial, "processes": _processes, "ray": _ray}[executor.kind](cells, executor, finished)
+            {"serial": _serial, "processes": _processes, "ray": _ray}[executor.kind](cells, executor, finished, monitor)
     if failures:
         raise CellsFailed(
             f"{len(failures)} of {len(cells)} cells failed (the others were written): " + "; ".join(failures)
@@ -156,20 +264,38 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else repr(error)
 
 
-def _serial(cells: Sequence[Cell], executor: ExecutorConfig, finished: Callable) -> None:
-    for cell in cells:
-        finished(cell, lambda cell=cell: _call(executor.threads, cell.fn, cell.args))
+def _serial(cells: Sequence[Cell], executor: ExecutorConfig, finished: Callable, monitor: _Monitor) -> None:
+    for index, cell in enumerate(cells):
+        report = monitor.reporter(index, monitor.handle)
+        finished(index, functools.partial(_call, executor.threads, cell.fn, cell.args, report, cell.reports_steps))
 
 
-def _processes(cells: Sequence[Cell], executor: ExecutorConfig, finished: Callable) -> None:
+def _processes(cells: Sequence[Cell], executor: ExecutorConfig, finished: Callable, monitor: _Monitor) -> None:
     # spawn, not fork: a forked child inherits the parent's OpenMP pool state and can hang.
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(executor.parallelism, len(cells)), mp_context=context) as pool:
-        pending: dict[Future, Cell] = {pool.submit(_call, executor.threads, c.fn, c.args): c for c in cells}
+    with contextlib.ExitStack() as stack:
+        # A manager's queue, not a multiprocessing.Queue: its put returns once the item is with the
+        # manager, so a cell's last reports are there before its result is.
+        events = stack.enter_context(context.Manager()).Queue() if monitor.wanted else None
+        workers = min(executor.parallelism, len(cells))
+        pool = stack.enter_context(ProcessPoolExecutor(max_workers=workers, mp_context=context))
+        pending: dict[Future, int] = {
+            pool.submit(
+                _call,
+                executor.threads,
+                c.fn,
+                c.args,
+                monitor.reporter(i, events.put if events else None),
+                c.reports_steps,
+            ): i
+            for i, c in enumerate(cells)
+        }
         try:
             while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in sorted(done, key=lambda f: cells.index(pending[f])):
+                done, _ = wait(pending, timeout=_POLL_S if events else None, return_when=FIRST_COMPLETED)
+                if events is not None:
+                    monitor.drain(events)
+                for future in sorted(done, key=pending.__getitem__):
                     finished(pending.pop(future), future.result)
         except BaseException:
             _stop_workers(pool)
@@ -188,9 +314,10 @@ def _stop_workers(pool: ProcessPoolExecutor) -> None:
         process.join(timeout=5)
 
 
-def _ray(cells: Sequence[Cell], executor: ExecutorConfig, finished: Callable) -> None:
+def _ray(cells: Sequence[Cell], executor: ExecutorConfig, finished: Callable, monitor: _Monitor) -> None:
     try:
         import ray
+        from ray.util.queue import Queue
     except ImportError:
         raise ConfigError("--executor ray needs Ray: pip install -e '.[ray]'") from None
     started_here = not ray.is_initialized()
@@ -199,22 +326,29 @@ def _ray(cells: Sequence[Cell], executor: ExecutorConfig, finished: Callable) ->
         local = {} if address else {"num_cpus": executor.parallelism}
         ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR", **local)
     try:
+        events = Queue(actor_options={"num_cpus": 0}) if monitor.wanted else None  # an actor: takes no cell's CPU
+        send = None if events is None else events.put
         remote = ray.remote(_call)
         pending = {
             remote.options(num_cpus=c.resources.cpus, num_gpus=c.resources.gpus).remote(
-                executor.threads, c.fn, c.args
-            ): c
-            for c in cells
+                executor.threads, c.fn, c.args, monitor.reporter(i, send), c.reports_steps
+            ): i
+            for i, c in enumerate(cells)
         }
         try:
             while pending:
-                done, _ = ray.wait(list(pending), num_returns=1)
-                ref = done[0]
-                finished(pending.pop(ref), lambda ref=ref: _unwrap_ray(ray, ref))
+                done, _ = ray.wait(list(pending), num_returns=1, timeout=_POLL_S if events else None)
+                if events is not None:
+                    monitor.drain(events)
+                for ref in done:
+                    finished(pending.pop(ref), lambda ref=ref: _unwrap_ray(ray, ref))
         except BaseException:
             for ref in pending:
                 ray.cancel(ref, force=True)
             raise
+        finally:
+            if events is not None:
+                events.shutdown()
     finally:
         if started_here:
             ray.shutdown()

@@ -50,6 +50,8 @@ def test_battery_writes_every_section_and_reuses_the_baselines_it_ran(cispo, tin
     for heading in ("# Report card: `cispo`", "### Cells", "### Geometry", "## Verdicts", "## Toy", "## Noisy"):
         assert heading in text
     assert "## LLM math RL" in text and "**Regime check:**" in text
+    assert "### What cispo writes at the start, middle and end of training" in text  # its samples.jsonl
+    assert "| cispo | start: step 1" in text
     assert "## MuJoCo distillation (ADPO Table 2)\n\nNot run: cispo declares sampled feedback" in text
     assert "clip_high=0.5 (set)" in text
     for figure in ("card_toy.png", "card_bandits.png", "card_llm.png"):

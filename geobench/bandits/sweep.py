@@ -24,17 +24,18 @@ from geobench.config import check_caps, check_lists
 from geobench.errors import ConfigError
 from geobench.executor import Cell, ExecutorConfig, pending_cells, run_cells
 from geobench.objectives import get_objective
+from geobench.progress import StepReport, no_report
 from geobench.results import RunDir
 
 EXPERIMENT = "bandits"
 # A cell trains all its seeds stacked in one process: 200 seeds at hidden 128 took 450 MB more
 # than 10 (~2.4 MB a seed, mostly evaluation activations), so 10,000 seeds would want ~24 GB.
-# The progress bar counts cells, so a cell with absurdly many steps sits silent for days.
+# A cell draws every step's random numbers up front (contexts: seeds x steps x batch x dim floats).
 CAPS = {
     "seeds": (1_000, "seeds train stacked in one process, ~2.4 MB each at hidden 128; the paper profile runs 10"),
     "hidden": (4_096, "evaluation activations grow with the width; the papers' widest is 256"),
     "scaling_hidden": (4_096, "evaluation activations grow with the width; the papers' widest is 256"),
-    "steps": (100_000, "a cell shows progress only when it ends; the paper profile runs 1,000"),
+    "steps": (100_000, "a cell draws every step's contexts and noise up front; the paper profile runs 1,000"),
 }
 
 
@@ -141,7 +142,7 @@ def run(
     cells = [Cell(key, _reference_cell, (config, key["hidden"])) for key in keys]
     for noise, level, hidden, method in config.cells():
         key = {"scenario": noise, "level": level, "hidden": hidden, "variant": method}
-        cells.append(Cell(key, _method_cell, (config, noise, level, hidden, method)))
+        cells.append(Cell(key, _method_cell, (config, noise, level, hidden, method), reports_steps=True))
     run_cells(
         pending_cells(cells, run_dir.done),
         run_dir.write_cell,
@@ -168,8 +169,10 @@ def _reference_cell(config: BanditConfig, hidden: int) -> pd.DataFrame:
     return rows.assign(**_reference_key(hidden))
 
 
-def _method_cell(config: BanditConfig, noise: str, level: str, hidden: int, method: str) -> pd.DataFrame:
-    """All seeds of one (scenario, level, hidden, method) cell."""
+def _method_cell(
+    config: BanditConfig, noise: str, level: str, hidden: int, method: str, report: StepReport = no_report
+) -> pd.DataFrame:
+    """All seeds of one (scenario, level, hidden, method) cell; ``report`` sees every step."""
     rows = train_cell(
         config.env(),
         config.noise_level(noise, level),
@@ -179,6 +182,7 @@ def _method_cell(config: BanditConfig, noise: str, level: str, hidden: int, meth
         _reference(config, hidden),
         config.seed_ids,
         config.settings(),
+        on_step=report,
         anchor=config.anchors.get(method),
     )
     return rows.assign(scenario=noise, level=level, hidden=hidden, variant=method)

@@ -35,6 +35,7 @@ from geobench.bandits.env import BanditEnv, Draws, NoiseLevel, corrupt, top_item
 from geobench.errors import ConfigError, require_finite
 from geobench.nn import flatten_params, generator, init_mlp, mlp, unflatten_params
 from geobench.objectives import find_objective, natural_gradient_step, per_seed_objective
+from geobench.progress import StepReport, no_report, seed_means
 
 
 @dataclass(frozen=True)
@@ -173,7 +174,7 @@ def train_cell(
     reference: dict[str, Tensor],
     seeds: list[int],
     s: TrainSettings,
-    on_step: Callable[[], None] | None = None,
+    on_step: StepReport = no_report,
     anchor: str | None = None,
 ) -> pd.DataFrame:
     """Train all seeds of one cell from the reference; rows of WinMass along training.
@@ -192,6 +193,7 @@ def train_cell(
     sampled = method.feedback == "sampled"
     streams = SeedStreams.draw(env, level, gens, s, n_obs, sampled=sampled)
     rows = [metric_rows(evaluate(env, params, s.eval_contexts), seeds, 0)]
+    on_step(0, s.steps, seed_means(rows[-1]))
     for step in range(1, s.steps + 1):
         x, draws, u = streams.at(step - 1)
         clean = env.clean_rewards(x)  # (S, B, K)
@@ -217,10 +219,10 @@ def train_cell(
             for _ in range(s.epochs):
                 logp = torch.log_softmax(mlp(params, x), -1)
                 _adamw_step(opt, per_seed(logp, rewards, old_all, anchor_logp))
-        if step % s.eval_every == 0 or step == s.steps:
+        logged = step % s.eval_every == 0 or step == s.steps
+        if logged:
             rows.append(metric_rows(evaluate(env, params, s.eval_contexts), seeds, step))
-        if on_step is not None:
-            on_step()
+        on_step(step, s.steps, seed_means(rows[-1]) if logged else None)
     return pd.concat(rows, ignore_index=True)
 
 

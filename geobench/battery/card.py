@@ -24,6 +24,7 @@ from geobench.objectives import REGISTRY, get_objective
 from geobench.objectives.plugins import plugin_names
 from geobench.report import bandits_report, llm_regime, mujoco_report, save_figure
 from geobench.report.cards import CARD, VERDICT_COLUMNS, VERDICTS, verdict_lines
+from geobench.report.llm_artifacts import samples_table
 from geobench.report.llm_regime import final_means
 from geobench.report.llm_report import curve_figure, variant_values
 from geobench.report.markdown import markdown_table
@@ -242,7 +243,8 @@ def _returns(fin: pd.DataFrame, env: str, variant: str) -> np.ndarray:
 
 
 def llm_section(frame: pd.DataFrame, objective: str, folder: Path, step: Plan) -> tuple[str, str]:
-    """The regime check, final reward / held-out accuracy / entropy with CIs, the resolved differences."""
+    """The regime check, final reward / held-out accuracy / entropy with CIs, the resolved differences, and a
+    few of the objective's completions."""
     regime = llm_regime.regime(frame)  # the regime is the run's: every algorithm shares its prompts and budget
     stats = {
         "final reward": final_means(frame, "reward_mean", LLM_FINAL_STEPS),
@@ -262,6 +264,8 @@ def llm_section(frame: pd.DataFrame, objective: str, folder: Path, step: Plan) -
     text += f"**Regime check:** {regime.sentence()}\n\n{llm_regime.regime_table(frame)}\n"
     text += f"{markdown_table(pd.DataFrame(rows))}\n{objective}'s final reward ranks {_rank(means, objective)}.\n\n"
     text += markdown_table(pd.DataFrame(pairs))
+    text += f"\n### What {objective} writes at the start, middle and end of training\n\n"
+    text += samples_table(step.out, (objective,))
     reward = [p for p in pairs if p["metric"] == "final reward"]
     verdict = f"final reward rank {_rank(means, objective)} ({_sides(reward)})."
     if not regime.discriminates:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tomllib
 from collections.abc import Iterable, Mapping
@@ -9,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 
 from geobench.config import PROFILES, experiment_file, parse_list, read_profile
 from geobench.errors import ConfigError
 from geobench.experiments import Experiment
+from geobench.progress import stderr_console
 
 app = typer.Typer(
     add_completion=False,
@@ -21,7 +22,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Reproduce the OPO and ADPO papers: every figure and table from one objective library.",
 )
-console = Console(stderr=True)
+console = stderr_console()
 
 PROFILE = typer.Option(
     "quick", "--profile", metavar="[quick|paper]", help="quick (2-core CPU, minutes) or paper (the papers' settings)."
@@ -34,6 +35,14 @@ FAN_OUT = typer.Option("processes", "--executor", help=_EXECUTOR_HELP)
 WORKERS = typer.Option(0, "--workers", help="Parallel cells for processes / CPUs of a local Ray (0: one per core).")
 THREADS = typer.Option(1, "--threads", help="torch threads per cell (1 keeps a shared machine from thrashing).")
 RAY_ADDRESS = typer.Option(None, "--ray-address", help="Ray cluster address (default: $RAY_ADDRESS, else local).")
+REPORT_TO = typer.Option(
+    "none",
+    "--report-to",
+    metavar="TRACKERS",
+    help="Stream every cell's metrics per step to tensorboard, wandb (offline unless WANDB_MODE says otherwise), "
+    "trackio and/or jsonl, comma-separated, or all (every installed one) or none, as transformers' report_to; "
+    "written under the run folder's trackers/. The CSVs stay the record.",
+)
 
 
 def load_plugins(specs: list[str] | None) -> list[str] | None:
@@ -177,10 +186,16 @@ def run_experiment(
     draw: bool,
     quiet: bool,
     executor: Any = None,
+    report_to: str = "none",
 ) -> None:
     """What every experiment command does once its options are parsed (plugins are loaded by then):
-    the config (the profile, the options' settings and ``--set`` merged in, checked by its class),
-    the run folder and the figures folder (both checked before any work), the run, its figures."""
+    the trackers (installed, else one line), the config (the profile, the options' settings and
+    ``--set`` merged in, checked by its class), the run folder and the figures folder (both checked
+    before any work), the run with its metrics streamed to the trackers, its figures."""
+    from geobench.trackers import parse_report_to, require_installed
+
+    trackers = parse_report_to(report_to)
+    require_installed(trackers)
     given = parse_set(hparams)
     cfg = experiment.load(profile, {**settings, "hparams": given}, config)
     methods = getattr(cfg, experiment.methods_field)
@@ -189,8 +204,21 @@ def run_experiment(
             raise ConfigError(f"--set {algo}.*: {algo!r} is not among the selected algorithms ({', '.join(methods)})")
     out = run_folder(out, experiment.name, profile)
     figures = writable_folder(figures, "--figures") if draw else figures
-    csv = experiment.run(cfg, out, profile=profile, show_progress=not quiet, executor=executor)
+    listener = None
+    if trackers:
+        from geobench.results import config_dict
+        from geobench.trackers import Trackers
+
+        listener = Trackers(trackers, out / "trackers", experiment.name, config_dict(cfg))
+        executor = dataclasses.replace(executor, listener=listener)
+    try:
+        csv = experiment.run(cfg, out, profile=profile, show_progress=not quiet, executor=executor)
+    finally:
+        if listener is not None:
+            listener.close()
     console.print(f"wrote {csv}")
+    if listener is not None:
+        console.print(f"streamed every step's metrics to {', '.join(trackers)} under {out / 'trackers'}")
     if draw:
         for path in experiment.draw_run(out, figures):
             console.print(f"wrote {path}")

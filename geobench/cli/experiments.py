@@ -17,6 +17,7 @@ from geobench.cli.common import (
     PROFILE,
     QUIET,
     RAY_ADDRESS,
+    REPORT_TO,
     SET,
     THREADS,
     WORKERS,
@@ -117,6 +118,7 @@ def bandits(
     workers: int = WORKERS,
     threads: int = THREADS,
     ray_address: str | None = RAY_ADDRESS,
+    report_to: str = REPORT_TO,
 ) -> None:
     """ADPO Fig. 2: WinMass of every method on 12 noisy bandit scenarios (and --scaling)."""
     from geobench.bandits.env import LEVELS, NOISES
@@ -144,6 +146,7 @@ def bandits(
         draw=draw,
         quiet=quiet,
         executor=executor_config(executor, workers, threads, ray_address),
+        report_to=report_to,
     )
 
 
@@ -215,6 +218,7 @@ def distill(
     workers: int = WORKERS,
     threads: int = THREADS,
     ray_address: str | None = RAY_ADDRESS,
+    report_to: str = REPORT_TO,
 ) -> None:
     """ADPO Table 2: distil the committed teachers into students with KD and anchored ADPO."""
     from geobench.distill.sweep import ENVS, METHODS
@@ -237,6 +241,7 @@ def distill(
         draw=draw,
         quiet=quiet,
         executor=executor_config(executor, workers, threads, ray_address),
+        report_to=report_to,
     )
 
 
@@ -285,6 +290,7 @@ def llm(
     workers: int = WORKERS,
     threads: int = THREADS,
     ray_address: str | None = RAY_ADDRESS,
+    report_to: str = REPORT_TO,
 ) -> None:
     """OPO Table 1 / Figs. 4-7 and ADPO Fig. 3 / Table 4: RL on verifiable math with each algorithm."""
     from geobench.llm.settings import ALGOS
@@ -312,4 +318,5 @@ def llm(
         draw=draw,
         quiet=quiet,
         executor=executor_config(executor, workers, threads, ray_address),
+        report_to=report_to,
     )

@@ -37,6 +37,7 @@ from geobench.errors import ConfigError, require_finite
 from geobench.executor import Cell, ExecutorConfig, run_cells, set_threads
 from geobench.nn import generator, init_mlp, mlp
 from geobench.objectives import find_objective, per_seed_objective
+from geobench.progress import StepReport, no_report, seed_means
 from geobench.results import RunDir
 
 EXPERIMENT = "mujoco"
@@ -44,11 +45,11 @@ METHODS = ("kd", "adpo-self-anchor", "adpo-self-anchor-ema", "kd-gaussian")
 ADPO_METHODS = ("adpo-self-anchor", "adpo-self-anchor-ema")
 # A cell trains its seeds stacked and evaluates them in lockstep (seeds x eval_episodes MuJoCo
 # environments at once). States are collected before any cell starts, with no progress shown,
-# at ~0.2-0.4 ms each here (Hopper the slower); the progress bar counts cells, not steps.
+# at ~0.2-0.4 ms each here (Hopper the slower).
 _COLLECTED = "states are collected up front with no progress shown, ~0.4 ms each"
 CAPS = {
     "seeds": (100, "seeds train stacked and evaluate seeds x eval_episodes environments at once; the paper uses 5"),
-    "steps": (1_000_000, "a cell shows progress only when it ends; the paper profile runs 10,000"),
+    "steps": (1_000_000, "a guard against a typo, 100 times the paper profile's 10,000"),
     "train_states": (1_000_000, f"{_COLLECTED}; the paper profile uses 100,000"),
     "eval_states": (1_000_000, f"{_COLLECTED}; the profiles use 2,000"),
 }
@@ -156,7 +157,7 @@ def train_students(
     held_out: StateSet,
     method: str,
     seeds: list[int],
-    on_step=None,
+    on_step: StepReport = no_report,
 ) -> pd.DataFrame:
     """Train S students with one method; rows of return / ndcg / kl along training."""
     student = Student.init(train.obs.shape[1], train.mean.shape[1], config.hidden, seeds, teacher.env)
@@ -169,6 +170,7 @@ def train_students(
     gens = [generator("distill-batches", teacher.env, method, s) for s in seeds]
     eval_index, eval_cands = _held_out_candidates(config, held_out, len(seeds))
     rows = [_metrics(student, held_out, eval_index, eval_cands, config, seeds, 0)]
+    on_step(0, config.steps, seed_means(rows[-1]))
     for step in range(1, config.steps + 1):
         index = torch.stack([torch.randint(len(train), (config.batch_states,), generator=g) for g in gens])
         mean_s, std_s = student.gaussian(train.obs[index])
@@ -188,12 +190,14 @@ def train_students(
         opt.step()
         if method == "adpo-self-anchor-ema":
             anchor.ema_update(student, config.ema)
-        if step % config.eval_every == 0 or step == config.steps:
+        logged = step % config.eval_every == 0 or step == config.steps
+        if logged:
             rows.append(_metrics(student, held_out, eval_index, eval_cands, config, seeds, step))
-        if on_step is not None:
-            on_step()
-    for metric, values in _returns(student, teacher, config, seeds).items():
+        on_step(step, config.steps, seed_means(rows[-1]) if logged else None)
+    returns = _returns(student, teacher, config, seeds)
+    for metric, values in returns.items():
         rows.append(pd.DataFrame({"seed": seeds, "step": config.steps, "metric": metric, "value": values}))
+    on_step(config.steps, config.steps, {metric: float(np.mean(values)) for metric, values in returns.items()})
     return pd.concat(rows, ignore_index=True)
 
 
@@ -275,14 +279,17 @@ def run(
                 collect_states(teacher, config.train_states, config.collect_envs, seed=1),
                 collect_states(teacher, config.eval_states, config.collect_envs, seed=50_000),
             )
-            cells += [Cell(key, _cell, (config, env, key["variant"], *data)) for key in keys]
+            cells += [Cell(key, _cell, (config, env, key["variant"], *data), reports_steps=True) for key in keys]
     run_cells(cells, run_dir.write_cell, executor, description="distillation cells", show_progress=show_progress)
     extra = {"teacher_returns": teacher_returns, "teacher_forward": teacher_forward, "torch_threads": executor.threads}
     return run_dir.finish("distill", profile, extra=extra)
 
 
-def _cell(config: DistillConfig, env: str, method: str, train: StateSet, held_out: StateSet) -> pd.DataFrame:
+def _cell(
+    config: DistillConfig, env: str, method: str, train: StateSet, held_out: StateSet, report: StepReport = no_report
+) -> pd.DataFrame:
     """All seeds of one (env, method) cell; the teacher is loaded where the cell runs."""
     seeds = list(range(config.seed, config.seed + config.seeds))
     teacher = load_teacher(env, config.teachers)
-    return train_students(config, teacher, train, held_out, method, seeds).assign(env=env, variant=method)
+    rows = train_students(config, teacher, train, held_out, method, seeds, on_step=report)
+    return rows.assign(env=env, variant=method)

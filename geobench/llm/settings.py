@@ -38,11 +38,10 @@ OPO_TAU_RULES = ("guard", "authors")
 AUTHORS_TAU_COEFFICIENTS = (0.2, 0.5)
 # The hyperparameters a recipe may adapt, each with its own settings (LLMConfig._adaptive_temperature).
 ADAPTED = ("tau", "temperature")
-# Cells are (algorithm, seed) runs and the progress bar counts them, so a cell with absurdly many
-# steps sits silent for days.
+# Cells are (algorithm, seed) runs, each a full RL run: the caps keep a typo from asking for weeks.
 CAPS = {
     "seeds": (1_000, "every seed is a full RL run of each algorithm, weeks at the cap; the profiles run 1 to 5"),
-    "steps": (100_000, "a cell shows progress only when it ends; the paper profile runs 224"),
+    "steps": (100_000, "a guard against a typo, ~450 times the paper profile's 224"),
     "max_gen_batches": (100, "each round is a full batch of rollouts; verl's DAPO scripts bound it at 10"),
 }
 

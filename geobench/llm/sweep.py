@@ -14,6 +14,7 @@ import torch
 from geobench.errors import ConfigError
 from geobench.executor import Cell, ExecutorConfig, Resources, pending_cells, run_cells, set_threads
 from geobench.llm import paper_shapes, trl_engine
+from geobench.llm import samples as kept
 from geobench.llm.metrics import TIMING_METRICS
 from geobench.llm.model import load_policy
 from geobench.llm.pair_check import PAIR_COLUMNS, PairCheck, split_pairs
@@ -22,6 +23,7 @@ from geobench.llm.settings import LLMConfig
 from geobench.llm.tasks import make_task
 from geobench.llm.train import train_cell
 from geobench.llm.warmstart import ensure_warmstart
+from geobench.progress import StepReport, no_report
 from geobench.results import RunDir
 
 EXPERIMENT = "llm"
@@ -33,17 +35,21 @@ def _model_path(config: LLMConfig, show_progress: bool) -> str:
     return str(ensure_warmstart(config.warmstart_config(), show_progress=show_progress))
 
 
-def _train(config: LLMConfig, model_path: str, policy, tokenizer, task, algo: str, seed: int, on_step) -> list[dict]:
-    """One cell through the chosen engine; both return the same tidy rows (geobench's own loop adds
-    the per-pair check's, settings permitting: the settings refuse it under TRL)."""
+def _train(
+    config: LLMConfig, model_path: str, policy, tokenizer, task, algo: str, seed: int, on_step, samples: list
+) -> list[dict]:
+    """One cell through the chosen engine; both return the same tidy rows. Only geobench's own loop
+    keeps samples and adds the per-pair check's rows, settings permitting (the settings refuse it under TRL)."""
     if config.engine == "trl":
         with tempfile.TemporaryDirectory(prefix="geobench-trl-") as scratch:
             return trl_engine.train_cell(policy, tokenizer, task, algo, seed, config, scratch, on_step=on_step)
     rollout = make_rollout(config.rollout, model_path, tokenizer, config.sampling())
     if not config.pair_check_every or len(config.algos) < 2:  # nothing to compare
-        return train_cell(policy, tokenizer, task, rollout, algo, seed, config, on_step=on_step)
+        return train_cell(policy, tokenizer, task, rollout, algo, seed, config, on_step=on_step, samples=samples)
     check = PairCheck(config, algo, seed)
-    rows = train_cell(policy, tokenizer, task, rollout, algo, seed, config, on_step=on_step, before_update=check)
+    rows = train_cell(
+        policy, tokenizer, task, rollout, algo, seed, config, on_step=on_step, samples=samples, before_update=check
+    )
     return rows + check.rows
 
 
@@ -57,7 +63,8 @@ def run(
 ) -> Path:
     """Train every (algorithm, seed) cell not already on disk; returns ``DIR/metrics.csv``.
 
-    With ``pair_check_every`` the per-pair check's cosines go to ``DIR/pairs.csv``
+    Also writes ``DIR/samples.jsonl``, a few completions per cell (:mod:`geobench.llm.samples`), and,
+    with ``pair_check_every``, the per-pair check's cosines to ``DIR/pairs.csv``
     (:mod:`geobench.llm.pair_check`), merged from cells like the metrics and recorded in
     ``run.json`` under ``tables``."""
     set_threads(executor.threads)
@@ -73,13 +80,15 @@ def run(
     _check_model(model_path)
     resources = Resources(cpus=executor.threads, gpus=config.cell_gpus)
     cells = [
-        Cell({"variant": algo, "seed": seed}, _cell, (config, model_path, algo, seed), resources)
+        Cell({"variant": algo, "seed": seed}, _cell, (config, model_path, algo, seed), resources, reports_steps=True)
         for algo in config.algos
         for seed in range(config.seed, config.seed + config.seeds)
     ]
 
-    def write(key: Mapping[str, Any], frame: pd.DataFrame) -> None:
+    def write(key: Mapping[str, Any], result: tuple[pd.DataFrame, list[dict]]) -> None:
+        frame, samples = result
         frame, pairs = split_pairs(frame)
+        kept.write_cell(run_dir.cell_path(key), key, samples)  # before the metrics that mark the cell done
         timed = frame["metric"].isin(TIMING_METRICS)
         timing_dir.write_cell(key, frame[timed])  # first: a cell counts as done once metrics exist
         if len(pairs):
@@ -89,6 +98,7 @@ def run(
     run_cells(pending_cells(cells, run_dir.done), write, executor, description="llm cells", show_progress=show_progress)
     extra = {"model": model_path, "device": _device(), "torch_threads": executor.threads}
     timing_dir.finish("timing", profile, extra)
+    kept.merge(run_dir.cells, Path(out) / kept.FILE)
     if pairs_dir.finished_cells():
         extra["tables"] = {"pairs": pairs_dir.merge("pairs")}
     else:  # no check in this run: a pairs.csv left by an earlier one must not pass for this one's
@@ -114,10 +124,13 @@ def _device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _cell(config: LLMConfig, model_path: str, algo: str, seed: int) -> pd.DataFrame:
-    """One (algorithm, seed) run from the warm start; metrics and timing rows together."""
+def _cell(
+    config: LLMConfig, model_path: str, algo: str, seed: int, report: StepReport = no_report
+) -> tuple[pd.DataFrame, list[dict]]:
+    """One (algorithm, seed) run from the warm start: metrics and timing rows together, and its samples."""
     task = make_task(config.dataset, config.levels)
     policy, tokenizer = load_policy(model_path, config.dtype)
     policy.to(_device())
-    rows = _train(config, model_path, policy, tokenizer, task, algo, seed, lambda: None)
-    return pd.DataFrame(rows).assign(variant=algo, task=task.name)
+    samples: list[dict] = []
+    rows = _train(config, model_path, policy, tokenizer, task, algo, seed, report, samples)
+    return pd.DataFrame(rows).assign(variant=algo, task=task.name), samples

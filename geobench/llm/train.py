@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from geobench.errors import require_finite
+from geobench.llm import samples as kept
 from geobench.llm.dynamic_sampling import Scored, fill_batch
 from geobench.llm.grading import is_correct, reward
 from geobench.llm.metrics import MUST_BE_FINITE, UPDATE_METRICS, response_efficiency, signal_range
@@ -42,6 +43,7 @@ from geobench.objectives import (
 )
 from geobench.objectives.aggregation import Totals
 from geobench.objectives.registry import BoundObjective
+from geobench.progress import StepReport, no_report
 
 # A token ratio pi / pi_old within this of 1 counts as on-policy (``ratio_one_frac``).
 _ON_POLICY_TOL = 1e-6
@@ -267,10 +269,14 @@ def train_cell(
     algo: str,
     seed: int,
     settings: LLMConfig,
-    on_step: Callable[[], None] = lambda: None,
+    on_step: StepReport = no_report,
+    samples: list[dict[str, Any]] | None = None,
     before_update: Callable[[int, StepState], None] = lambda step, state: None,
 ) -> list[dict[str, Any]]:
     """Train ``policy`` in place with ``algo``; returns tidy rows (step, metric, value).
+
+    Every logged step's values also go to ``on_step`` as they are logged; ``samples``, if given,
+    receives a few completions of the steps :func:`geobench.llm.samples.due` names.
 
     What happens around the loss is ``algo``'s registered recipe under the run's switches
     (:meth:`LLMConfig.cell_recipe`): group filtering, overlong handling, an adaptive temperature.
@@ -300,6 +306,7 @@ def train_cell(
     def log(step: int, values: dict[str, float]) -> None:
         require_finite(values, step=step, names=MUST_BE_FINITE)
         rows.extend({"seed": seed, "step": step, "metric": k, "value": float(v)} for k, v in values.items())
+        on_step(step, settings.steps, values)
 
     def evaluate(step: int) -> None:
         policy.eval()
@@ -338,6 +345,8 @@ def train_cell(
             scored, rounds = fill_batch(scored, more, want, settings.max_gen_batches, settings.filter_metric)
             values["groups_kept"], values["gen_rounds"] = float(len(scored.rewards)), float(rounds)
         rolled, rewards = scored.rolled, scored.rewards
+        if samples is not None and kept.due(step, settings.steps, settings.eval_every):
+            samples += kept.completions(step, seed, [p.prompt for p in problems], generated, flat_rewards)
         if recipe.mask_truncated:
             rolled = rolled.mask_truncated()
         if len(rewards):
@@ -374,7 +383,6 @@ def train_cell(
         log(step, values)
         if step % settings.eval_every == 0 or step == settings.steps:
             evaluate(step)
-        on_step()
     return rows
 
 

@@ -277,6 +277,8 @@ def train_cell(policy, tokenizer, task, algo: str, seed: int, config: LLMConfig,
         policy.eval()
         acc = sampled_accuracy(policy, tokenizer, held_out, config.max_new_tokens, seed, temperature=0.0)
         rows.append({"seed": seed, "step": step, "metric": "heldout_accuracy", "value": acc})
+        if on_step:
+            on_step(step, config.steps, {"heldout_accuracy": acc})
 
     algo_fields = trl_settings(entry, config)
     reward_funcs = [reward_function(config.reward, config.max_new_tokens)]
@@ -309,7 +311,7 @@ def train_cell(policy, tokenizer, task, algo: str, seed: int, config: LLMConfig,
             logged = {k: v for k, v in values.items() if k in METRICS}  # the objective's others stay in it
             rows.extend({"seed": seed, "step": step, "metric": k, "value": v} for k, v in logged.items())
             if on_step:
-                on_step()
+                on_step(step, config.steps, logged)
 
     torch.manual_seed(seed)
     heldout(0)

@@ -11,11 +11,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 from geobench.report.claims import Outcome, ci_verdict, evaluate, rule, verdict_of
 from geobench.report.markdown import markdown_table
 from geobench.report.stats import bootstrap_diff_ci, bootstrap_mean_ci, bootstrap_ratio_ci, last_logged
-from geobench.report.style import style
+from geobench.report.style import add_caption, fit, style
 
 NOISE_ORDER = ("gaussian-outliers", "shift", "adversarial", "cauchy")
 LEVEL_ORDER = ("light", "medium", "heavy")
@@ -60,13 +61,13 @@ def _ordered(values: list[str], order: tuple[str, ...]) -> list[str]:
 
 
 def fig2a(stats: pd.DataFrame, hidden: int, reference: float | None, caption: str) -> Figure:
-    """The 12 scenarios: final WinMass per method with 95% bootstrap CIs."""
+    """The 12 scenarios: final WinMass per method with 95% bootstrap CIs; the reference policy's
+    WinMass dashed (and in the legend) where it is given."""
     stats = stats[stats["hidden"] == hidden]
     noises = _ordered(list(stats["scenario"].unique()), NOISE_ORDER)
     levels = _ordered(list(stats["level"].unique()), LEVEL_ORDER)
     variants = _ordered(list(stats["variant"].unique()), PAPER_METHODS + ("grpo", "opo"))
     fig = Figure(figsize=(3.6 * len(levels) + 1.6, 2.6 * len(noises) + 0.8))
-    fig.subplots_adjust(left=0.07, right=0.8, bottom=0.05, top=0.92, hspace=0.45, wspace=0.15)
     axes = fig.subplots(len(noises), len(levels), squeeze=False, sharey=True)
     for row, noise in zip(axes, noises, strict=True):
         for ax, level in zip(row, levels, strict=True):
@@ -79,15 +80,16 @@ def fig2a(stats: pd.DataFrame, hidden: int, reference: float | None, caption: st
                     i, r["mean"], yerr=[[r["mean"] - r["low"]], [r["high"] - r["mean"]]], color="black", lw=1, capsize=2
                 )
             if reference is not None:
-                ax.axhline(reference, color="0.4", ls="--", lw=0.8)
+                ax.axhline(reference, color="0.4", ls="--", lw=0.8, label="reference policy")
             ax.set_title(f"{noise} / {level}", fontsize=9)
             ax.set_xticks([])
             ax.set_ylim(0, 1)
             ax.grid(axis="y", alpha=0.3)
         row[0].set_ylabel("WinMass (final)")
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="center right", fontsize=8, title="method (dashed: reference)")
-    fig.suptitle(caption, fontsize=9)
+    legend = fig.legend(handles, labels, loc="center right", fontsize=8, title="method")
+    add_caption(fig, caption)
+    fit(fig, legend)
     return fig
 
 
@@ -95,7 +97,6 @@ def fig2b(stats: pd.DataFrame, scenario: str, level: str, caption: str) -> Figur
     """WinMass against hidden size per method on the scaling scenario."""
     part = stats[(stats["scenario"] == scenario) & (stats["level"] == level)]
     fig = Figure(figsize=(7, 4.6))
-    fig.subplots_adjust(left=0.1, right=0.72, bottom=0.12, top=0.88)
     ax = fig.subplots()
     for variant in _ordered(list(part["variant"].unique()), PAPER_METHODS + ("grpo", "opo")):
         curve = part[part["variant"] == variant].sort_values("hidden")
@@ -110,9 +111,11 @@ def fig2b(stats: pd.DataFrame, scenario: str, level: str, caption: str) -> Figur
         )
     ax.set(xscale="log", xlabel="hidden units (MLP width)", ylabel="WinMass (final)", title=f"{scenario} / {level}")
     ax.set_xticks(sorted(part["hidden"].unique()), labels=[str(h) for h in sorted(part["hidden"].unique())])
+    ax.xaxis.set_minor_formatter(NullFormatter())  # the log axis's own labels (6x10^1) would print over 64
     ax.grid(alpha=0.3)
-    fig.legend(loc="center right", fontsize=8)
-    fig.suptitle(caption, fontsize=9)
+    legend = fig.legend(loc="center right", fontsize=8)
+    add_caption(fig, caption)
+    fit(fig, legend)
     return fig
 
 

@@ -1,9 +1,10 @@
 """The LLM runs' artifacts: OPO Table 1 and Figs. 4-7, ADPO Fig. 3 and Table 4, the per-pair check (or,
 for a run without one, the coarser regime check), the pairwise differences, the claims, tau over
-training, and the OPO-form and stress ablations."""
+training, the completions each algorithm wrote, and the OPO-form and stress ablations."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -12,9 +13,12 @@ from geobench.config import EXPERIMENTS_DIR
 from geobench.report import llm_ablations, llm_regime, llm_report, llm_tables, llm_tau
 from geobench.report.files import require_run, save_figure
 from geobench.report.markdown import markdown_table
+from geobench.report.style import label
 from geobench.results import atomic_write_text, preferred_run
 
 ADPO_LLM_STEMS = frozenset({"adpo_fig3", "adpo_table4"})
+SAMPLES = "samples.jsonl"  # beside an LLM run's metrics.csv (geobench.llm.samples writes it)
+SHOWN_CHARS = 300  # of a completion, in the report; the file keeps it whole (at most max_new_tokens)
 
 
 def draw_llm(run_folder: Path, figures: Path, only: frozenset[str] | None = None) -> list[Path]:
@@ -74,6 +78,9 @@ def draw_llm(run_folder: Path, figures: Path, only: frozenset[str] | None = None
         "llm_claims": f"### LLM claims of both papers beside ours ({basis})\n\n"
         + markdown_table(llm_report.claims(run, paper_claims)),
         "llm_tau": f"### tau over training ({shape})\n\n" + llm_tau.tau_sentence(frame, config),
+        "llm_samples": "### What each algorithm writes at the start, middle and end of training "
+        f"({meta['profile']} profile, {run.task}, {config['steps']} steps)\n\n"
+        + samples_table(run_folder, tuple(llm_report.variants(frame))),
     }
     for stem, text in texts.items():
         if only is not None and stem not in only:
@@ -93,6 +100,52 @@ def _read(run_folder: Path, command: str) -> tuple[llm_report.LLMRun, dict]:
 def _updates_per_batch(config: dict) -> int | None:
     epochs, minibatches = config.get("epochs"), config.get("minibatches")
     return epochs * minibatches if epochs and minibatches else None
+
+
+def samples_table(run_folder: Path, among: tuple[str, ...]) -> str:
+    """Per algorithm of ``among``, the first completion kept at the first, middle and last kept step of its
+    first seed, from the run's ``samples.jsonl``; a sentence saying so for a run that kept none."""
+    path = run_folder / SAMPLES
+    if not path.exists():
+        return (
+            f"No samples in this run: it has no `{SAMPLES}` (runs made before geobench kept completions, or "
+            "with the TRL engine, have none). Rerun it to see what each algorithm writes.\n"
+        )
+    kept = pd.DataFrame([json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()])
+    rows = []
+    for variant in (v for v in among if v in set(kept["variant"])):
+        part = kept[kept["variant"] == variant]
+        part = part[part["seed"] == part["seed"].min()]
+        steps = sorted(part["step"].unique())
+        picked = {steps[-1]: "end"}  # fewer than three when the run kept fewer steps
+        picked.setdefault(steps[len(steps) // 2], "middle")
+        picked[steps[0]] = "start"
+        for step, when in sorted(picked.items()):
+            sample = part[part["step"] == step].iloc[0]
+            rows.append(
+                {
+                    "algorithm": label(variant),
+                    "when": f"{when}: step {step}, seed {sample['seed']}",
+                    "prompt": _code(sample["prompt"]),
+                    "completion": _code(sample["completion"]),
+                    "reward": float(sample["reward"]),
+                    "tokens": int(sample["length"]),
+                    "cut at max_new_tokens": "yes" if sample["truncated"] else "no",
+                }
+            )
+    per_cell = kept.groupby(["variant", "seed"]).size()
+    return (
+        f"{len(kept)} completions kept in `{SAMPLES}` ({int(per_cell.min())} to {int(per_cell.max())} per cell: the "
+        "first completion of the step's first two prompts at step 1, every `eval_every` steps and the last step); "
+        f"below, one per algorithm at three of those steps, cut at {SHOWN_CHARS} characters.\n\n"
+        + markdown_table(pd.DataFrame(rows))
+    )
+
+
+def _code(text: str) -> str:
+    """A completion as one table cell: in a code span, its line breaks shown as ⏎, cut at SHOWN_CHARS."""
+    shown = text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + " [...]"
+    return "`" + shown.replace("`", "'").replace("\n", " ⏎ ") + "`" if shown else "(empty)"
 
 
 def build_llm(results: Path, figures: Path) -> list[Path]:

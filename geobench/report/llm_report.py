@@ -20,20 +20,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.ticker import ScalarFormatter
+from matplotlib.ticker import LogFormatter
 
 from geobench.report.claims import Outcome, Void, ci_verdict, evaluate, rule, text
 from geobench.report.files import with_timing
 from geobench.report.llm_pairs import read_pairs
 from geobench.report.llm_regime import Discrimination, has_collapsed
 from geobench.report.stats import NOT_TESTABLE, bootstrap_mean_ci, paired_diff_ci, paired_ratio_ci
-from geobench.report.style import label, style
+from geobench.report.style import add_caption, fit, label, style
 from geobench.results import read_run
 
 ORDER = ("opo", "adpo", "grpo", "gspo", "dapo")
 ADPO_FIG3 = ("adpo", "gspo", "grpo")
 FINAL_STEPS = 20  # "Reward and gradient norm are averaged over the final 20 training steps" (OPO Table 1)
 SMOOTH = 5  # steps in the rolling mean used for curves and peaks
+_MARKED = 30  # a curve of at most this many points gets a marker at each
 UNITS = {
     "reward_mean": "mean reward (fraction correct)",
     "grad_norm": "gradient norm (L2, before clipping)",
@@ -100,24 +101,33 @@ def paired_values(
 
 
 def curve_figure(frame: pd.DataFrame, metrics: list[str], among: tuple[str, ...], caption: str) -> Figure:
-    """One panel per metric: the seed mean (rolling 5 steps) with a band of +-1.96 standard errors."""
+    """One panel per metric: the seed mean with a band of +-1.96 standard errors.
+
+    A training metric is smoothed (rolling 5 steps). An evaluation, a metric the run also measured
+    before training (step 0: the held-out accuracy every ``eval_every`` steps), is drawn unsmoothed
+    from that start point. A curve of at most ``_MARKED`` points has a marker at each, so a short run's
+    curve is never an invisible one-point line.
+    """
     fig = Figure(figsize=(5.2 * len(metrics), 4.2))
-    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.2, top=0.86, wspace=0.3)
     axes = fig.subplots(1, len(metrics), squeeze=False)[0]
     for ax, metric in zip(axes, metrics, strict=True):
-        rows = series(frame, metric)
+        rows = frame.loc[frame["metric"] == metric, ["variant", "seed", "step", "value"]]
+        evaluation = bool((rows["step"] == 0).any())
         for variant in variants(frame, among):
-            wide = rows[rows["variant"] == variant].pivot(index="step", columns="seed", values="value")
-            wide = wide.rolling(SMOOTH, min_periods=1).mean()
+            wide = rows[rows["variant"] == variant].pivot(index="step", columns="seed", values="value").sort_index()
+            if not evaluation:
+                wide = wide.rolling(SMOOTH, min_periods=1).mean()
             mean = wide.mean(axis=1)
             half = 1.96 * wide.std(axis=1).fillna(0.0) / np.sqrt(max(wide.shape[1], 1))
             kw = style(variant)
-            ax.plot(mean.index, mean, color=kw["color"], label=kw["label"], lw=1.6)
+            marker = kw["marker"] if len(mean) <= _MARKED else None
+            ax.plot(mean.index, mean, color=kw["color"], label=kw["label"], lw=1.6, marker=marker, ms=4)
             ax.fill_between(mean.index, mean - half, mean + half, color=kw["color"], alpha=0.15, lw=0)
         ax.set(xlabel="RL step", ylabel=UNITS.get(metric, metric))
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.suptitle(caption, fontsize=9)
+    add_caption(fig, caption)
+    fit(fig)
     return fig
 
 
@@ -144,8 +154,10 @@ def saturation_figure(frame: pd.DataFrame, caption: str) -> Figure:
         mean = wide.rolling(SMOOTH, min_periods=1).mean().mean(axis=1)
         ax_b.plot(mean.index, mean, color=style(variant)["color"], label=label(variant))
     ax_b.set(xlabel="RL step", ylabel=UNITS["response_efficiency"], title="(b)", yscale="log")
-    ax_b.yaxis.set_major_formatter(ScalarFormatter())
-    ax_b.yaxis.set_minor_formatter(ScalarFormatter())
+    # Plain numbers (0.3, 20), and minor ticks labelled only where the range spans about a decade or
+    # less (matplotlib's thresholds): labelled over two decades they print over one another.
+    ax_b.yaxis.set_major_formatter(LogFormatter())
+    ax_b.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False))
     ax_b.grid(alpha=0.3)
     fig.suptitle(caption, fontsize=9)
     return fig

@@ -9,7 +9,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from geobench.report.claims import Outcome, evaluate_each, read_claims, rule, verdict_of
-from geobench.report.style import style
+from geobench.report.style import add_caption, fit, style
 
 _ORDER = ("sft", "dpo", "grpo", "dapo", "gspo", "opo")
 # Curves that coincide exactly and would hide one another: GSPO equals GRPO when T = 1,
@@ -29,9 +29,7 @@ def saturation_figure(frame: pd.DataFrame, log_floor: float, caption: str = "") 
     """
     present = set(frame["coordinates"].unique())
     readings = [r for r in _READING_TITLE if r in present]
-    # A fixed grid of axes instead of constrained layout, which costs more than the drawing.
     fig = Figure(figsize=(11, 3.6 * len(readings) + 0.6))
-    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.07, top=0.92, wspace=0.22, hspace=0.35)
     axes = fig.subplots(len(readings), 2, squeeze=False)
     names = set(frame["variant"].unique())
     variants = [v for v in _ORDER if v in names] + sorted(names - set(_ORDER))
@@ -54,7 +52,8 @@ def saturation_figure(frame: pd.DataFrame, log_floor: float, caption: str = "") 
         row[1].grid(alpha=0.3, which="both")
     axes[0][0].legend(ncols=3, fontsize=8, loc="upper center")  # "best" scans every point: slow
     if caption:
-        fig.suptitle(caption, fontsize=9)
+        add_caption(fig, caption)
+    fit(fig)  # one pass of tight layout; constrained layout would cost more than the drawing
     return fig
 
 

@@ -30,6 +30,7 @@ LAYERS = {
     "config": 1,
     "results": 1,
     "executor": 1,
+    "trackers": 1,
     "errors": 0,
     "nn": 0,
     "progress": 0,

@@ -19,7 +19,11 @@ from geobench.report.style import label
 OPO_FORMS = (
     ("Eq. 7 as printed (escort with the pi_ref^-(1-alpha) factor)", "llm"),
     ("App. A.3 Step 2 (no pi_ref factor)", "llm-opo-escort-no-ref"),
-    ("authors' code (w = q^alpha p^(1-alpha), per group)", "llm-opo-code"),
+    (
+        "authors' verl fork (1/alpha drive, p over clipped length-normalised log-ratios / tau), their config",
+        "llm-opo-code",
+    ),
+    ("v5 Algorithm 1 (unnormalised escort centred over the mini-batch: v4 x the batch mean of w~)", "llm-opo-v5"),
 )
 
 

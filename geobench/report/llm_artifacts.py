@@ -158,18 +158,22 @@ def build_llm(results: Path, figures: Path) -> list[Path]:
 
 
 def build_opo_forms(results: Path, figures: Path) -> list[Path]:
-    """OPO in three forms on the same seeds and prompts: Eq. 7 as printed, App. A.3, the authors' code."""
+    """OPO in four forms on the same seeds and prompts: Eq. 7 as printed, App. A.3, the authors' code, v5."""
     runs = {}
     for name, folder in llm_ablations.OPO_FORMS:
         frame, meta = require_run(results / folder, f"make reproduce (the {folder} stage)")
         runs[name] = frame
     text = (
-        "### OPO in three forms\n\n"
+        "### OPO in four forms\n\n"
         "Eq. 7 weights each sampled sequence by exp((1 - alpha) A) pi_ref(y)^-(1 - alpha), normalised over the "
         "mini-batch; for whole sequences the second factor favours the least likely samples whatever their "
-        "reward. App. A.3 (Step 2) drops it as absorbed by the sampling measure. The authors' public code "
-        "uses w = q^alpha p^(1-alpha) per group (q = softmax of rewards, p = softmax of anchored log-ratios), "
-        "renormalised and centred. Same seeds, prompts and settings otherwise; mean [95% bootstrap CI] over "
+        "reward. App. A.3 (Step 2) drops it as absorbed by the sampling measure. The authors' verl fork "
+        "(wk222/verlm, verl/trainer/adpo/core_algos.py) drives with -(1/alpha) sum g s, p the softmax of the "
+        "clipped length-normalised log-ratio over tau with their adaptive tau, and runs their configuration "
+        "(alpha 0.75, mu 0.5, tau 0.5). v5's Algorithm 1 centres group advantages without the std and an "
+        "unnormalised escort over the mini-batch; its claim that an overall scale of the escort cancels after "
+        "centring does not hold (only an additive constant does), so it is v4 scaled by the batch mean of the "
+        "unnormalised escort. Same seeds, prompts and settings otherwise; mean [95% bootstrap CI] over "
         f"seeds ({meta['profile']} profile).\n\n" + llm_ablations.opo_forms_table(runs)
     )
     path = figures / "opo_forms.md"

@@ -89,13 +89,6 @@ STAGES = (
         form=("opo-code", "opo"),
         profiles=("quick",),
     ),
-    Stage(
-        "OPO v5's Algorithm 1 (group-centred A, unnormalised escort centred over the mini-batch): LLM RL",
-        LLM,
-        "llm-opo-v5",
-        form=("opo-v5", "opo"),
-        profiles=("quick",),
-    ),
     Stage("LLM stress ablation: 3.3x learning rate", LLM, "llm-stress", settings=STRESS, profiles=("quick",)),
     Stage(
         "ADPO Fig. 3 / Table 4: LLM RL (paper settings)",

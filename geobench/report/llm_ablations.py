@@ -23,7 +23,6 @@ OPO_FORMS = (
         "authors' verl fork (1/alpha drive, p over clipped length-normalised log-ratios / tau), their config",
         "llm-opo-code",
     ),
-    ("v5 Algorithm 1 (unnormalised escort centred over the mini-batch: v4 x the batch mean of w~)", "llm-opo-v5"),
 )
 
 

@@ -158,23 +158,24 @@ def build_llm(results: Path, figures: Path) -> list[Path]:
 
 
 def build_opo_forms(results: Path, figures: Path) -> list[Path]:
-    """OPO in four forms on the same seeds and prompts: Eq. 7 as printed, App. A.3, the authors' code, v5."""
+    """OPO in three forms on the same seeds and prompts: Eq. 7 as printed, App. A.3, the authors' code."""
     runs = {}
     for name, folder in llm_ablations.OPO_FORMS:
         frame, meta = require_run(results / folder, f"make reproduce (the {folder} stage)")
         runs[name] = frame
     text = (
-        "### OPO in four forms\n\n"
+        "### OPO in three forms\n\n"
         "Eq. 7 weights each sampled sequence by exp((1 - alpha) A) pi_ref(y)^-(1 - alpha), normalised over the "
         "mini-batch; for whole sequences the second factor favours the least likely samples whatever their "
         "reward. App. A.3 (Step 2) drops it as absorbed by the sampling measure. The authors' verl fork "
         "(wk222/verlm, verl/trainer/adpo/core_algos.py) drives with -(1/alpha) sum g s, p the softmax of the "
         "clipped length-normalised log-ratio over tau with their adaptive tau, and runs their configuration "
-        "(alpha 0.75, mu 0.5, tau 0.5). v5's Algorithm 1 centres group advantages without the std and an "
-        "unnormalised escort over the mini-batch; its claim that an overall scale of the escort cancels after "
+        "(alpha 0.75, mu 0.5, tau 0.5). Not run here: v5's Algorithm 1 (registered as opo-v5), which centres "
+        "an unnormalised escort over the mini-batch; its claim that an overall scale of the escort cancels after "
         "centring does not hold (only an additive constant does), so it is v4 scaled by the batch mean of the "
-        "unnormalised escort. Same seeds, prompts and settings otherwise; mean [95% bootstrap CI] over "
-        f"seeds ({meta['profile']} profile).\n\n" + llm_ablations.opo_forms_table(runs)
+        "unnormalised escort, and at these settings its gradient norm overflows within the first 20 steps "
+        "(the run stops as diverged and writes nothing). Same seeds, prompts and settings otherwise; "
+        f"mean [95% bootstrap CI] over seeds ({meta['profile']} profile).\n\n" + llm_ablations.opo_forms_table(runs)
     )
     path = figures / "opo_forms.md"
     atomic_write_text(path, text)

@@ -20,7 +20,7 @@ OPO_FORMS = (
     ("Eq. 7 as printed (escort with the pi_ref^-(1-alpha) factor)", "llm"),
     ("App. A.3 Step 2 (no pi_ref factor)", "llm-opo-escort-no-ref"),
     (
-        "authors' verl fork (1/alpha drive, p over clipped length-normalised log-ratios / tau), their config",
+        "authors' code (their verl fork: 1/alpha drive, p over clipped length-normalised log-ratios / tau)",
         "llm-opo-code",
     ),
 )

@@ -6,7 +6,10 @@ import sys
 
 import typer
 
-from geobench.cli import battery, experiments, tools  # noqa: F401  (their decorators register the commands on ``app``)
+# Their decorators register the commands on ``app``; imported as modules, not through the package's face.
+import geobench.cli.battery  # noqa: F401
+import geobench.cli.experiments  # noqa: F401
+import geobench.cli.tools  # noqa: F401
 from geobench.cli.common import app
 from geobench.errors import CellsFailed, ConfigError, Terminated
 

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 
+import geobench.report.bandits_report as bandits_report
+import geobench.report.mujoco_report as mujoco_report
 from geobench.concepts.tables import write_tables
 from geobench.config import EXPERIMENTS_DIR
-from geobench.report import bandits_report, mujoco_report
 from geobench.report.concept_report import CONCEPTS
 from geobench.report.files import require_run, save_figure
 from geobench.report.markdown import markdown_table

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import pandas as pd
 from matplotlib.figure import Figure
 
+import geobench.report.concept_figures as concept_figures
 from geobench.concepts import adpo_geometry, opo_algorithm, opo_response
 from geobench.concepts.tables import Tables, scalars
-from geobench.report import concept_figures
 from geobench.report.claims import evaluate, read_claims
 from geobench.report.markdown import markdown_table
 

@@ -9,8 +9,12 @@ from pathlib import Path
 
 import pandas as pd
 
+import geobench.report.llm_ablations as llm_ablations
+import geobench.report.llm_regime as llm_regime
+import geobench.report.llm_report as llm_report
+import geobench.report.llm_tables as llm_tables
+import geobench.report.llm_tau as llm_tau
 from geobench.config import EXPERIMENTS_DIR
-from geobench.report import llm_ablations, llm_regime, llm_report, llm_tables, llm_tau
 from geobench.report.files import require_run, save_figure
 from geobench.report.markdown import markdown_table
 from geobench.report.style import label

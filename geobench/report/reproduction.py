@@ -18,8 +18,10 @@ from typing import Any
 
 import pandas as pd
 
+import geobench.report.llm_report as llm_report
+import geobench.report.mujoco_report as mujoco_report
+import geobench.report.toy_figure as toy_figure
 from geobench.concepts.tables import Tables, read_tables
-from geobench.report import llm_report, mujoco_report, toy_figure
 from geobench.report.artifacts import bandit_claims
 from geobench.report.cards import card_summaries
 from geobench.report.claims import PAPER_DIR, REPORT_COLUMNS, read_claims

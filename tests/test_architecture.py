@@ -34,6 +34,7 @@ LAYERS = {
     "errors": 0,
     "nn": 0,
     "progress": 0,
+    "lazy": 0,
 }
 # Sideways imports between rooms of one layer: one-way, as the page lists them.
 SIDEWAYS = {("concepts", "bandits"), ("integrations", "llm")}

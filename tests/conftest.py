@@ -1,5 +1,7 @@
-"""Shared fixtures: a ragged random group batch, and running the CLI for its error line."""
+"""Shared fixtures: a ragged random group batch, running the CLI for its error line, and a guard that a
+probe leaves the committed artifacts as they were."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -53,6 +55,33 @@ def refused(monkeypatch, capsys):
         return lines[0]
 
     return run
+
+
+_REPO = Path(__file__).resolve().parents[1]
+_COMMITTED = ("figures", "experiments", "results")
+
+
+def _snapshot() -> dict[str, tuple[int, int]]:
+    """(size, mtime in ns) of every file under the committed folders, by path: a write, a rewrite with the
+    same bytes, a new file or a removed one all change it."""
+    found = {}
+    for root in _COMMITTED:
+        for folder, _, names in os.walk(_REPO / root):
+            for name in names:
+                stat = os.stat(Path(folder) / name)
+                found[os.path.relpath(Path(folder) / name, _REPO)] = (stat.st_size, stat.st_mtime_ns)
+    return found
+
+
+@pytest.fixture
+def committed_unchanged():
+    """Fails the test if it wrote, touched, added or removed anything under figures/, experiments/ or
+    results/ of the checkout: a refused or scratch run must leave the committed artifacts alone."""
+    before = _snapshot()
+    yield
+    after = _snapshot()
+    changed = sorted(p for p in before.keys() | after.keys() if before.get(p) != after.get(p))
+    assert not changed, f"the test changed committed files: {changed[:10]}"
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,8 @@ warm-started on raw ``"457+386="`` prompts and its character tokenizer has no ch
 
 from __future__ import annotations
 
+import dataclasses
+
 from geobench.errors import ConfigError
 
 PROMPT_FORMATS = ("raw", "chat")
@@ -49,3 +51,13 @@ def check_format(tokenizer, prompt_format: str, model: str) -> None:
             f"prompt_format = 'chat' needs a chat template, and {model or 'the tiny warm-started Qwen3'}'s "
             "tokenizer has none; set prompt_format = 'raw' or use a chat model"
         )
+
+
+def prompted(problems: list, tokenizer, prompt_format: str, enable_thinking: bool) -> list:
+    """The problems with each prompt replaced by :func:`prompt_text`'s (the same objects under "raw")."""
+    if prompt_format == "raw":
+        return list(problems)
+    return [
+        dataclasses.replace(p, prompt=prompt_text(tokenizer, p.prompt, prompt_format, enable_thinking))
+        for p in problems
+    ]

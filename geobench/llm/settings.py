@@ -243,6 +243,10 @@ class LLMConfig:
             valid = ", ".join(WarmStartConfig.__dataclass_fields__)
             raise ConfigError(f"bad warmstart setting ({error}); valid: {valid}") from None
 
+    def prompt_settings(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`geobench.llm.prompts.prompted` under this run's settings."""
+        return {"prompt_format": self.prompt_format, "enable_thinking": self.enable_thinking}
+
     def sampling(self) -> SamplingSettings:
         return SamplingSettings(self.temperature, self.top_p, self.max_new_tokens)
 

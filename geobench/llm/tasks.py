@@ -211,7 +211,7 @@ def math_level(value) -> int | None:
 def _split_rows(data, split: str, source: str):
     """A local dataset's rows of ``split``: by its ``split`` column, or all of them as training rows."""
     if "split" in data.column_names:
-        return data.filter(lambda row: row["split"] == split, keep_in_memory=True)
+        return data.select([i for i, name in enumerate(data["split"]) if name == split])
     if split != "train":
         raise ConfigError(
             f"dataset {source!r} has no split column, so no {split!r} rows to evaluate on; add a split column "

@@ -9,10 +9,10 @@ Two ways through the training prompts (``LLMConfig.data_epochs``):
   ``ceil(N * len(train) / prompts_per_step)`` steps (the last batch may be short), or ``steps`` if
   that is fewer: ``steps`` caps a scaled-down run.
 
-Held-out accuracy (``LLMConfig.eval_split``) never reads training prompts: a built-in generator draws
-fresh problems from a seed apart (as before); a fixed dataset is evaluated on its test split at the
-same levels ("test", also what "" means for one) or on MATH-500, with any problem whose prompt is
-also a training prompt dropped.
+Held-out accuracy (``LLMConfig.eval_split``): "" is every earlier run's draw from the task with a
+seed apart (fresh problems for a built-in generator; for a fixed dataset its training pool, so the
+paper profiles never use it); "test" is a fixed dataset's test split at the same levels and
+"math-500" MATH-500, each with any problem whose prompt is also a training prompt dropped.
 """
 
 from __future__ import annotations
@@ -79,7 +79,9 @@ def run_steps(steps: int, task, data_epochs: int, prompts_per_step: int) -> int:
 
 
 def eval_task(task, dataset: str, levels: tuple[int, ...], eval_split: str):
-    """The task held-out problems come from: a generator itself, a fixed dataset's test split or MATH-500."""
+    """The task held-out problems come from: the task itself (""), a fixed dataset's test split or MATH-500."""
+    if not eval_split:
+        return task
     if not isinstance(task, MathTask):
         if eval_split:
             raise ConfigError(
@@ -99,7 +101,7 @@ def held_out_problems(task, held, n: int, seed: int) -> list[Problem]:
     fixed test set gives ``min(n, its size)`` distinct problems, a seeded sample.
     """
     rng = random.Random(10_000 + seed)
-    if not isinstance(held, MathTask):
+    if held is task:  # eval_split "": the draw every earlier run made
         return held.sample(n, rng)
     train = {p.prompt for p in task.problems}
     pool = [p for p in held.problems if p.prompt not in train]

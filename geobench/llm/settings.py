@@ -157,7 +157,7 @@ class LLMConfig:
     prompt_format: str = "raw"  # one of PROMPT_FORMATS: the problem text as is, or "chat", the tokenizer's template
     enable_thinking: bool = True  # Qwen3's thinking switch, handed to the chat template ("chat" only)
     data_epochs: int = 0  # 0: `steps` batches drawn with replacement; N: N shuffled passes over the training set
-    eval_split: str = ""  # one of EVAL_SPLITS: "" a generator's fresh draws or a dataset's "test"; or "math-500"
+    eval_split: str = ""  # one of EVAL_SPLITS: "" draws from the task (as before), "test" or "math-500"
     hparams: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

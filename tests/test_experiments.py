@@ -19,12 +19,18 @@ ROOT = Path(__file__).resolve().parents[1]
 UNCOMMITTED = {
     ("toy-saturation", "paper"): "5d8303754d64",
     ("bandits-onpolicy-anchor", "paper"): "cc140384632a",
-    ("llm", "paper"): "5ad99081ee28",  # LLMConfig's new fields (issue 24): pair check, dynamic sampling, tau rules
-    ("llm-adpo", "paper"): "aaef764f6bbc",
+    ("llm", "paper"): "5a440e04d03e",  # issue 25: good-accuracy, chat prompts, data epochs, test-split evaluation
+    ("llm-adpo", "paper"): "f754c7d09837",  # and ADPO's batch read per GPU x 4 GPUs
 }
 # Stages changed on purpose since their committed run, which a rerun will bring back in step
-# (then the entry goes). None today: every committed run is its stage's config.
-STALE: set[tuple[str, str]] = set()
+# (then the entry goes). The LLM quick stages: LLMConfig gained issue 25's fields (prompt_format,
+# enable_thinking, data_epochs, eval_split), whose defaults write the same rows; only run.json's config moves.
+STALE: set[tuple[str, str]] = {
+    ("llm", "quick"),
+    ("llm-opo-escort-no-ref", "quick"),
+    ("llm-opo-code", "quick"),
+    ("llm-stress", "quick"),
+}
 RUNS = [(stage, profile) for stage in STAGES for profile in stage.profiles]
 
 

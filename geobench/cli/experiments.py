@@ -273,11 +273,26 @@ def llm(
     reward: str | None = typer.Option(
         None,
         "--reward",
-        help="correct scores 1/0, shaped adds length and repetition terms" + profile_defaults(LLM, "reward") + ".",
+        help="correct scores 1/0, good-accuracy is the authors' length and repetition shaping, shaped and digits ours"
+        + profile_defaults(LLM, "reward")
+        + ".",
     ),
     seeds: int | None = typer.Option(None, "--seeds", help="Number of seeds" + profile_defaults(LLM, "seeds") + "."),
     seed: int | None = typer.Option(None, "--seed", help="First seed."),
-    steps: int | None = typer.Option(None, "--steps", help="RL steps per run" + profile_defaults(LLM, "steps") + "."),
+    steps: int | None = typer.Option(
+        None, "--steps", help="RL steps per run (with data epochs, the most)" + profile_defaults(LLM, "steps") + "."
+    ),
+    prompts: int | None = typer.Option(
+        None,
+        "--prompts",
+        help="Prompts per step, to scale a profile down" + profile_defaults(LLM, "prompts_per_step") + ".",
+    ),
+    group: int | None = typer.Option(
+        None, "--group", help="Completions per prompt" + profile_defaults(LLM, "group") + "."
+    ),
+    max_new_tokens: int | None = typer.Option(
+        None, "--max-new-tokens", help="Completion length cap in tokens" + profile_defaults(LLM, "max_new_tokens") + "."
+    ),
     hparam: list[str] | None = SET,
     out: Path | None = _out(LLM),
     profile: str = PROFILE,
@@ -306,6 +321,9 @@ def llm(
         "seeds": seeds,
         "seed": seed,
         "steps": steps,
+        "prompts_per_step": prompts,
+        "group": group,
+        "max_new_tokens": max_new_tokens,
     }
     run_experiment(
         LLM,

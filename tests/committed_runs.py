@@ -32,12 +32,13 @@ from geobench.config import build
 from geobench.distill.sweep import METHODS as DISTILL_METHODS
 from geobench.errors import ConfigError
 from geobench.executor import ExecutorConfig
-from geobench.experiments import EXPERIMENTS
+from geobench.experiments import EXPERIMENTS, UPDATE_TIME
 from geobench.objectives import find_objective
 from geobench.objectives.plugins import load_plugin
 from geobench.results import RunDir, config_hash
 
 ROOT = Path(__file__).resolve().parents[1]
+WALL_CLOCK = (UPDATE_TIME.name,)  # runs whose values are times: nothing to reproduce byte for byte
 # Each sweep's cell key, in the order its run() builds it (the order names the cell's file).
 KEYS = {
     "toy-saturation": ("variant", "coordinates"),
@@ -54,8 +55,10 @@ _MUJOCO_ENVS = ("HalfCheetah-v5", "Hopper-v5")  # Hopper collects its states ~2x
 
 
 def committed_runs(results: Path = ROOT / "results") -> list[Path]:
-    """Every committed run folder: a ``run.json`` beside a CSV, except ``timing/`` tables (wall-clock)."""
-    return sorted(p.parent for p in results.rglob("run.json") if p.parent.name != "timing")
+    """Every committed run folder: a ``run.json`` beside a CSV, except wall-clock ones (``timing/``
+    tables, the interleaved update-time benchmark)."""
+    runs = [p.parent for p in results.rglob("run.json") if p.parent.name != "timing"]
+    return sorted(r for r in runs if json.loads((r / "run.json").read_text())["experiment"] not in WALL_CLOCK)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ UNCOMMITTED = {
     ("bandits-onpolicy-anchor", "paper"): "cc140384632a",
     ("llm", "paper"): "5ad99081ee28",  # LLMConfig's new fields (issue 24): pair check, dynamic sampling, tau rules
     ("llm-adpo", "paper"): "aaef764f6bbc",
+    ("llm-update-time", "quick"): "2f0b2496c26c",  # the interleaved update-time benchmark (issue 21 item 7)
 }
 # Stages changed on purpose since their committed run, which a rerun will bring back in step
 # (then the entry goes). None today: every committed run is its stage's config.

@@ -116,7 +116,8 @@ def choose_cell(run: Path, meta: Mapping[str, Any], committed: pd.DataFrame) -> 
     cells = committed[list(columns)].drop_duplicates()
     timing = run / "timing" / "timing.csv"
     if name == "llm" and timing.exists():
-        steps = pd.read_csv(timing).query("metric == 'step_time_s'")
+        times = pd.read_csv(timing)
+        steps = times[times["metric"].str.endswith("_time_s")]  # update and pair-check seconds
         cost = steps.groupby(list(columns))["value"].sum().sort_values(kind="stable")
         return _plain(dict(zip(columns, cost.index[0], strict=True)))
     if name == "bandits":

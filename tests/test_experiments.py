@@ -21,6 +21,7 @@ UNCOMMITTED = {
     ("bandits-onpolicy-anchor", "paper"): "cc140384632a",
     ("llm", "paper"): "5a440e04d03e",  # issue 25: good-accuracy, chat prompts, data epochs, test-split evaluation
     ("llm-adpo", "paper"): "f754c7d09837",  # and ADPO's batch read per GPU x 4 GPUs
+    ("llm-update-time", "quick"): "2f0b2496c26c",  # the interleaved update-time benchmark (issue 21 item 7)
 }
 # Stages changed on purpose since their committed run, which a rerun will bring back in step
 # (then the entry goes). The LLM quick stages: LLMConfig gained issue 25's fields (prompt_format,

@@ -105,6 +105,7 @@ class RunDir:
         """``table`` names a second table of the same run: its cells live in their own folder and
         :meth:`merge` writes it beside the first; ``columns`` are its columns, the value last."""
         self.path = Path(path)
+        refuse_foreign_run(self.path, experiment)
         self.experiment = experiment
         self.config = config
         self.columns = columns
@@ -179,6 +180,20 @@ class RunDir:
         }
         atomic_write_text(self.path / "run.json", json.dumps(meta, indent=2) + "\n")
         return self.path / merged["csv"]
+
+
+def refuse_foreign_run(path: Path | str, experiment: str) -> None:
+    """One line, before any work, if ``path`` holds another experiment's run: its ``run.json`` names
+    another experiment (a committed results folder always has one), so writing there would mix two
+    experiments' cells and leave a ``run.json`` the report misreads."""
+    try:
+        meta = read_meta(path)
+    except ConfigError:  # an unreadable run.json is the run's own to rewrite (finish writes a new one)
+        return
+    if meta is not None and meta.get("experiment", experiment) != experiment:
+        raise ConfigError(
+            f"--out {path} holds a {meta['experiment']} run (its run.json), not {experiment}; choose another folder"
+        )
 
 
 def profile_folder(name: str, profile: str) -> str:

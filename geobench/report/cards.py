@@ -28,7 +28,8 @@ def card_folder(objective: str, budget: str, experiments: Iterable[str], every: 
     ``every``'s order, when the card covers only some (``cispo@tiny+toy-saturation+llm``). Registry
     names never hold ``@`` or ``+``, so no two cards share a folder."""
     name = objective if budget == "quick" else f"{objective}@{budget}"
-    chosen = [e for e in every if e in set(experiments)]
+    given = set(experiments)
+    chosen = [e for e in every if e in given]
     return name if chosen == list(every) else name + "".join(f"+{e}" for e in chosen)
 
 

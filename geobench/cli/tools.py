@@ -101,14 +101,17 @@ def figures_command(
 ) -> None:
     """Rebuild every figure and table from results/*/ CSVs and the registry, then REPORT.md.
 
-    With --out X everything goes under X (REPORT.md too) and --results is only read; without it the
-    figures go to figures/ and REPORT.md to results/REPORT.md (another --results: to its figures/)."""
+    Without --out the figures go to figures/ and REPORT.md to results/REPORT.md (for another --results R,
+    to R/figures/ and R/REPORT.md); with another --out X everything goes under X, REPORT.md too, and
+    --results is only read."""
     from geobench.report import build_all, write_report
 
     fix = "give the folder that holds the run folders, or create them with `geobench reproduce`"
     results = existing_folder(results, "--results", fix)
-    report = None if out is None else out / "REPORT.md"
-    out = writable_folder(out or figures_folder(results), "--out")
+    default = figures_folder(results)
+    # REPORT.md beside the runs only where the figures go where they would by default
+    report = None if out is None or out.resolve() == default.resolve() else out / "REPORT.md"
+    out = writable_folder(out or default, "--out")
     if report is None:
         writable_folder(results, "--results")  # REPORT.md goes there
     written, skipped = build_all(results, out)

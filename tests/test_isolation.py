@@ -89,6 +89,7 @@ def test_an_explicit_figures_folder_wins_over_out(geobench, tmp_path, committed_
 def test_figures_with_out_writes_everything_there_and_only_reads_results(geobench, tmp_path, committed_unchanged):
     results = tmp_path / "r"
     shutil.copytree(ROOT / "results" / "toy-saturation", results / "toy-saturation")
+    shutil.copytree(ROOT / "results" / "battery" / "cispo", results / "battery" / "cispo")
     before = _files(results)
     code, err = geobench("figures", "--results", str(results), "--out", str(tmp_path / "x"))
     assert code == 0, err
@@ -96,6 +97,7 @@ def test_figures_with_out_writes_everything_there_and_only_reads_results(geobenc
     drawn = _files(tmp_path / "x")
     assert "REPORT.md" in drawn and "opo_fig3.png" in drawn
     assert "](./opo_fig3.png)" in drawn["REPORT.md"].decode()  # the report's links are relative to where it is
+    assert "](../r/battery/cispo/CARD.md)" in drawn["REPORT.md"].decode()
 
 
 def test_figures_of_another_results_folder_draw_into_that_folder(geobench, tmp_path, committed_unchanged):

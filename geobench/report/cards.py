@@ -10,6 +10,7 @@ overwrites it (:func:`card_folder`).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -70,6 +71,6 @@ def card_summaries(results: Path, report: Path) -> str:
             if verdicts is None
             else verdict_lines(verdicts)
         )
-        link = card.relative_to(results) if report.parent == results else card.resolve()
+        link = Path(os.path.relpath(card.resolve(), report.parent.resolve()))  # movable with its folders
         lines += [f"### [`{card.parent.name}`]({link})", "", text, ""]
     return "\n".join(lines) + "\n"

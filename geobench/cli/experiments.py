@@ -48,7 +48,7 @@ def _config(experiment: Experiment, example: str = "") -> Any:
 
 
 def _figures(what: str) -> Any:
-    return path_option(Path("figures"), "--figures", f"Where to draw {what}.")
+    return path_option(None, "--figures", f"Where to draw {what} (default: --out's figures/, else figures/).")
 
 
 DRAW = typer.Option(True, "--draw/--no-draw", help="Draw figures and tables after the run.")
@@ -65,7 +65,7 @@ def toy_saturation(
     objectives: str | None = typer.Option(None, "--objectives", help="Comma-separated registry names."),
     hparam: list[str] | None = SET,
     config: Path | None = _config(TOY),
-    figures: Path = _figures("opo_fig3 (PNG and PDF)"),
+    figures: Path | None = _figures("opo_fig3 (PNG and PDF)"),
     draw: bool = DRAW,
     plugin: list[str] | None = PLUGIN,
     quiet: bool = QUIET,
@@ -110,7 +110,7 @@ def bandits(
     out: Path | None = _out(BANDITS),
     profile: str = PROFILE,
     config: Path | None = _config(BANDITS),
-    figures: Path = _figures("adpo_fig2a/b and their tables"),
+    figures: Path | None = _figures("adpo_fig2a/b and their tables"),
     draw: bool = DRAW,
     plugin: list[str] | None = PLUGIN,
     quiet: bool = QUIET,
@@ -210,7 +210,7 @@ def distill(
     out: Path | None = _out(MUJOCO),
     profile: str = PROFILE,
     config: Path | None = _config(MUJOCO),
-    figures: Path = _figures("adpo_table2"),
+    figures: Path | None = _figures("adpo_table2"),
     draw: bool = DRAW,
     plugin: list[str] | None = PLUGIN,
     quiet: bool = QUIET,
@@ -297,7 +297,7 @@ def llm(
     out: Path | None = _out(LLM),
     profile: str = PROFILE,
     config: Path | None = _config(LLM, " (e.g. experiments/adpo_fig3.toml)"),
-    figures: Path = _figures("the LLM figures and tables"),
+    figures: Path | None = _figures("the LLM figures and tables"),
     draw: bool = DRAW,
     plugin: list[str] | None = PLUGIN,
     quiet: bool = QUIET,

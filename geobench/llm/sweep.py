@@ -31,10 +31,13 @@ from geobench.results import RunDir
 EXPERIMENT = "llm"
 
 
-def _model_path(config: LLMConfig, show_progress: bool) -> str:
+def _model_path(config: LLMConfig, out: Path, show_progress: bool) -> str:
+    """--model, else the warm start: the committed one where its settings are this run's, else this
+    run's own under ``out/warmstart/<task>`` (never built into ``experiments/``)."""
     if config.model:
         return config.model
-    return str(ensure_warmstart(config.warmstart_config(), show_progress=show_progress))
+    own = out / "warmstart" / config.dataset
+    return str(ensure_warmstart(config.warmstart_config(), own, show_progress=show_progress))
 
 
 def _train(
@@ -80,7 +83,7 @@ def run(
     task = make_task(config.dataset, config.levels)  # a missing dataset or model fails here, once, not in every cell
     eval_task(task, config.dataset, config.levels, config.eval_split)  # and a missing test split
     training_problems(task, config.data_epochs, config.seed)  # and data passes over an endless generator
-    model_path = _model_path(config, show_progress)
+    model_path = _model_path(config, Path(out), show_progress)
     _check_model(model_path, config.prompt_format)
     resources = Resources(cpus=executor.threads, gpus=config.cell_gpus)
     cells = [

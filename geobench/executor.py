@@ -85,6 +85,8 @@ class ExecutorConfig:
             raise ConfigError(f"unknown executor {self.kind!r}; valid: {', '.join(EXECUTORS)}")
         if self.workers < 0 or self.threads < 1:
             raise ConfigError(f"need --workers >= 0 and --threads >= 1; got {self.workers}, {self.threads}")
+        if self.kind == "ray":
+            ray_modules()  # refused here, before a sweep collects its inputs, not when its cells start
 
     @property
     def parallelism(self) -> int:
@@ -235,9 +237,8 @@ def run_cells(
         if cells:
             {"serial": _serial, "processes": _processes, "ray": _ray}[executor.kind](cells, executor, finished, monitor)
     if failures:
-        raise CellsFailed(
-            f"{len(failures)} of {len(cells)} cells failed (the others were written): " + "; ".join(failures)
-        )
+        kept = "the others were written" if len(failures) < len(cells) else "none was written"
+        raise CellsFailed(f"{len(failures)} of {len(cells)} cells failed ({kept}): " + "; ".join(failures))
 
 
 @contextlib.contextmanager
@@ -314,12 +315,18 @@ def _stop_workers(pool: ProcessPoolExecutor) -> None:
         process.join(timeout=5)
 
 
-def _ray(cells: Sequence[Cell], executor: ExecutorConfig, finished: Callable, monitor: _Monitor) -> None:
+def ray_modules() -> tuple[Any, type]:
+    """``ray`` and its queue actor class, or the one line saying how to install Ray."""
     try:
         import ray
         from ray.util.queue import Queue
     except ImportError:
         raise ConfigError("--executor ray needs Ray: pip install -e '.[ray]'") from None
+    return ray, Queue
+
+
+def _ray(cells: Sequence[Cell], executor: ExecutorConfig, finished: Callable, monitor: _Monitor) -> None:
+    ray, Queue = ray_modules()
     started_here = not ray.is_initialized()
     if started_here:
         address = executor.ray_address or os.environ.get("RAY_ADDRESS")

@@ -169,8 +169,10 @@ def train_teacher(
 
     path = config or experiment_file(MUJOCO.artifact)
     table = read_toml(path).get("teachers", {})
-    if env not in table:
+    if isinstance(table, dict) and env not in table:
         raise ConfigError(f"no teacher settings for env {env!r}; valid: {', '.join(table) or 'none'}")
+    if not isinstance(table, dict) or not isinstance(table.get(env), dict):
+        raise ConfigError(f"{path.name}: [teachers.{env}] must be a table of settings (algo = ..., steps = ...)")
     settings = {**table[env], **{k: v for k, v in {"steps": steps, "seed": seed}.items() if v is not None}}
     cfg = build(teacher_training.TeacherConfig, {"env": env, **settings}, f"{path.name} [teachers.{env}]")
     root = writable_folder(out or teachers.TEACHERS_DIR, "--out")

@@ -63,6 +63,27 @@ class TeacherConfig:
             raise ConfigError(f"unknown teacher algorithm {self.algo!r}; valid: {', '.join(ALGOS)}")
         if self.steps < 1:
             raise ConfigError(f"--steps must be a positive number of environment steps; got {self.steps}")
+        _check_sb3_settings(self)
+
+
+def _check_sb3_settings(config: TeacherConfig) -> None:
+    """``hyperparams`` are keyword arguments of the SB3 algorithm: a misspelled one is one line here,
+    not a TypeError once the environment is built."""
+    import inspect
+
+    given_here = {"self", "policy", "env", "seed", "policy_kwargs", "device", "verbose", "action_noise"}
+    accepted = {p for p in inspect.signature(algo_class(config.algo).__init__).parameters if not p.startswith("_")}
+    accepted -= given_here
+    unknown = sorted(set(config.hyperparams) - accepted)
+    if unknown:
+        raise ConfigError(
+            f"teacher hyperparams: {unknown[0]!r} is not a setting of stable-baselines3's {config.algo.upper()}; "
+            f"valid: {', '.join(sorted(accepted))}"
+        )
+    activation = config.policy_kwargs.get("activation_fn")
+    if activation is not None and activation not in _ACTIVATIONS:
+        valid = ", ".join(_ACTIVATIONS)
+        raise ConfigError(f"teacher policy_kwargs.activation_fn must be one of {valid}; got {activation!r}")
 
 
 def _make_model(config: TeacherConfig, venv: Any) -> Any:
@@ -100,6 +121,7 @@ def train_teacher(
         raise ConfigError(f"{final} already holds a teacher; pass --overwrite to replace it, or --out DIR")
     root.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{config.env}.", dir=root))
+    scratch.chmod(0o777 & ~_umask())  # mkdtemp makes it 0700; the teacher folder gets mkdir's mode, as the rest
     try:
         info = _train_into(config, scratch, show_progress)
         if final.exists():
@@ -112,6 +134,12 @@ def train_teacher(
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return info
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _train_into(config: TeacherConfig, out: Path, show_progress: bool) -> dict[str, Any]:

@@ -13,10 +13,10 @@ import torch
 
 from geobench.errors import ConfigError
 from geobench.executor import Cell, ExecutorConfig, Resources, pending_cells, run_cells, set_threads
-from geobench.llm import paper_shapes, trl_engine
+from geobench.llm import hub, paper_shapes, trl_engine
 from geobench.llm import samples as kept
 from geobench.llm.metrics import TIMING_METRICS
-from geobench.llm.model import load_policy
+from geobench.llm.model import check_weights, load_policy
 from geobench.llm.pair_check import PAIR_COLUMNS, PairCheck, split_pairs
 from geobench.llm.rollout import make_rollout, require_vllm
 from geobench.llm.settings import LLMConfig
@@ -113,11 +113,16 @@ def _check_model(model: str) -> None:
     if paper_shapes.is_random(model):
         paper_shapes.random_config(model)  # an unknown name or scale is one line
         return
+    if Path(model).is_dir():
+        check_weights(Path(model))
+    elif not Path(model).exists():
+        hub.require_hub(model, "--model")
     try:
         AutoConfig.from_pretrained(model)
         AutoTokenizer.from_pretrained(model)
     except (OSError, ValueError) as error:
-        raise ConfigError(f"cannot load model {model!r} ({type(error).__name__}); check --model") from None
+        missed = hub.offline_miss(model, "--model")
+        raise ConfigError(missed or f"cannot load model {model!r} ({type(error).__name__}); check --model") from None
 
 
 def _device() -> str:

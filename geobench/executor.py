@@ -79,6 +79,7 @@ class ExecutorConfig:
     threads: int = 1  # torch intra-op threads in every cell and in the driver
     ray_address: str | None = None  # None: $RAY_ADDRESS, else a local Ray instance
     listener: CellListener | None = field(default=None, compare=False, repr=False)  # sees every step's metrics
+    allow_oversize: bool = False  # run cells whose memory estimate exceeds what this machine has (--allow-oversize)
 
     def __post_init__(self) -> None:
         if self.kind not in EXECUTORS:
@@ -368,6 +369,43 @@ def _unwrap_ray(ray: Any, ref: Any) -> pd.DataFrame:
     except ray.exceptions.RayTaskError as error:
         cause = error.as_instanceof_cause()
         raise (cause.cause if getattr(cause, "cause", None) else cause) from None
+
+
+def check_memory(executor: ExecutorConfig, per_cell: int, cells: int, why: str) -> None:
+    """Refuse, before any cell starts, cells that would not fit this machine's available memory at once
+    (one for serial, up to the workers for processes); ``per_cell`` is a cell's estimate in bytes and
+    ``why`` what it is made of. Skipped under Ray (cells are placed on whatever node has room) and with
+    ``allow_oversize``."""
+    if executor.kind == "ray" or executor.allow_oversize or not cells or per_cell <= 0:
+        return
+    at_once = 1 if executor.kind == "serial" else min(executor.parallelism, cells)
+    available = available_memory()
+    if available is None or per_cell * at_once <= available:
+        return
+    together = f"{at_once} cells at once need about {_size(per_cell * at_once)}; each" if at_once > 1 else "a cell"
+    raise ConfigError(
+        f"{together} needs about {_size(per_cell)} ({why}) and this machine has {_size(available)} available; "
+        "use a smaller model or dtype, fewer --workers, or pass --allow-oversize to run anyway"
+    )
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to new allocations (Linux's MemAvailable), None where unknown."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e9:.1f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
 
 
 def pending_cells(cells: Sequence[Cell], done: Callable[[Mapping[str, Any]], bool]) -> list[Cell]:

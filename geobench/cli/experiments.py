@@ -6,6 +6,7 @@ the help quotes the profiles' values from the experiments' TOML files.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -293,6 +294,12 @@ def llm(
     threads: int = THREADS,
     ray_address: str | None = RAY_ADDRESS,
     report_to: str = REPORT_TO,
+    allow_oversize: bool = typer.Option(
+        False,
+        "--allow-oversize",
+        help="Run even when a cell's training memory estimate (weights, gradients, AdamW) exceeds this machine's "
+        "available memory; without it such a run is refused up front (CPU only).",
+    ),
 ) -> None:
     """OPO Table 1 / Figs. 4-7 and ADPO Fig. 3 / Table 4: RL on verifiable math with each algorithm."""
     from geobench.llm.settings import ALGOS
@@ -319,6 +326,8 @@ def llm(
         figures=figures,
         draw=draw,
         quiet=quiet,
-        executor=executor_config(executor, workers, threads, ray_address),
+        executor=dataclasses.replace(
+            executor_config(executor, workers, threads, ray_address), allow_oversize=allow_oversize
+        ),
         report_to=report_to,
     )

@@ -74,6 +74,29 @@ def load_policy(model: str, dtype: str = "float32"):
     return policy, tokenizer
 
 
+def parameter_count(model: str) -> int:
+    """Parameters of ``model``'s architecture (a folder, hub id or ``random:NAME``), built on the meta
+    device from its config: nothing is allocated or downloaded but the config."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = paper_shapes.random_config(model) if paper_shapes.is_random(model) else AutoConfig.from_pretrained(model)
+    with torch.device("meta"):
+        policy = AutoModelForCausalLM.from_config(config)
+    return sum(p.numel() for p in policy.parameters())  # tied embeddings counted once
+
+
+def training_bytes(parameters: int, dtype: str, snapshot: bool = False) -> tuple[int, str]:
+    """What a cell's training holds at least, in bytes, and what that is made of: the weights, their
+    gradients and AdamW's two moments (kept in the parameters' dtype), one value each per parameter at
+    ``dtype``; with ``snapshot`` (the per-pair check) a copy of the weights and moments as well.
+    No reference model is kept (the anchor is pi_old, the current weights); activations come on top."""
+    width = torch.empty((), dtype=getattr(torch, dtype)).element_size()
+    copies = 4 + (3 if snapshot else 0)
+    held = "weights, gradients and AdamW's two moments" + (", and the pair check's copy" if snapshot else "")
+    why = f"{parameters / 1e9:.2f} B parameters x {copies} x {width} bytes ({dtype}): {held}"
+    return parameters * copies * width, why
+
+
 def check_weights(folder: Path) -> None:
     """A checkpoint folder's weights are all there: every safetensors file's header is read (which
     is cheap and catches a truncated file), so a damaged checkpoint is one line naming the file

@@ -12,11 +12,19 @@ import pandas as pd
 import torch
 
 from geobench.errors import ConfigError
-from geobench.executor import Cell, ExecutorConfig, Resources, pending_cells, run_cells, set_threads
+from geobench.executor import (
+    Cell,
+    ExecutorConfig,
+    Resources,
+    check_memory,
+    pending_cells,
+    run_cells,
+    set_threads,
+)
 from geobench.llm import hub, paper_shapes, trl_engine
 from geobench.llm import samples as kept
 from geobench.llm.metrics import TIMING_METRICS
-from geobench.llm.model import check_weights, load_policy
+from geobench.llm.model import check_weights, load_policy, parameter_count, training_bytes
 from geobench.llm.pair_check import PAIR_COLUMNS, PairCheck, split_pairs
 from geobench.llm.rollout import make_rollout, require_vllm
 from geobench.llm.settings import LLMConfig
@@ -44,13 +52,17 @@ def _train(
         with tempfile.TemporaryDirectory(prefix="geobench-trl-") as scratch:
             return trl_engine.train_cell(policy, tokenizer, task, algo, seed, config, scratch, on_step=on_step)
     rollout = make_rollout(config.rollout, model_path, tokenizer, config.sampling())
-    if not config.pair_check_every or len(config.algos) < 2:  # nothing to compare
+    if not _pair_checked(config):
         return train_cell(policy, tokenizer, task, rollout, algo, seed, config, on_step=on_step, samples=samples)
     check = PairCheck(config, algo, seed)
     rows = train_cell(
         policy, tokenizer, task, rollout, algo, seed, config, on_step=on_step, samples=samples, before_update=check
     )
     return rows + check.rows
+
+
+def _pair_checked(config: LLMConfig) -> bool:
+    return bool(config.pair_check_every) and len(config.algos) >= 2  # else nothing to compare
 
 
 def run(
@@ -78,6 +90,9 @@ def run(
     make_task(config.dataset, config.levels)  # a missing dataset or model fails here, once, not in every cell
     model_path = _model_path(config, show_progress)
     _check_model(model_path)
+    if _device() == "cpu":  # a paper-size model on a CPU: refused with its estimate, not swapped into for minutes
+        per_cell, why = training_bytes(parameter_count(model_path), config.dtype, _pair_checked(config))
+        check_memory(executor, per_cell, len(config.algos) * config.seeds, why)
     resources = Resources(cpus=executor.threads, gpus=config.cell_gpus)
     cells = [
         Cell({"variant": algo, "seed": seed}, _cell, (config, model_path, algo, seed), resources, reports_steps=True)

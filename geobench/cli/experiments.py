@@ -175,7 +175,9 @@ def train_teacher(
     if not isinstance(table, dict) or not isinstance(table.get(env), dict):
         raise ConfigError(f"{path.name}: [teachers.{env}] must be a table of settings (algo = ..., steps = ...)")
     settings = {**table[env], **{k: v for k, v in {"steps": steps, "seed": seed}.items() if v is not None}}
-    cfg = build(teacher_training.TeacherConfig, {"env": env, **settings}, f"{path.name} [teachers.{env}]")
+    where = f"{path.name} [teachers.{env}]"
+    cfg = build(teacher_training.TeacherConfig, {"env": env, **settings}, where)
+    teacher_training.check_sb3_settings(cfg, where)
     root = writable_folder(out or teachers.TEACHERS_DIR, "--out")
     info = teacher_training.train_teacher(cfg, root, show_progress=not quiet, overwrite=overwrite)
     console.print(

@@ -48,9 +48,15 @@ def fix(name: str, option: str) -> str:
 def require_hub(name: str, option: str) -> None:
     """Return if ``name`` (a hub id given to ``option``) can be fetched or is to come from the cache;
     else one line, at once, saying the hub is unreachable and how to run without it."""
+    from huggingface_hub import constants
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(name)
+    except HFValidationError:  # no hub id (a missing local path, say): the load itself names it
+        return
     if offline_mode():
         return
-    from huggingface_hub import constants
 
     if not _reachable(constants.ENDPOINT):
         why = f"the hub ({constants.ENDPOINT}) is unreachable (offline?)"

@@ -76,12 +76,16 @@ def load_policy(model: str, dtype: str = "float32"):
 
 def parameter_count(model: str) -> int:
     """Parameters of ``model``'s architecture (a folder, hub id or ``random:NAME``), built on the meta
-    device from its config: nothing is allocated or downloaded but the config."""
+    device from its config: nothing is allocated or downloaded but the config. 0 for an architecture
+    transformers cannot build from its config alone (custom code): its size is then unknown."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
     config = paper_shapes.random_config(model) if paper_shapes.is_random(model) else AutoConfig.from_pretrained(model)
-    with torch.device("meta"):
-        policy = AutoModelForCausalLM.from_config(config)
+    try:
+        with torch.device("meta"):
+            policy = AutoModelForCausalLM.from_config(config)
+    except (ValueError, ImportError):
+        return 0
     return sum(p.numel() for p in policy.parameters())  # tied embeddings counted once
 
 

@@ -79,12 +79,15 @@ class ExecutorConfig:
     threads: int = 1  # torch intra-op threads in every cell and in the driver
     ray_address: str | None = None  # None: $RAY_ADDRESS, else a local Ray instance
     listener: CellListener | None = field(default=None, compare=False, repr=False)  # sees every step's metrics
+    allow_oversize: bool = False  # run cells whose memory estimate exceeds what this machine has (--allow-oversize)
 
     def __post_init__(self) -> None:
         if self.kind not in EXECUTORS:
             raise ConfigError(f"unknown executor {self.kind!r}; valid: {', '.join(EXECUTORS)}")
         if self.workers < 0 or self.threads < 1:
             raise ConfigError(f"need --workers >= 0 and --threads >= 1; got {self.workers}, {self.threads}")
+        if self.kind == "ray":
+            ray_modules()  # refused here, before a sweep collects its inputs, not when its cells start
 
     @property
     def parallelism(self) -> int:
@@ -235,9 +238,8 @@ def run_cells(
         if cells:
             {"serial": _serial, "processes": _processes, "ray": _ray}[executor.kind](cells, executor, finished, monitor)
     if failures:
-        raise CellsFailed(
-            f"{len(failures)} of {len(cells)} cells failed (the others were written): " + "; ".join(failures)
-        )
+        kept = "the others were written" if len(failures) < len(cells) else "none was written"
+        raise CellsFailed(f"{len(failures)} of {len(cells)} cells failed ({kept}): " + "; ".join(failures))
 
 
 @contextlib.contextmanager
@@ -314,12 +316,18 @@ def _stop_workers(pool: ProcessPoolExecutor) -> None:
         process.join(timeout=5)
 
 
-def _ray(cells: Sequence[Cell], executor: ExecutorConfig, finished: Callable, monitor: _Monitor) -> None:
+def ray_modules() -> tuple[Any, type]:
+    """``ray`` and its queue actor class, or the one line saying how to install Ray."""
     try:
         import ray
         from ray.util.queue import Queue
     except ImportError:
         raise ConfigError("--executor ray needs Ray: pip install -e '.[ray]'") from None
+    return ray, Queue
+
+
+def _ray(cells: Sequence[Cell], executor: ExecutorConfig, finished: Callable, monitor: _Monitor) -> None:
+    ray, Queue = ray_modules()
     started_here = not ray.is_initialized()
     if started_here:
         address = executor.ray_address or os.environ.get("RAY_ADDRESS")
@@ -361,6 +369,43 @@ def _unwrap_ray(ray: Any, ref: Any) -> pd.DataFrame:
     except ray.exceptions.RayTaskError as error:
         cause = error.as_instanceof_cause()
         raise (cause.cause if getattr(cause, "cause", None) else cause) from None
+
+
+def check_memory(executor: ExecutorConfig, per_cell: int, cells: int, why: str) -> None:
+    """Refuse, before any cell starts, cells that would not fit this machine's available memory at once
+    (one for serial, up to the workers for processes); ``per_cell`` is a cell's estimate in bytes and
+    ``why`` what it is made of. Skipped under Ray (cells are placed on whatever node has room) and with
+    ``allow_oversize``."""
+    if executor.kind == "ray" or executor.allow_oversize or not cells or per_cell <= 0:
+        return
+    at_once = 1 if executor.kind == "serial" else min(executor.parallelism, cells)
+    available = available_memory()
+    if available is None or per_cell * at_once <= available:
+        return
+    together = f"{at_once} cells at once need about {_size(per_cell * at_once)}; each" if at_once > 1 else "a cell"
+    raise ConfigError(
+        f"{together} needs about {_size(per_cell)} ({why}) and this machine has {_size(available)} available; "
+        "use a smaller model or dtype, fewer --workers, or pass --allow-oversize to run anyway"
+    )
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to new allocations (Linux's MemAvailable), None where unknown."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e9:.1f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
 
 
 def pending_cells(cells: Sequence[Cell], done: Callable[[Mapping[str, Any]], bool]) -> list[Cell]:

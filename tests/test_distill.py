@@ -75,7 +75,7 @@ def test_missing_checkpoint_names_the_command_that_makes_it(tmp_path):
         teachers.load_teacher("Hopper-v5", tmp_path)
     (tmp_path / "Hopper-v5").mkdir()
     (tmp_path / "Hopper-v5" / "model.zip").write_bytes(b"not a zip")
-    (tmp_path / "Hopper-v5" / "teacher.json").write_text('{"algo": "ppo"}')
+    (tmp_path / "Hopper-v5" / "teacher.json").write_text('{"algo": "ppo", "eval_return_mean": 1.0}')
     with pytest.raises(ConfigError, match="cannot read teacher checkpoint"):
         teachers.load_teacher("Hopper-v5", tmp_path)
 

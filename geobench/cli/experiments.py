@@ -6,6 +6,7 @@ the help quotes the profiles' values from the experiments' TOML files.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -169,10 +170,14 @@ def train_teacher(
 
     path = config or experiment_file(MUJOCO.artifact)
     table = read_toml(path).get("teachers", {})
-    if env not in table:
+    if isinstance(table, dict) and env not in table:
         raise ConfigError(f"no teacher settings for env {env!r}; valid: {', '.join(table) or 'none'}")
+    if not isinstance(table, dict) or not isinstance(table.get(env), dict):
+        raise ConfigError(f"{path.name}: [teachers.{env}] must be a table of settings (algo = ..., steps = ...)")
     settings = {**table[env], **{k: v for k, v in {"steps": steps, "seed": seed}.items() if v is not None}}
-    cfg = build(teacher_training.TeacherConfig, {"env": env, **settings}, f"{path.name} [teachers.{env}]")
+    where = f"{path.name} [teachers.{env}]"
+    cfg = build(teacher_training.TeacherConfig, {"env": env, **settings}, where)
+    teacher_training.check_sb3_settings(cfg, where)
     root = writable_folder(out or teachers.TEACHERS_DIR, "--out")
     info = teacher_training.train_teacher(cfg, root, show_progress=not quiet, overwrite=overwrite)
     console.print(
@@ -306,6 +311,12 @@ def llm(
     threads: int = THREADS,
     ray_address: str | None = RAY_ADDRESS,
     report_to: str = REPORT_TO,
+    allow_oversize: bool = typer.Option(
+        False,
+        "--allow-oversize",
+        help="Run even when a cell's training memory estimate (weights, gradients, AdamW) exceeds this machine's "
+        "available memory; without it such a run is refused up front (CPU only).",
+    ),
 ) -> None:
     """OPO Table 1 / Figs. 4-7 and ADPO Fig. 3 / Table 4: RL on verifiable math with each algorithm."""
     from geobench.llm.settings import ALGOS
@@ -335,6 +346,8 @@ def llm(
         figures=figures,
         draw=draw,
         quiet=quiet,
-        executor=executor_config(executor, workers, threads, ray_address),
+        executor=dataclasses.replace(
+            executor_config(executor, workers, threads, ray_address), allow_oversize=allow_oversize
+        ),
         report_to=report_to,
     )

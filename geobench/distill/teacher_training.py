@@ -62,6 +62,26 @@ class TeacherConfig:
             raise ConfigError(f"--steps must be a positive number of environment steps; got {self.steps}")
 
 
+def check_sb3_settings(config: TeacherConfig, where: str) -> None:
+    """``hyperparams`` are keyword arguments of the SB3 algorithm: a misspelled one is one line starting
+    with ``where`` (the config file and table), not a TypeError once the environment is built."""
+    import inspect
+
+    given_here = {"self", "policy", "env", "seed", "policy_kwargs", "device", "verbose", "action_noise"}
+    accepted = {p for p in inspect.signature(algo_class(config.algo).__init__).parameters if not p.startswith("_")}
+    accepted -= given_here
+    unknown = sorted(set(config.hyperparams) - accepted)
+    if unknown:
+        raise ConfigError(
+            f"{where}: hyperparams.{unknown[0]} is not a setting of stable-baselines3's {config.algo.upper()}; "
+            f"valid: {', '.join(sorted(accepted))}"
+        )
+    activation = config.policy_kwargs.get("activation_fn")
+    if activation is not None and activation not in _ACTIVATIONS:
+        valid = ", ".join(_ACTIVATIONS)
+        raise ConfigError(f"{where}: policy_kwargs.activation_fn must be one of {valid}; got {activation!r}")
+
+
 def _make_model(config: TeacherConfig, venv: Any) -> Any:
     kwargs = dict(config.policy_kwargs)
     if "activation_fn" in kwargs:
@@ -92,6 +112,7 @@ def train_teacher(
     A teacher is hours of compute: an existing one is replaced only with ``overwrite``, and
     then only once the new one is complete (it trains in a sibling folder, swapped in by rename).
     """
+    check_sb3_settings(config, f"teacher {config.env}")
     final = teacher_dir(config.env, root)
     if (final / "model.zip").exists() and not overwrite:
         raise ConfigError(f"{final} already holds a teacher; pass --overwrite to replace it, or --out DIR")

@@ -99,12 +99,36 @@ def load_teacher(env: str, root: Path = TEACHERS_DIR) -> Teacher:
     fix = f"run `geobench mujoco train-teacher --env {env}`"
     if not (folder / "model.zip").exists() or not (folder / "teacher.json").exists():
         raise ConfigError(f"no teacher checkpoint in {folder}; {fix}")
+    info = read_teacher_info(folder / "teacher.json", fix)
     try:
-        info = json.loads((folder / "teacher.json").read_text())
         model = algo_class(info["algo"]).load(folder / "model.zip", device="cpu")
     except Exception as error:  # a truncated or foreign zip: say which file and how to remake it
         raise ConfigError(f"cannot read teacher checkpoint {folder / 'model.zip'} ({error}); {fix}") from None
     return Teacher(env, info["algo"], model, *normaliser(load_stats(folder)), info)
+
+
+# What a distillation reads from teacher.json (the rest is provenance), with the type it needs.
+_REQUIRED = {"algo": str, "eval_return_mean": (int, float)}
+
+
+def read_teacher_info(path: Path, fix: str) -> dict[str, Any]:
+    """``teacher.json`` as a dict, or one line naming the file and what is wrong with it (not JSON, a
+    field a distillation reads missing or of the wrong type)."""
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        why = f"is not valid JSON ({error}; truncated?)"
+        raise ConfigError(f"teacher record {path} {why}; restore it or {fix}") from None
+    if not isinstance(info, dict):
+        raise ConfigError(f"teacher record {path} is not a JSON object; restore it or {fix}")
+    for key, kind in _REQUIRED.items():
+        if key not in info:
+            raise ConfigError(f"teacher record {path} has no {key!r}; restore it or {fix}")
+        if not isinstance(info[key], kind) or isinstance(info[key], bool):
+            raise ConfigError(f"teacher record {path}: {key} is {info[key]!r}, of the wrong type; restore it or {fix}")
+    if info["algo"] not in ALGOS:
+        raise ConfigError(f"teacher record {path}: algo {info['algo']!r} is not one of {', '.join(ALGOS)}; {fix}")
+    return info
 
 
 def load_stats(folder: Path) -> Any:

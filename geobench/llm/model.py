@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from geobench.errors import ConfigError
-from geobench.llm import packed, paper_shapes
+from geobench.llm import hub, packed, paper_shapes
 
 
 @dataclass(frozen=True)
@@ -59,16 +59,82 @@ def load_policy(model: str, dtype: str = "float32"):
         return paper_shapes.random_policy(model, dtype)
 
     hf_logging.disable_progress_bar()  # one rich bar per loop is ours; no per-load bars
+    if not Path(model).exists():
+        hub.require_hub(model, "--model")
     try:
         tokenizer = AutoTokenizer.from_pretrained(model)
         policy = AutoModelForCausalLM.from_pretrained(model, dtype=getattr(torch, dtype))
     except (OSError, ValueError) as error:
         hint = "run `geobench llm` once to build the warm start" if "warmstart" in model else "check --model"
-        raise ConfigError(f"cannot load model {model!r} ({type(error).__name__}); {hint}") from None
+        missed = hub.offline_miss(model, "--model")
+        raise ConfigError(missed or f"cannot load model {model!r} ({type(error).__name__}); {hint}") from None
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return policy, tokenizer
+
+
+def parameter_count(model: str) -> int:
+    """Parameters of ``model``'s architecture (a folder, hub id or ``random:NAME``), built on the meta
+    device from its config: nothing is allocated or downloaded but the config. 0 for an architecture
+    transformers cannot build from its config alone (custom code): its size is then unknown."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = paper_shapes.random_config(model) if paper_shapes.is_random(model) else AutoConfig.from_pretrained(model)
+    try:
+        with torch.device("meta"):
+            policy = AutoModelForCausalLM.from_config(config)
+    except (ValueError, ImportError):
+        return 0
+    return sum(p.numel() for p in policy.parameters())  # tied embeddings counted once
+
+
+def training_bytes(parameters: int, dtype: str, snapshot: bool = False) -> tuple[int, str]:
+    """What a cell's training holds at least, in bytes, and what that is made of: the weights, their
+    gradients and AdamW's two moments (kept in the parameters' dtype), one value each per parameter at
+    ``dtype``; with ``snapshot`` (the per-pair check) a copy of the weights and moments as well.
+    No reference model is kept (the anchor is pi_old, the current weights); activations come on top."""
+    width = torch.empty((), dtype=getattr(torch, dtype)).element_size()
+    copies = 4 + (3 if snapshot else 0)
+    held = "weights, gradients and AdamW's two moments" + (", and the pair check's copy" if snapshot else "")
+    why = f"{parameters / 1e9:.2f} B parameters x {copies} x {width} bytes ({dtype}): {held}"
+    return parameters * copies * width, why
+
+
+def check_weights(folder: Path) -> None:
+    """A checkpoint folder's weights are all there: every safetensors file's header is read (which
+    is cheap and catches a truncated file), so a damaged checkpoint is one line naming the file
+    before any cell starts, not the same error in every cell."""
+    from safetensors import SafetensorError, safe_open
+
+    if (folder / "warmstart.json").exists():
+        fix = f"restore it (git checkout {folder}) or delete {folder} to rebuild the warm start"
+    else:
+        fix = "save or download the checkpoint again, or check --model"
+    index = folder / "model.safetensors.index.json"
+    if index.exists():
+        import json
+
+        try:
+            files = sorted({folder / name for name in json.loads(index.read_text())["weight_map"].values()})
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            raise ConfigError(f"weights index {index} is damaged ({type(error).__name__}); {fix}") from None
+    else:
+        files = sorted(folder.glob("*.safetensors"))
+    if not files and not any(folder.glob("pytorch_model*.bin")):
+        raise ConfigError(f"model folder {folder} holds no weights (model.safetensors); {fix}")
+    for file in files:
+        if not file.is_file():
+            raise ConfigError(f"weights file {file} is missing; {fix}")
+        try:
+            with safe_open(str(file), "pt"):
+                pass
+        except (SafetensorError, OSError) as error:
+            raise ConfigError(f"weights file {file} is damaged ({_first_line(error)}; truncated?); {fix}") from None
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 def save_policy(policy, tokenizer, folder: Path) -> None:

@@ -12,12 +12,20 @@ import pandas as pd
 import torch
 
 from geobench.errors import ConfigError
-from geobench.executor import Cell, ExecutorConfig, Resources, pending_cells, run_cells, set_threads
-from geobench.llm import paper_shapes, trl_engine
+from geobench.executor import (
+    Cell,
+    ExecutorConfig,
+    Resources,
+    check_memory,
+    pending_cells,
+    run_cells,
+    set_threads,
+)
+from geobench.llm import hub, paper_shapes, trl_engine
 from geobench.llm import samples as kept
 from geobench.llm.data import eval_task, training_problems
 from geobench.llm.metrics import TIMING_METRICS
-from geobench.llm.model import load_policy
+from geobench.llm.model import check_weights, load_policy, parameter_count, training_bytes
 from geobench.llm.pair_check import PAIR_COLUMNS, PairCheck, split_pairs
 from geobench.llm.prompts import check_format
 from geobench.llm.rollout import make_rollout, require_vllm
@@ -49,13 +57,17 @@ def _train(
         with tempfile.TemporaryDirectory(prefix="geobench-trl-") as scratch:
             return trl_engine.train_cell(policy, tokenizer, task, algo, seed, config, scratch, on_step=on_step)
     rollout = make_rollout(config.rollout, model_path, tokenizer, config.sampling())
-    if not config.pair_check_every or len(config.algos) < 2:  # nothing to compare
+    if not _pair_checked(config):
         return train_cell(policy, tokenizer, task, rollout, algo, seed, config, on_step=on_step, samples=samples)
     check = PairCheck(config, algo, seed)
     rows = train_cell(
         policy, tokenizer, task, rollout, algo, seed, config, on_step=on_step, samples=samples, before_update=check
     )
     return rows + check.rows
+
+
+def _pair_checked(config: LLMConfig) -> bool:
+    return bool(config.pair_check_every) and len(config.algos) >= 2  # else nothing to compare
 
 
 def run(
@@ -85,6 +97,9 @@ def run(
     training_problems(task, config.data_epochs, config.seed)  # and data passes over an endless generator
     model_path = _model_path(config, Path(out), show_progress)
     _check_model(model_path, config.prompt_format)
+    if _device() == "cpu":  # a paper-size model on a CPU: refused with its estimate, not swapped into for minutes
+        per_cell, why = training_bytes(parameter_count(model_path), config.dtype, _pair_checked(config))
+        check_memory(executor, per_cell, len(config.algos) * config.seeds, why)
     resources = Resources(cpus=executor.threads, gpus=config.cell_gpus)
     cells = [
         Cell({"variant": algo, "seed": seed}, _cell, (config, model_path, algo, seed), resources, reports_steps=True)
@@ -121,11 +136,16 @@ def _check_model(model: str, prompt_format: str) -> None:
     if paper_shapes.is_random(model):
         paper_shapes.random_config(model)  # an unknown name or scale is one line; its tokenizer has Qwen3's template
         return
+    if Path(model).is_dir():
+        check_weights(Path(model))
+    elif not Path(model).exists():
+        hub.require_hub(model, "--model")
     try:
         AutoConfig.from_pretrained(model)
         tokenizer = AutoTokenizer.from_pretrained(model)
     except (OSError, ValueError) as error:
-        raise ConfigError(f"cannot load model {model!r} ({type(error).__name__}); check --model") from None
+        missed = hub.offline_miss(model, "--model")
+        raise ConfigError(missed or f"cannot load model {model!r} ({type(error).__name__}); check --model") from None
     check_format(tokenizer, prompt_format, model)
 
 

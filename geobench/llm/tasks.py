@@ -8,10 +8,12 @@ quick profile runs anywhere; MATH is loaded through ``datasets`` only when asked
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from geobench.errors import ConfigError
+from geobench.llm import hub
 from geobench.llm.grading import last_boxed
 
 MATH_HUB_ID = "DigitalLearningGmbH/MATH-lighteval"
@@ -166,6 +168,12 @@ def load_math(source: str, levels: tuple[int, ...], split: str = "train") -> Mat
         raise ConfigError(f"dataset file {path} is not .jsonl, .json or .parquet; convert it or check --dataset")
     if path.is_file() and path.stat().st_size == 0:
         raise ConfigError(f"dataset file {path} is empty; it needs rows with problem, solution and level")
+    if path.is_file() and path.suffix != ".parquet":
+        _require_utf8(path)
+    hub_id = MATH_HUB_ID if source == "math-lighteval" else source
+    if not local:
+        hub.require_hub(hub_id, "--dataset")
+    datasets.disable_progress_bars()  # "Generating train split" bars on stderr, one per load
     try:
         if path.is_dir():
             data = datasets.load_from_disk(str(path))
@@ -175,7 +183,7 @@ def load_math(source: str, levels: tuple[int, ...], split: str = "train") -> Mat
             kind = "parquet" if path.suffix == ".parquet" else "json"
             data = datasets.load_dataset(kind, data_files=str(path), split="train")
         else:
-            data = datasets.load_dataset(MATH_HUB_ID if source == "math-lighteval" else source, split=split)
+            data = datasets.load_dataset(hub_id, split=split)
     except Exception as error:  # datasets raises many types for "not here and no network"
         if local:  # nothing to do with the network: the file or folder itself is not a dataset
             raise ConfigError(
@@ -183,7 +191,8 @@ def load_math(source: str, levels: tuple[int, ...], split: str = "train") -> Mat
                 "level, as a .jsonl, .json or .parquet file or a datasets save_to_disk folder"
             ) from None
         raise ConfigError(
-            f"could not load {source!r} ({type(error).__name__}); without network, save MATH-lighteval "
+            hub.offline_miss(hub_id, "--dataset")
+            or f"could not load {source!r} ({type(error).__name__}); without network, save MATH-lighteval "
             f"with datasets' save_to_disk on a machine that has it and pass --dataset PATH"
         ) from None
     if len(data) == 0:
@@ -193,12 +202,20 @@ def load_math(source: str, levels: tuple[int, ...], split: str = "train") -> Mat
         raise ConfigError(f"dataset {source!r} lacks columns {sorted(missing)}")
     if local:
         data = _split_rows(data, split, source)
+    at_levels = [row for row in data if math_level(row["level"]) in levels]
+    if not at_levels:
+        raise ConfigError(_no_levels(source, levels, list(data["level"])))
     problems = []
-    for row in data:
-        answer, level = last_boxed(row["solution"]), math_level(row["level"])
-        if level in levels and answer is not None:
+    for row in at_levels:
+        answer = last_boxed(row["solution"]) if isinstance(row["solution"], str) else None
+        if answer is not None:
             prompt = f"{row['problem']}\n{MATH_INSTRUCTION}"
-            problems.append(Problem(prompt=prompt, answer=answer, level=level))
+            problems.append(Problem(prompt=prompt, answer=answer, level=math_level(row["level"])))
+    if not problems:
+        raise ConfigError(
+            f"dataset {source!r}: none of the {len(at_levels)} solutions at levels {_levels(levels)} has a "
+            "\\boxed{...} answer; the gold answer is a solution's last \\boxed{...}, as MATH's solutions end"
+        )
     return MathTask(problems)
 
 
@@ -218,6 +235,42 @@ def _split_rows(data, split: str, source: str):
             "(train / test) or set eval_split = 'math-500'"
         )
     return data
+
+
+def _levels(levels: tuple[int, ...]) -> str:
+    return ",".join(map(str, levels))
+
+
+def _no_levels(source: str, levels: tuple[int, ...], found: list) -> str:
+    """Why no row is at ``levels``: levels written neither as MATH ("Level 3") nor as MATH-500 (3) writes
+    them, or other levels."""
+    odd = next((v for v in found if not _level_like(v)), None)
+    if odd is not None:
+        return (
+            f'dataset {source!r}: level {odd!r} ({type(odd).__name__}) is neither text like "Level 3" nor an '
+            'integer; write each row\'s level as MATH-lighteval ("Level N") or MATH-500 (N) does'
+        )
+    have = ", ".join(sorted({str(v) for v in found})[:8])
+    return f"dataset {source!r} has no problems at levels {_levels(levels)}; its levels are {have}; check --levels"
+
+
+def _level_like(value) -> bool:
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, str) and re.fullmatch(r"Level \S+", value) is not None)
+
+
+def _require_utf8(path: Path) -> None:
+    """A .jsonl/.json dataset is UTF-8 text, or one line naming the byte (pyarrow fails on it mid-read)."""
+    raw = path.read_bytes()
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw.count(b"\n", 0, error.start) + 1
+        raise ConfigError(
+            f"dataset file {path} is not UTF-8 text: byte 0x{raw[error.start]:02x} at line {line} "
+            f"(offset {error.start}); save it as UTF-8"
+        ) from None
 
 
 BUILT_IN = ("arithmetic", "column-addition")

@@ -137,4 +137,17 @@ def ensure_warmstart(config: WarmStartConfig, folder: Path | None = None, show_p
 
 def _made_with(folder: Path, config: WarmStartConfig) -> bool:
     record = folder / "warmstart.json"
-    return record.exists() and json.loads(record.read_text()).get("config") == json.loads(json.dumps(asdict(config)))
+    return record.exists() and read_record(record).get("config") == json.loads(json.dumps(asdict(config)))
+
+
+def read_record(path: Path) -> dict:
+    """``warmstart.json``, or one line naming it: a damaged record is not taken for other settings
+    (which would retrain over the folder), it is refused with how to restore or rebuild it."""
+    fix = f"restore it (git checkout {path.parent}) or delete {path.parent} to rebuild the warm start"
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ConfigError(f"warm start record {path} is not valid JSON ({error}; truncated?); {fix}") from None
+    if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
+        raise ConfigError(f"warm start record {path} has no 'config' table; {fix}")
+    return record

@@ -161,11 +161,12 @@ def _rows(**row) -> str:
             _rows().encode() + b'{"problem": "\xff", "solution": "x", "level": "Level 1"}\n',
             ["not UTF-8", "0xff", "line 4"],
         ),
-        (_rows(level=1).encode(), ["level 1 (int)", '"Level N"']),
+        # MATH-500 writes its levels as integers, which load (tests/test_llm_paper_profile.py); a float does not
+        (_rows(level=1.5).encode(), ["level 1.5 (float)", '"Level N"']),
         (_rows(solution="it is 2").encode(), ["\\boxed{...}", "none of the 3 solutions"]),
         (_rows(level="Level 5").encode(), ["no problems at levels 1", "Level 5", "--levels"]),
     ],
-    ids=["non-utf8-byte", "int-levels", "no-boxed", "other-levels"],
+    ids=["non-utf8-byte", "float-levels", "no-boxed", "other-levels"],
 )
 def test_a_bad_dataset_file_says_what_is_wrong(refused, tiny_model, tmp_path, content, words):
     data = tmp_path / "d.jsonl"

@@ -40,7 +40,10 @@ def verl_command(
     """Print the verl.trainer.main_ppo command (hydra overrides) of one algorithm of a paper run."""
     from geobench.integrations import verl_config
 
-    print(verl_config.command(run, algo, data_dir))
+    text = verl_config.command(run, algo, data_dir)
+    for line in verl_config.departures_of(run, algo):
+        typer.echo(f"verl departs: {line}", err=True)  # stderr, so that $(geobench verl command ...) stays a command
+    print(text)
 
 
 @verl_app.command("data")

@@ -126,7 +126,8 @@ def check_expressible(config: LLMConfig, algo: str) -> None:
         )
     if recipe.overlong_cache or recipe.mask_truncated:
         raise ConfigError(
-            f"{algo}: DAPO's overlong handling is not in verl's main_ppo; set overlong_cache = 0 and overlong_filter = false"
+            f"{algo}: DAPO's overlong handling is not in verl's main_ppo; "
+            "set overlong_cache = 0 and overlong_filter = false"
         )
 
 

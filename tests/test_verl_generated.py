@@ -137,6 +137,9 @@ def test_opo_escort_over_verls_micro_batches_equals_the_loops_mini_batch(monkeyp
     # verl: two data-parallel ranks of two groups each; each rank's loss is on its own rows, and the
     # gradients are averaged over ranks (FSDP). The gather hands each rank both ranks' inputs.
     pieces = [slice(0, 2 * g), slice(2 * g, 4 * g)]
+    # verl 0.9's engine passes the global mini-batch counts; each rank's loss is its share x dp_size.
+    info = {"dp_size": 2, "batch_num_tokens": int(mask.sum()), "global_batch_size": 4 * g}
+    config = dataclasses.replace(config, global_batch_info=info)
     inputs = [verl_plugin.prepare_inputs(verl_plugin.group_batch(old[p], logp[p], adv[p], mask[p], g)) for p in pieces]
     grads = torch.zeros_like(logp)
     for rank, piece in enumerate(pieces):
@@ -147,12 +150,30 @@ def test_opo_escort_over_verls_micro_batches_equals_the_loops_mini_batch(monkeyp
         grads += grad / len(pieces)
     assert torch.allclose(grads, loop_grad, atol=1e-6)
     # Without the gather (each micro-batch normalised alone) the gradient is not the loop's.
+    config = dataclasses.replace(config, global_batch_info={})
     monkeypatch.setattr(verl_plugin, "_all_gather", lambda local: [local])
     alone = torch.zeros_like(logp)
     for piece in pieces:
         loss, _ = _verl_call("geobench_opo", old[piece], logp[piece], adv[piece], mask[piece], config)
         alone += torch.autograd.grad(loss, logp)[0] / len(pieces)
     assert not torch.allclose(alone, loop_grad, atol=1e-4)
+
+
+@pytest.mark.parametrize("algo", ["adpo", "grpo"])
+def test_micro_batch_losses_under_verls_global_counts_add_up_to_the_mini_batch_loss(algo):
+    # verl 0.9 sums the micro-batch gradients of a mini-batch: geobench's loss must be each one's share.
+    run = "adpo_fig3"
+    config = omega_conf_to_dataclass(composed(run, algo).actor_rollout_ref.actor)
+    g = config.rollout_n
+    old, logp, adv, mask, _ = _mini_batch(2, 4, g)
+    whole, _ = _verl_call(f"geobench_{algo}", old, logp, adv, mask, config)
+    info = {"dp_size": 1, "batch_num_tokens": int(mask.sum()), "global_batch_size": 4 * g}
+    shared = dataclasses.replace(config, global_batch_info=info)
+    parts = [slice(0, g), slice(g, 4 * g)]
+    total = sum(_verl_call(f"geobench_{algo}", old[p], logp[p], adv[p], mask[p], shared)[0] for p in parts)
+    assert torch.allclose(total, whole, atol=1e-6)
+    grads = [torch.autograd.grad(v, logp)[0] for v in (total, whole)]
+    assert torch.allclose(*grads, atol=1e-6)
 
 
 def test_opo_code_tau_on_the_anchored_logits_is_the_same_under_verl_and_in_the_loop():

@@ -50,6 +50,7 @@ from verl.trainer.ppo.core_algos import POLICY_LOSS_REGISTRY, register_policy_lo
 from verl.workers.config import PolicyLossConfig
 
 from geobench.objectives import GroupBatch, get_objective
+from geobench.objectives.aggregation import Totals
 
 PREFIX = "geobench_"
 LOSSES = ("opo", "opo-code", "adpo", "grpo", "gspo", "dapo")
@@ -111,6 +112,23 @@ def group_batch(
     )
 
 
+def global_totals(config: Any, group: int) -> tuple[Totals | None, int]:
+    """The mini-batch's counts across every rank, from verl's ``global_batch_info``, and the dp size.
+
+    verl 0.9's engine sums micro-batch gradients and averages them over data-parallel ranks,
+    expecting each loss to be its share of the global mini-batch times ``dp_size`` (``agg_loss``):
+    ``batch_num_tokens`` tokens and ``global_batch_size`` responses. With these as
+    :class:`GroupBatch.totals`, geobench's loss is that share for every aggregation, as in the
+    loop's gradient accumulation. (None, 1) when verl passes no such counts (a plain call).
+    """
+    info = dict(getattr(config, "global_batch_info", None) or {})
+    tokens, responses = info.get("batch_num_tokens"), info.get("global_batch_size")
+    if tokens is None or responses is None:
+        return None, 1
+    n = float(responses)
+    return Totals(tokens=float(tokens), sequences=n, candidates=n, contexts=n / group), int(info.get("dp_size", 1))
+
+
 def _all_gather(local: torch.Tensor) -> list[torch.Tensor]:
     """``local`` from every data-parallel rank in rank order; just ``[local]`` outside torch.distributed."""
     dist = torch.distributed
@@ -163,11 +181,15 @@ def make_verl_loss(name: str):
             raise ValueError(
                 f"{PREFIX}{name}: rollout correction weights are not supported; disable rollout_correction"
             )
-        batch = group_batch(old_log_prob, log_prob, advantages, response_mask, int(config.get("rollout_n")))
+        group = int(config.get("rollout_n"))
+        batch = group_batch(old_log_prob, log_prob, advantages, response_mask, group)
+        totals, dp_size = global_totals(config, group)
+        batch = dataclasses.replace(batch, totals=totals)
         bound = get_objective(name).bind(**_hparams(name, config, loss_agg_mode))
         if bound.prepares:
             batch = with_mini_batch_drive(bound, batch)
         value, metrics = bound(batch)
+        value = value * dp_size  # ranks' gradients are averaged: each loss is its share times dp_size
         return value, {f"actor/geobench/{key}": float(v) for key, v in metrics.items()}
 
     loss.__name__ = f"{PREFIX}{name}"

@@ -19,12 +19,21 @@ ROOT = Path(__file__).resolve().parents[1]
 UNCOMMITTED = {
     ("toy-saturation", "paper"): "5d8303754d64",
     ("bandits-onpolicy-anchor", "paper"): "cc140384632a",
-    ("llm", "paper"): "5ad99081ee28",  # LLMConfig's new fields (issue 24): pair check, dynamic sampling, tau rules
-    ("llm-adpo", "paper"): "aaef764f6bbc",
+    # issue 25 (verl25): lr_schedule, the per-prompt tau constants; the paper profiles' DAPO clip_low 0,
+    # OPO in both forms, OPO at verl's lr schedule and weight decay, ADPO's alpha 0.2 / beta 0.5
+    ("llm", "paper"): "d3af1eeb3f74",
+    ("llm-adpo", "paper"): "e6c409874c2c",
 }
 # Stages changed on purpose since their committed run, which a rerun will bring back in step
-# (then the entry goes). None today: every committed run is its stage's config.
-STALE: set[tuple[str, str]] = set()
+# (then the entry goes). Issue 25 (verl25): LLMConfig's new fields (lr_schedule, adpo_tau_entropy,
+# adpo_tau_reward, adpo_prompt_tau_min/max) at their defaults, today's behaviour, so the rows are
+# unchanged and only run.json's config gains them at the rerun.
+STALE: set[tuple[str, str]] = {
+    ("llm", "quick"),
+    ("llm-opo-escort-no-ref", "quick"),
+    ("llm-opo-code", "quick"),
+    ("llm-stress", "quick"),
+}
 RUNS = [(stage, profile) for stage in STAGES for profile in stage.profiles]
 
 

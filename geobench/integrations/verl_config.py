@@ -53,20 +53,23 @@ def algos_of(run: str) -> list[str]:
     return list(llm_config(run).algos)
 
 
-def overrides(run: str, algo: str, data_dir: str | Path = "~/data/geobench") -> list[str]:
-    """The hydra overrides of ``verl.trainer.main_ppo`` for one algorithm of a paper run."""
+def overrides(run: str, algo: str, data_dir: str | Path = "~/data/geobench", gpus: int | None = None) -> list[str]:
+    """The hydra overrides of ``verl.trainer.main_ppo`` for one algorithm of a paper run on ``gpus``
+    GPUs (the run's ``n_gpus`` by default: the per-GPU micro-batch of a mini-batch statistic depends on it)."""
     spec = _spec(run)
     data = data_folder(run, data_dir)
     files = [f"data.train_files={data / 'train.parquet'}", f"data.val_files={data / 'test.parquet'}"]
     reward = [f"reward.custom_reward_function.path={REWARD_FILE}", "reward.custom_reward_function.name=compute_score"]
-    gpus = int(spec["n_gpus"])
+    gpus = int(spec["n_gpus"]) if gpus is None else gpus
+    if gpus < 1:
+        raise ConfigError(f"--gpus must be >= 1; got {gpus}")
     own = generated(llm_config(run), algo, gpus)
     machine = [*spec["machine"], f"trainer.n_gpus_per_node={gpus}"]
     return [*files, *reward, *own, *machine, f"trainer.experiment_name={run}-{algo}"]
 
 
-def command(run: str, algo: str, data_dir: str | Path = "~/data/geobench") -> str:
-    return shlex.join(["python3", "-m", "verl.trainer.main_ppo", *overrides(run, algo, data_dir)])
+def command(run: str, algo: str, data_dir: str | Path = "~/data/geobench", gpus: int | None = None) -> str:
+    return shlex.join(["python3", "-m", "verl.trainer.main_ppo", *overrides(run, algo, data_dir, gpus)])
 
 
 def departures_of(run: str, algo: str) -> list[str]:

@@ -242,3 +242,42 @@ def test_verl_data_and_command_on_a_math_fixture(tmp_path):
     config = verl_config.llm_config("opo_table1")
     for key, value in expected(config, "opo").items():
         assert f"{'+' if key.startswith('reward.custom_reward_function.reward_kwargs') else ''}{key}={value}" in words
+
+
+def test_loop_and_verl_give_opo_the_same_parameter_gradient_on_one_mini_batch(tiny_model, monkeypatch):
+    """The loop: 4 groups, micro-batches of 1 group (accumulate_gradients). verl: 2 data-parallel
+    ranks of 2 groups, each rank's loss through the plugin, gradients averaged over ranks."""
+    from geobench.llm.model import load_policy
+    from geobench.llm.train import accumulate_gradients
+    from tests.test_llm_departures import _old, _ragged_rollouts
+
+    model, tokenizer = load_policy(tiny_model)
+    g = 3
+    rolled = _ragged_rollouts(tokenizer, groups=4, g=g)
+    rewards = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 1.0], [1.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    old = _old(model, rolled)
+    params = list(model.parameters())
+
+    def flat():
+        return torch.cat([p.grad.flatten() for p in params if p.grad is not None]).clone()
+
+    model.zero_grad(set_to_none=True)
+    accumulate_gradients(model, get_objective("opo").bind(alpha=0.4, mu=1.0), rolled, rewards, old, torch.arange(4), 1)
+    loop = flat()
+
+    config = omega_conf_to_dataclass(composed("opo_table1", "opo").actor_rollout_ref.actor)
+    config = dataclasses.replace(config, rollout_n=g)
+    mask = rolled.completion_mask.float()
+    adv = group_advantages(rewards, "zscore").reshape(-1, 1) * mask
+    info = {"dp_size": 2, "batch_num_tokens": int(mask.sum()), "global_batch_size": 4 * g}
+    config = dataclasses.replace(config, global_batch_info=info)
+    pieces = [torch.arange(0, 2 * g), torch.arange(2 * g, 4 * g)]
+    inputs = [verl_plugin.prepare_inputs(verl_plugin.group_batch(old[p], old[p], adv[p], mask[p], g)) for p in pieces]
+    monkeypatch.setattr(verl_plugin, "_all_gather", lambda local: inputs)
+    model.zero_grad(set_to_none=True)
+    for rank, rows in enumerate(pieces):
+        monkeypatch.setattr(torch.distributed, "get_rank", lambda r=rank: r)
+        logp, _ = rolled.logprobs(model, rows)
+        loss, _ = _verl_call("geobench_opo", old[rows], logp, adv[rows], mask[rows], config)
+        (loss / len(pieces)).backward()  # FSDP averages the ranks' gradients
+    assert torch.allclose(flat(), loop, atol=1e-6, rtol=1e-5)

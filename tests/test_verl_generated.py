@@ -149,6 +149,10 @@ def test_opo_escort_over_verls_micro_batches_equals_the_loops_mini_batch(monkeyp
         (grad,) = torch.autograd.grad(loss, logp)
         grads += grad / len(pieces)
     assert torch.allclose(grads, loop_grad, atol=1e-6)
+    # A micro-batch smaller than the GPU's share of the mini-batch is refused, naming the setting.
+    monkeypatch.setattr(verl_plugin, "_all_gather", lambda local: [local])
+    with pytest.raises(ValueError, match="ppo_micro_batch_size_per_gpu"):
+        _verl_call("geobench_opo", old[pieces[0]], logp[pieces[0]], adv[pieces[0]], mask[pieces[0]], config)
     # Without the gather (each micro-batch normalised alone) the gradient is not the loop's.
     config = dataclasses.replace(config, global_batch_info={})
     monkeypatch.setattr(verl_plugin, "_all_gather", lambda local: [local])

@@ -154,6 +154,12 @@ def with_mini_batch_drive(bound: Any, batch: GroupBatch, gather: Any = None) -> 
     parts = (gather or _all_gather)(local)
     rank = torch.distributed.get_rank() if len(parts) > 1 else 0
     whole = torch.cat(parts, dim=1)
+    if batch.totals is not None and whole[0].numel() != batch.totals.candidates:
+        raise ValueError(
+            f"geobench loss: the ranks' micro-batches hold {whole[0].numel()} of the mini-batch's "
+            f"{batch.totals.candidates:.0f} responses; a mini-batch statistic needs each GPU's micro-batch to be its "
+            "whole share: ppo_micro_batch_size_per_gpu = ppo_mini_batch_size x rollout.n / GPUs (geobench verl command)"
+        )
     ref, adv = whole[0], whole[1]
     sequences = dataclasses.replace(GroupBatch.from_sequences(ref, adv, old_logp=ref), advantages=adv)
     drive = bound.prepare(sequences).drive

@@ -36,11 +36,16 @@ def verl_command(
     run: str = typer.Option(..., "--run", help="opo_table1 or adpo_fig3 (experiments/verl/<run>.toml)."),
     algo: str = typer.Option(..., "--algo", help="An algorithm of that run, e.g. opo, adpo, grpo."),
     data_dir: Path = DATA_DIR,
+    gpus: int | None = typer.Option(None, "--gpus", help="GPUs on the node (default: the run's n_gpus, 8)."),
 ) -> None:
-    """Print the verl.trainer.main_ppo command (hydra overrides) of one algorithm of a paper run."""
+    """Print the verl.trainer.main_ppo command of one algorithm of a paper run, generated from the
+    same resolved LLMConfig `geobench llm --profile paper` runs (notes on stderr where verl departs)."""
     from geobench.integrations import verl_config
 
-    print(verl_config.command(run, algo, data_dir))
+    text = verl_config.command(run, algo, data_dir, gpus)
+    for line in verl_config.departures_of(run, algo):
+        typer.echo(f"verl departs: {line}", err=True)  # stderr, so that $(geobench verl command ...) stays a command
+    print(text)
 
 
 @verl_app.command("data")

@@ -25,11 +25,23 @@ How the two things verl's loss signature lacks reach the loss:
 Advantages are verl's (e.g. ``algorithm.adv_estimator=grpo``), read per response from the
 first token; geobench's objectives use them as given (``GroupBatch.advantages``). ADPO's
 adaptive temperature needs the batch reward, which a verl loss never sees: here tau is
-fixed (``hparams.tau``).
+fixed (``hparams.tau``). OPO's code form (``geobench_opo-code``) computes the authors' adaptive
+tau on its anchored logits inside the loss, on the micro-batch it is called on, as their fork does.
+
+**Mini-batch statistics** (an objective's ``prepare`` step: OPO's escort normalisation over the
+mini-batch). verl calls the loss on one micro-batch at a time, so the loss cannot see the rest of
+a mini-batch on its own GPU; the generated config therefore makes each GPU's micro-batch its
+whole share of the mini-batch (``verl_fields.micro_responses``), and the loss gathers the
+detached inputs of ``prepare`` (pi_old's sequence log-probs and the advantages, fixed during the
+update) from every data-parallel rank, runs the same ``prepare`` as the geobench loop on the
+whole mini-batch, and keeps its own rows. Ranks hold consecutive chunks of the mini-batch in rank
+order (verl's DP dispatch), and every rank calls the loss equally often (no dynamic batch size),
+so the collective is matched. Sequence parallelism (ulysses > 1) is not supported by this gather.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,9 +50,10 @@ from verl.trainer.ppo.core_algos import POLICY_LOSS_REGISTRY, register_policy_lo
 from verl.workers.config import PolicyLossConfig
 
 from geobench.objectives import GroupBatch, get_objective
+from geobench.objectives.aggregation import Totals
 
 PREFIX = "geobench_"
-LOSSES = ("opo", "adpo", "grpo", "gspo", "dapo")
+LOSSES = ("opo", "opo-code", "adpo", "grpo", "gspo", "dapo")
 _GROUP_SETTINGS = (
     "set trainer.balance_batch=False, actor_rollout_ref.actor.shuffle=False, "
     "actor_rollout_ref.actor.use_dynamic_bsz=False and a ppo_micro_batch_size_per_gpu that is a multiple of rollout.n"
@@ -99,6 +112,63 @@ def group_batch(
     )
 
 
+def global_totals(config: Any, group: int) -> tuple[Totals | None, int]:
+    """The mini-batch's counts across every rank, from verl's ``global_batch_info``, and the dp size.
+
+    verl 0.9's engine sums micro-batch gradients and averages them over data-parallel ranks,
+    expecting each loss to be its share of the global mini-batch times ``dp_size`` (``agg_loss``):
+    ``batch_num_tokens`` tokens and ``global_batch_size`` responses. With these as
+    :class:`GroupBatch.totals`, geobench's loss is that share for every aggregation, as in the
+    loop's gradient accumulation. (None, 1) when verl passes no such counts (a plain call).
+    """
+    info = dict(getattr(config, "global_batch_info", None) or {})
+    tokens, responses = info.get("batch_num_tokens"), info.get("global_batch_size")
+    if tokens is None or responses is None:
+        return None, 1
+    n = float(responses)
+    return Totals(tokens=float(tokens), sequences=n, candidates=n, contexts=n / group), int(info.get("dp_size", 1))
+
+
+def _all_gather(local: torch.Tensor) -> list[torch.Tensor]:
+    """``local`` from every data-parallel rank in rank order; just ``[local]`` outside torch.distributed."""
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return [local]
+    parts = [torch.empty_like(local) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, local.contiguous())
+    return parts
+
+
+def prepare_inputs(batch: GroupBatch) -> torch.Tensor:
+    """(2, B, G): what an objective's ``prepare`` reads, pi_ref's sequence log-probs and the advantages."""
+    return torch.stack([batch.seq_logp("ref").detach(), batch.advantage("zscore")])
+
+
+def with_mini_batch_drive(bound: Any, batch: GroupBatch, gather: Any = None) -> GroupBatch:
+    """``batch`` with ``drive`` from ``bound.prepare`` over the whole mini-batch (every rank's rows).
+
+    ``gather`` returns the (2, B_r, G) :func:`prepare_inputs` of every rank in rank order; this
+    rank's rows are located by its own tensor's position among them (torch.distributed's rank).
+    """
+    local = prepare_inputs(batch)
+    parts = (gather or _all_gather)(local)
+    rank = torch.distributed.get_rank() if len(parts) > 1 else 0
+    whole = torch.cat(parts, dim=1)
+    if batch.totals is not None and whole[0].numel() != batch.totals.candidates:
+        raise ValueError(
+            f"geobench loss: the ranks' micro-batches hold {whole[0].numel()} of the mini-batch's "
+            f"{batch.totals.candidates:.0f} responses; a mini-batch statistic needs each GPU's micro-batch to be its "
+            "whole share: ppo_micro_batch_size_per_gpu = ppo_mini_batch_size x rollout.n / GPUs (geobench verl command)"
+        )
+    ref, adv = whole[0], whole[1]
+    sequences = dataclasses.replace(GroupBatch.from_sequences(ref, adv, old_logp=ref), advantages=adv)
+    drive = bound.prepare(sequences).drive
+    if drive is None:  # a form whose prepare precomputes nothing (OPO's code form reads the policy)
+        return batch
+    start = sum(p.shape[1] for p in parts[:rank])
+    return dataclasses.replace(batch, drive=drive[start : start + local.shape[1]])
+
+
 def make_verl_loss(name: str):
     """A verl policy loss calling geobench's objective ``name`` (the signature verl calls)."""
 
@@ -117,8 +187,15 @@ def make_verl_loss(name: str):
             raise ValueError(
                 f"{PREFIX}{name}: rollout correction weights are not supported; disable rollout_correction"
             )
-        batch = group_batch(old_log_prob, log_prob, advantages, response_mask, int(config.get("rollout_n")))
-        value, metrics = get_objective(name).bind(**_hparams(name, config, loss_agg_mode))(batch)
+        group = int(config.get("rollout_n"))
+        batch = group_batch(old_log_prob, log_prob, advantages, response_mask, group)
+        totals, dp_size = global_totals(config, group)
+        batch = dataclasses.replace(batch, totals=totals)
+        bound = get_objective(name).bind(**_hparams(name, config, loss_agg_mode))
+        if bound.prepares:
+            batch = with_mini_batch_drive(bound, batch)
+        value, metrics = bound(batch)
+        value = value * dp_size  # ranks' gradients are averaged: each loss is its share times dp_size
         return value, {f"actor/geobench/{key}": float(v) for key, v in metrics.items()}
 
     loss.__name__ = f"{PREFIX}{name}"

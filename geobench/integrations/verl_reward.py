@@ -8,9 +8,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from geobench.llm.grading import is_correct
+from geobench.llm.grading import reward
 
 
-def compute_score(data_source: str, solution_str: str, ground_truth: str, extra_info: Any = None, **_: Any) -> float:
-    """1.0 when the response's final answer equals ``ground_truth`` (math-verify), else 0.0."""
-    return float(is_correct(solution_str, str(ground_truth)))
+def compute_score(
+    data_source: str,
+    solution_str: str,
+    ground_truth: str,
+    extra_info: Any = None,
+    kind: str = "correct",
+    max_chars: int = 0,
+    **_: Any,
+) -> float:
+    """The loop's reward ``kind`` (LLMConfig.reward, passed as ``reward_kwargs.kind`` by the generated
+    config) of the response against ``ground_truth``: 1.0 / 0.0 correctness (math-verify) by default."""
+    return float(reward(solution_str, str(ground_truth), kind, max_chars))

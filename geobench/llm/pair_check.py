@@ -145,7 +145,7 @@ def replay_batch(state: StepState, algo: str, settings: LLMConfig, cache: dict) 
         chosen = {**entry.defaults, **hparams}
         if per_prompt:
             hparams[adaptive.hparam] = per_prompt_tau(
-                chosen[adaptive.hparam], entropy.view(shape), mask, rewards, vocab
+                chosen[adaptive.hparam], entropy.view(shape), mask, rewards, vocab, settings
             )
         elif adaptive.rule == "authors":  # stateless, so exact: the cell's rule on this batch
             adv = group_advantages(rewards, chosen.get("advantage", "zscore"))

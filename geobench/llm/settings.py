@@ -38,6 +38,8 @@ OPO_TAU_RULES = ("guard", "authors")
 # The OPO authors' adaptive-tau coefficients (entropy a, reward b): "adaptive tau (0.2 / 0.5, range
 # [0.2, 1.5])" (SETTINGS.md; wk222/verlm opo_qwen3_math.yaml).
 AUTHORS_TAU_COEFFICIENTS = (0.2, 0.5)
+# verl's two schedules (actor.optim.lr_scheduler_type), which the loop runs too (issue 25 item 7).
+LR_SCHEDULES = ("cosine", "constant")
 # The hyperparameters a recipe may adapt, each with its own settings (LLMConfig._adaptive_temperature).
 ADAPTED = ("tau", "temperature")
 # Cells are (algorithm, seed) runs, each a full RL run: the caps keep a typo from asking for weeks.
@@ -144,6 +146,17 @@ class LLMConfig:
     # adaptive tau of the OPO authors' fork (opo_authors.authors_adaptive_tau, whose range
     # [0.2, 1.5] is the paper's) applied to T, from the objective's own T as its base.
     opo_tau_rule: str = "guard"
+    # issue 25 (verl25): settings both LLM paths read, so the verl config is generated from them.
+    # The learning-rate schedule after linear warm-up: "cosine" to 0 (ADPO Sec. 6.3: "cosine
+    # decay"), or "constant" (verl's default lr_scheduler_type). The TRL engine follows it too.
+    lr_schedule: str = "cosine"
+    # The per-prompt rule's ("entropy-reward") constants: tau = tau_base (1 + a H + b (1 - H)(1 - R)),
+    # clamped to [adpo_prompt_tau_min, adpo_prompt_tau_max]; defaults the authors' recipe's
+    # (SETTINGS.md: a 0.5, b 1.0, range [0.1, 5.0]). ADPO Sec. 6.3 runs "alpha = 0.2, beta = 0.5".
+    adpo_tau_entropy: float = 0.5
+    adpo_tau_reward: float = 1.0
+    adpo_prompt_tau_min: float = 0.1
+    adpo_prompt_tau_max: float = 5.0
     eval_every: int = 10
     eval_prompts: int = 200
     # The per-pair update check (geobench.llm.pair_check): every this many steps (at steps 1, 1 + k,
@@ -169,6 +182,13 @@ class LLMConfig:
             raise ConfigError(f"adpo_tau_rule must be one of {', '.join(TAU_RULES)}; got {self.adpo_tau_rule!r}")
         if self.opo_tau_rule not in OPO_TAU_RULES:
             raise ConfigError(f"opo_tau_rule must be one of {', '.join(OPO_TAU_RULES)}; got {self.opo_tau_rule!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}; got {self.lr_schedule!r}")
+        if not 0 < self.adpo_prompt_tau_min <= self.adpo_prompt_tau_max:
+            raise ConfigError(
+                f"need 0 < adpo_prompt_tau_min <= adpo_prompt_tau_max; got {self.adpo_prompt_tau_min}, "
+                f"{self.adpo_prompt_tau_max}"
+            )
         if self.filter_metric not in FILTER_METRICS:
             raise ConfigError(f"filter_metric must be one of {', '.join(FILTER_METRICS)}; got {self.filter_metric!r}")
         if self.max_gen_batches < 1:

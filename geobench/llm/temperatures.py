@@ -12,7 +12,7 @@ import math
 
 from torch import Tensor
 
-from geobench.llm.settings import AUTHORS_TAU_COEFFICIENTS, AdaptiveTemperature
+from geobench.llm.settings import AUTHORS_TAU_COEFFICIENTS, AdaptiveTemperature, LLMConfig
 from geobench.objectives import candidate_confidence, entropy_reward_temperature
 from geobench.objectives.opo_authors import authors_adaptive_tau
 from geobench.objectives.temperature import distinct_candidates
@@ -31,19 +31,30 @@ def guard_confidence(token_logp: Tensor, mask: Tensor, form: str, ids: Tensor | 
     return float(candidate_confidence(seq, fmask.sum(-1) if form == "token-mean" else None))
 
 
-def per_prompt_tau(tau_base: float, entropy: Tensor, mask: Tensor, rewards: Tensor, vocab: int) -> Tensor:
+def per_prompt_tau(
+    tau_base: float, entropy: Tensor, mask: Tensor, rewards: Tensor, vocab: int, settings: LLMConfig
+) -> Tensor:
     """ADPO's per-prompt tau of the authors' recipe (SETTINGS.md), (B,).
 
     H is each prompt's mean token entropy over its G completions, divided by log |vocab|;
-    R its group-mean reward. The range is the recipe's [0.1, 5.0] (the function's
-    defaults), not [tau_min, tau_max]: Eq. 12's tau_max = tau_base would pin this rule,
-    which only raises tau above tau_base, to tau_base.
+    R its group-mean reward. The constants a, b and the range are the run's
+    ``adpo_tau_entropy``, ``adpo_tau_reward`` and [``adpo_prompt_tau_min``, ``adpo_prompt_tau_max``]
+    (the recipe's 0.5, 1.0, [0.1, 5.0] by default), not [tau_min, tau_max]: Eq. 12's
+    tau_max = tau_base would pin this rule, which only raises tau above tau_base, to tau_base.
 
     Shapes: entropy and mask (B, G, T); rewards (B, G).
     """
     fmask = mask.to(entropy.dtype)
     mean_entropy = (entropy * fmask).sum((-1, -2)) / fmask.sum((-1, -2)).clamp(min=1.0)
-    return entropy_reward_temperature(tau_base, mean_entropy / math.log(vocab), rewards.mean(-1))
+    return entropy_reward_temperature(
+        tau_base,
+        mean_entropy / math.log(vocab),
+        rewards.mean(-1),
+        a=settings.adpo_tau_entropy,
+        b=settings.adpo_tau_reward,
+        tau_min=settings.adpo_prompt_tau_min,
+        tau_max=settings.adpo_prompt_tau_max,
+    )
 
 
 def authors_temperature(

@@ -60,10 +60,13 @@ def generation_seed(seed: int, step: int, round_: int) -> int:
 
 
 def _scheduler(optimizer, settings: LLMConfig):
-    from transformers import get_cosine_schedule_with_warmup
+    from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup
 
     updates = settings.steps * settings.epochs * settings.minibatches
-    return get_cosine_schedule_with_warmup(optimizer, int(settings.warmup_ratio * updates), updates)
+    warmup = int(settings.warmup_ratio * updates)
+    if settings.lr_schedule == "constant":
+        return get_constant_schedule_with_warmup(optimizer, warmup)
+    return get_cosine_schedule_with_warmup(optimizer, warmup, updates)
 
 
 def _rewards(rollouts: Rollouts, answers: list[str], settings: LLMConfig, max_chars: int) -> tuple[Tensor, Tensor]:
@@ -377,7 +380,7 @@ def train_cell(
                 hparams[adaptive.hparam] = authors_temperature(base, old.view(shape), mask, adv, adaptive, vocab)
             if per_prompt:
                 vocab = policy.config.vocab_size
-                hparams[adaptive.hparam] = per_prompt_tau(base, entropy.view(shape), mask, rewards, vocab)
+                hparams[adaptive.hparam] = per_prompt_tau(base, entropy.view(shape), mask, rewards, vocab, settings)
             loss_fn = entry.bind(**hparams)
             own = UpdateBatch(rolled, rewards, old, loss_fn)
             state = StepState(policy, optimizer, scheduler, gen, generated, task_rewards, task_correct, own)

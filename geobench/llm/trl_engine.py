@@ -251,7 +251,7 @@ def _grpo_config(config: LLMConfig, seed: int, out: str, use_cpu: bool, algo_fie
         learning_rate=config.lr,
         weight_decay=config.weight_decay,
         warmup_steps=int(config.warmup_ratio * config.steps * config.minibatches * config.epochs),
-        lr_scheduler_type="cosine",
+        lr_scheduler_type="constant_with_warmup" if config.lr_schedule == "constant" else "cosine",
         max_grad_norm=config.max_grad_norm,
         beta=0.0,
         **algo_fields,  # scale_rewards, mask_truncated_completions: see trl_settings

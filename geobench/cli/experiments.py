@@ -18,6 +18,7 @@ from geobench.cli.common import (
     QUIET,
     RAY_ADDRESS,
     REPORT_TO,
+    RERUN,
     SET,
     THREADS,
     WORKERS,
@@ -69,6 +70,7 @@ def toy_saturation(
     draw: bool = DRAW,
     plugin: list[str] | None = PLUGIN,
     quiet: bool = QUIET,
+    rerun: bool = RERUN,
 ) -> None:
     """OPO Fig. 3: |dL/dz| vs confidence on a binary logit, by autograd through each objective."""
     from geobench.objectives import REGISTRY
@@ -84,6 +86,7 @@ def toy_saturation(
         figures=figures,
         draw=draw,
         quiet=quiet,
+        rerun=rerun,
     )
 
 
@@ -114,6 +117,7 @@ def bandits(
     draw: bool = DRAW,
     plugin: list[str] | None = PLUGIN,
     quiet: bool = QUIET,
+    rerun: bool = RERUN,
     executor: str = EXECUTOR,
     workers: int = WORKERS,
     threads: int = THREADS,
@@ -145,6 +149,7 @@ def bandits(
         figures=figures,
         draw=draw,
         quiet=quiet,
+        rerun=rerun,
         executor=executor_config(executor, workers, threads, ray_address),
         report_to=report_to,
     )
@@ -214,6 +219,7 @@ def distill(
     draw: bool = DRAW,
     plugin: list[str] | None = PLUGIN,
     quiet: bool = QUIET,
+    rerun: bool = RERUN,
     executor: str = EXECUTOR,
     workers: int = WORKERS,
     threads: int = THREADS,
@@ -240,6 +246,7 @@ def distill(
         figures=figures,
         draw=draw,
         quiet=quiet,
+        rerun=rerun,
         executor=executor_config(executor, workers, threads, ray_address),
         report_to=report_to,
     )
@@ -286,6 +293,7 @@ def llm(
     draw: bool = DRAW,
     plugin: list[str] | None = PLUGIN,
     quiet: bool = QUIET,
+    rerun: bool = RERUN,
     executor: str = EXECUTOR,
     workers: int = WORKERS,
     threads: int = THREADS,
@@ -317,6 +325,7 @@ def llm(
         figures=figures,
         draw=draw,
         quiet=quiet,
+        rerun=rerun,
         executor=executor_config(executor, workers, threads, ray_address),
         report_to=report_to,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import tempfile
 from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import torch
 
 from geobench.errors import ConfigError
 from geobench.executor import Cell, ExecutorConfig, Resources, pending_cells, run_cells, set_threads
+from geobench.identity import objective_inputs, package_inputs, path_input
 from geobench.llm import paper_shapes, trl_engine
 from geobench.llm import samples as kept
 from geobench.llm.metrics import TIMING_METRICS
@@ -22,7 +24,8 @@ from geobench.llm.rollout import make_rollout, require_vllm
 from geobench.llm.settings import LLMConfig
 from geobench.llm.tasks import make_task
 from geobench.llm.train import train_cell
-from geobench.llm.warmstart import ensure_warmstart
+from geobench.llm.warmstart import ensure_warmstart, warmstart_dir
+from geobench.objectives import get_objective
 from geobench.progress import StepReport, no_report
 from geobench.results import RunDir
 
@@ -60,8 +63,10 @@ def run(
     profile: str = "custom",
     show_progress: bool = True,
     executor: ExecutorConfig = ExecutorConfig(),
+    rerun: bool = False,
 ) -> Path:
-    """Train every (algorithm, seed) cell not already on disk; returns ``DIR/metrics.csv``.
+    """Train every (algorithm, seed) cell not already on disk (every cell under ``rerun``); returns
+    ``DIR/metrics.csv``.
 
     Also writes ``DIR/samples.jsonl``, a few completions per cell (:mod:`geobench.llm.samples`), and,
     with ``pair_check_every``, the per-pair check's cosines to ``DIR/pairs.csv``
@@ -72,12 +77,14 @@ def run(
         require_vllm()  # fail before any work, not after the first model load
     if config.engine == "trl" and importlib.util.find_spec("trl") is None:
         raise ConfigError("--engine trl needs TRL: pip install -e '.[trl]'")
-    run_dir = RunDir(out, EXPERIMENT, config)
-    timing_dir = RunDir(Path(out) / "timing", EXPERIMENT, config)
-    pairs_dir = RunDir(out, EXPERIMENT, config, table="pairs", columns=PAIR_COLUMNS)
     make_task(config.dataset, config.levels)  # a missing dataset or model fails here, once, not in every cell
     model_path = _model_path(config, show_progress)
     _check_model(model_path)
+    # One cell's metrics, timing and pairs rows come from one training run: the same inputs for all three.
+    same = {"inputs": partial(cell_inputs, config, model_path), "rerun": rerun}
+    run_dir = RunDir(out, EXPERIMENT, config, **same)
+    timing_dir = RunDir(Path(out) / "timing", EXPERIMENT, config, **same)
+    pairs_dir = RunDir(out, EXPERIMENT, config, table="pairs", columns=PAIR_COLUMNS, **same)
     resources = Resources(cpus=executor.threads, gpus=config.cell_gpus)
     cells = [
         Cell({"variant": algo, "seed": seed}, _cell, (config, model_path, algo, seed), resources, reports_steps=True)
@@ -104,6 +111,32 @@ def run(
     else:  # no check in this run: a pairs.csv left by an earlier one must not pass for this one's
         (Path(out) / "pairs.csv").unlink(missing_ok=True)
     return run_dir.finish("metrics", profile, extra)
+
+
+BUILT_IN_TASKS = ("arithmetic", "column-addition")
+
+
+def cell_inputs(config: LLMConfig, model_path: str, key: Mapping[str, Any]) -> dict[str, str]:
+    """What a cell's rows depend on besides the config (:mod:`geobench.identity`): its objective's code,
+    the starting checkpoint (a local folder's files, else the ``random:`` or hub name), the dataset (a
+    built-in task's name, a local file's or folder's content, else the hub id: the config names no
+    revision, so the hub's default one) and the versions of the packages that compute the rows."""
+    dataset = f"name {config.dataset}" if config.dataset in BUILT_IN_TASKS else path_input(config.dataset)
+    engines = ("trl",) if config.engine == "trl" else ()
+    engines += ("vllm",) if config.rollout == "vllm" else ()
+    return {
+        **objective_inputs([get_objective(key["variant"])]),
+        "model": path_input(model_path),
+        "dataset": dataset,
+        **package_inputs(("torch", "numpy", "transformers", *engines)),
+    }
+
+
+def run_inputs(config: LLMConfig) -> dict[str, str]:
+    """The union of every cell's inputs, as ``run.json`` records it, without building the warm start
+    (one not built yet is ``absent``, so no committed run matches it)."""
+    model = config.model or str(warmstart_dir(config.dataset))
+    return {k: v for algo in config.algos for k, v in cell_inputs(config, model, {"variant": algo}).items()}
 
 
 def _check_model(model: str) -> None:

@@ -152,15 +152,11 @@ def _module_roots(modules: Iterable[str]) -> dict[str, Path]:
     return roots
 
 
-def objective_digest(entry: Any) -> str:
-    """sha256 of the code that runs for a registry entry (:class:`geobench.objectives.Objective`)
-    and of its registered settings.
-
-    The code: the module file of its loss function and of its ``prepare`` function (a ``--plugin``
-    file is its own module), and every module they import from geobench or from the plugin's own
-    package, transitively. The settings: defaults, fixed hyperparameters, feedback and recipe. An
-    edit anywhere in that code changes the digest; an edit to a module it never imports does not.
-    """
+def objective_sources(entry: Any) -> dict[str, Path]:
+    """Module name -> source file of the code that runs for a registry entry
+    (:class:`geobench.objectives.Objective`): the module of its loss function and of its ``prepare``
+    function (a ``--plugin`` file is its own module), and every module they import from geobench or
+    from the plugin's own package, transitively."""
     functions = [f for f in (entry.fn, entry.prepare) if f is not None]
     roots = _module_roots(f.__module__ for f in functions)
     start: dict[str, Path] = {}
@@ -170,7 +166,14 @@ def objective_digest(entry: Any) -> str:
             path = Path(getattr(sys.modules.get(fn.__module__), "__file__", "") or "")
         if path.is_file():
             start[fn.__module__] = path
-    files = _closure(start, roots)
+    return _closure(start, roots)
+
+
+def objective_digest(entry: Any) -> str:
+    """sha256 of the code that runs for a registry entry (:func:`objective_sources`) and of its
+    registered settings: defaults, fixed hyperparameters, feedback and recipe. An edit anywhere in
+    that code changes the digest; an edit to a module it never imports does not."""
+    files = objective_sources(entry)
     digest = hashlib.sha256()
     for name in sorted(files):
         digest.update(f"{name}\0{_cached_file(files[name])}\n".encode())
@@ -232,6 +235,7 @@ __all__ = [
     "file_digest",
     "objective_digest",
     "objective_inputs",
+    "objective_sources",
     "package_inputs",
     "path_input",
     "run_identity",

@@ -21,8 +21,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from geobench.config import experiment_file, load_config
-from geobench.identity import run_identity
-from geobench.results import config_hash, read_meta
 
 if TYPE_CHECKING:
     from geobench.executor import ExecutorConfig
@@ -69,12 +67,17 @@ class Experiment:
     def identity(self, config: Any) -> str:
         """The identity a finished run of ``config`` records in its ``run.json`` at this code and with
         the inputs on disk now: its config hash and the union of its cells' inputs."""
+        from geobench.identity import run_identity
+        from geobench.results import config_hash  # pandas: imported when used, not with the catalog
+
         return run_identity(config_hash(config), _attribute(self.inputs)(config) if self.inputs else {})
 
     def reusable(self, run_folder: Path, config: Any) -> bool:
         """Whether the finished run in ``run_folder`` is the one ``config`` would write now: same
         identity, so no input (an objective's code, a teacher, a model, a dataset, a package
         version) changed since it ran. The battery's baselines reuse a committed run only then."""
+        from geobench.results import config_hash, read_meta
+
         meta = read_meta(run_folder) or {}
         return meta.get("config_hash") == config_hash(config) and meta.get("identity") == self.identity(config)
 

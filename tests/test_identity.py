@@ -271,3 +271,13 @@ def test_a_committed_run_is_reusable_only_at_its_identity(tmp_path, plugin_file)
     assert not TOY.reusable(tmp_path, dataclasses.replace(config, grid_points=12))
     plugin_file.write_text(PLUGIN + "\n# an edit\n")
     assert not TOY.reusable(tmp_path, config)
+
+
+def test_battery_rerun_reuses_no_committed_baseline(committed_unchanged):
+    from geobench.battery import load_battery, plan
+
+    plans, _ = plan(
+        load_battery(("kd",), "quick", {}), "kd", Path(__file__).resolve().parents[1] / "results", rerun=True
+    )
+    assert plans and not any(p.baseline_reused for p in plans)
+    assert all(p.baseline_out.parent.name == "quick" for p in plans)  # results/battery/baselines/quick/<name>

@@ -8,7 +8,9 @@ put an objective through it. Classes and functions are named ``module:attribute`
 when used, so importing the catalog imports no experiment.
 
 Every experiment's run function has one signature:
-``run(config, out, *, profile, show_progress, executor) -> Path`` (its merged CSV).
+``run(config, out, *, profile, show_progress, executor, rerun) -> Path`` (its merged CSV), and its
+``run_inputs(config)`` names the inputs its cells read besides the config (:mod:`geobench.identity`),
+from which a finished run is known to be the one this code would write (:meth:`Experiment.reusable`).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class Experiment:
     methods_field: str  # the config setting listing the methods it compares
     feedback: tuple[str, ...]  # the feedback an objective must declare to run in it
     why_not: str = ""  # a battery card's sentence for an objective whose feedback it cannot give
+    inputs: str = ""  # "module:function": config -> the union of its cells' inputs (name -> digest)
 
     @property
     def config_class(self) -> type:
@@ -54,10 +57,29 @@ class Experiment:
         profile: str = "custom",
         show_progress: bool = True,
         executor: ExecutorConfig | None = None,
+        rerun: bool = False,
     ) -> Path:
-        """Run (or resume) ``config`` into the folder ``out``; returns the merged CSV."""
+        """Run (or resume) ``config`` into the folder ``out``; returns the merged CSV. ``rerun``
+        recomputes every cell instead of reusing the finished ones."""
         pool = {} if executor is None else {"executor": executor}
-        return _attribute(self.runner)(config, out, profile=profile, show_progress=show_progress, **pool)
+        return _attribute(self.runner)(config, out, profile=profile, show_progress=show_progress, rerun=rerun, **pool)
+
+    def identity(self, config: Any) -> str:
+        """The identity a finished run of ``config`` records in its ``run.json`` at this code and with
+        the inputs on disk now: its config hash and the union of its cells' inputs."""
+        from geobench.identity import run_identity
+        from geobench.results import config_hash  # pandas: imported when used, not with the catalog
+
+        return run_identity(config_hash(config), _attribute(self.inputs)(config) if self.inputs else {})
+
+    def reusable(self, run_folder: Path, config: Any) -> bool:
+        """Whether the finished run in ``run_folder`` is the one ``config`` would write now: same
+        identity, so no input (an objective's code, a teacher, a model, a dataset, a package
+        version) changed since it ran. The battery's baselines reuse a committed run only then."""
+        from geobench.results import config_hash, read_meta
+
+        meta = read_meta(run_folder) or {}
+        return meta.get("config_hash") == config_hash(config) and meta.get("identity") == self.identity(config)
 
     def draw_run(self, run_folder: Path, figures: Path) -> list[Path]:
         """Its figures and tables from one run folder."""
@@ -75,6 +97,7 @@ TOY = Experiment(
     title="Toy saturation (OPO Fig. 3)",
     config="geobench.toy:ToyConfig",
     runner="geobench.toy:run",
+    inputs="geobench.toy:run_inputs",
     draw="geobench.report:draw_toy",
     methods_field="objectives",
     feedback=("sampled", "pairwise", "listwise"),
@@ -85,6 +108,7 @@ BANDITS = Experiment(
     title="Noisy bandits and model scaling (ADPO Fig. 2)",
     config="geobench.bandits.sweep:BanditConfig",
     runner="geobench.bandits.sweep:run",
+    inputs="geobench.bandits.sweep:run_inputs",
     draw="geobench.report:draw_bandits",
     methods_field="methods",
     feedback=("sampled", "pairwise", "listwise"),
@@ -95,6 +119,7 @@ MUJOCO = Experiment(
     title="MuJoCo distillation (ADPO Table 2)",
     config="geobench.distill.sweep:DistillConfig",
     runner="geobench.distill.sweep:run",
+    inputs="geobench.distill.sweep:run_inputs",
     draw="geobench.report:draw_mujoco",
     methods_field="methods",
     feedback=("listwise",),
@@ -106,6 +131,7 @@ LLM = Experiment(
     title="LLM math RL, quick regime (OPO Table 1, ADPO Fig. 3)",
     config="geobench.llm.settings:LLMConfig",
     runner="geobench.llm.sweep:run",
+    inputs="geobench.llm.sweep:run_inputs",
     draw="geobench.report:draw_llm",
     methods_field="algos",
     feedback=("sampled", "listwise"),

@@ -110,9 +110,10 @@ def reproduce(
     show_progress: bool = True,
     executor: ExecutorConfig = ExecutorConfig(),
     only: tuple[str, ...] = (),
+    rerun: bool = False,
 ) -> Path:
     """Run every stage of ``profile`` (or the stages whose folders ``only`` names), then draw
-    everything and write ``results/REPORT.md``."""
+    everything and write ``results/REPORT.md``. ``rerun`` recomputes every cell instead of reusing it."""
     from geobench.report import build_all, write_report
 
     console = Console(stderr=True)
@@ -133,7 +134,7 @@ def reproduce(
             continue
         out = results / profile_folder(stage.folder, profile)
         csv = stage.experiment.run(
-            stage.config(profile), out, profile=profile, show_progress=show_progress, executor=executor
+            stage.config(profile), out, profile=profile, show_progress=show_progress, executor=executor, rerun=rerun
         )
         console.print(f"wrote {csv}")
     console.rule(f"[bold]figures and report[/] | elapsed {_clock(time.time() - start)}")

@@ -7,6 +7,11 @@ changed config hashes elsewhere and starts clean. ``finish`` merges the cells in
 ``DIR/<name>.csv`` (rows sorted, so the same seed gives the same bytes) and writes
 ``DIR/run.json`` with everything needed to rerun: resolved config, exact command, git
 commit, package versions and wall time.
+
+A cell's *inputs* (:mod:`geobench.identity`: the objective's code, a teacher's or a model's files,
+a dataset's content, result-changing package versions) are written beside it; a cell whose inputs
+differ from the current ones is recomputed, with one line saying why, so a retrained teacher or an
+edited plugin never returns the old rows. ``run.json`` records their union and the run's identity.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -32,6 +37,7 @@ from typing import Any
 import pandas as pd
 
 from geobench.errors import ConfigError
+from geobench.identity import changed_inputs, run_identity
 
 BASE_COLUMNS = ("experiment", "variant", "seed", "step", "metric", "value")
 _PACKAGES = (
@@ -123,15 +129,21 @@ class RunDir:
         *,
         table: str = "",
         columns: tuple[str, ...] = BASE_COLUMNS,
+        inputs: Callable[[Mapping[str, Any]], Mapping[str, str]] | None = None,
+        rerun: bool = False,
     ):
         """``table`` names a second table of the same run: its cells live in their own folder and
-        :meth:`merge` writes it beside the first; ``columns`` are its columns, the value last."""
+        :meth:`merge` writes it beside the first; ``columns`` are its columns, the value last.
+        ``inputs(key)`` gives a cell's inputs besides the config (name -> digest,
+        :mod:`geobench.identity`); ``rerun`` recomputes every cell instead of reusing it."""
         self.path = Path(path)
         refuse_foreign_run(self.path, experiment)
         self.experiment = experiment
         self.config = config
         self.columns = columns
         self.cells = self.path / "cells" / config_hash(config) / table
+        self.inputs = inputs or (lambda key: {})
+        self.rerun = rerun
         self.started = time.time()
         self.resumed = 0
 
@@ -141,19 +153,28 @@ class RunDir:
     def done(self, key: Mapping[str, Any]) -> bool:
         """True if this cell was finished under the same config and its file is intact (counted
         as resumed). A cell file that is truncated, emptied or edited no longer matches the
-        checksum written beside it: it is named on stderr, removed and recomputed."""
+        checksum written beside it: it is named on stderr, removed and recomputed. So is a cell
+        whose recorded inputs differ from ``inputs(key)`` (one line naming the inputs that changed;
+        a cell written before inputs were recorded counts as changed). Under ``rerun``, never done."""
         path = self.cell_path(key)
-        if not path.exists():
+        if self.rerun or not path.exists():
             return False
         if not _intact(path):
             print(f"geobench: cell {path} is damaged (its checksum does not match); recomputing it", file=sys.stderr)
+            path.unlink()
+            return False
+        stored = _read_inputs(path)
+        changed = ["its inputs were not recorded"] if stored is None else changed_inputs(stored, self.inputs(key))
+        if changed:
+            print(f"geobench: recomputing {self.experiment} cell {_slug(key)}: {', '.join(changed)}", file=sys.stderr)
             path.unlink()
             return False
         self.resumed += 1
         return True
 
     def write_cell(self, key: Mapping[str, Any], rows: pd.DataFrame | Iterable[Mapping[str, Any]]) -> None:
-        """Write one finished cell and then its checksum (a cell counts as done only with both)."""
+        """Write one finished cell, its inputs and then its checksum (a cell counts as done only with the
+        checksum)."""
         frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
         frame = frame.assign(experiment=self.experiment)
         missing = [c for c in self.columns if c not in frame.columns]
@@ -161,6 +182,8 @@ class RunDir:
             raise ValueError(f"cell {dict(key)} lacks columns {missing}")
         path = self.cell_path(key)
         write_csv(frame, path)
+        inputs = dict(sorted(self.inputs(key).items()))
+        atomic_write_text(_inputs_path(path), json.dumps(inputs, indent=2) + "\n")
         atomic_write_text(_checksum_path(path), _sha256(path) + "\n")
 
     def finished_cells(self) -> list[Path]:
@@ -181,9 +204,17 @@ class RunDir:
         write_csv(frame, out)
         return {"csv": out.name, "rows": len(frame), "sha256": _sha256(out), "cells": len(files)}
 
+    def recorded_inputs(self) -> dict[str, str]:
+        """The union of the finished cells' recorded inputs (what ``run.json`` records as ``inputs``)."""
+        union: dict[str, str] = {}
+        for cell in self.finished_cells():
+            union.update(_read_inputs(cell) or {})
+        return dict(sorted(union.items()))
+
     def finish(self, name: str, profile: str, extra: Mapping[str, Any] | None = None) -> Path:
         """Merge all cells into ``DIR/<name>.csv`` and write ``DIR/run.json``; returns the CSV path."""
         merged = self.merge(name)
+        inputs = self.recorded_inputs()
         meta = {
             "experiment": self.experiment,
             "profile": profile,
@@ -191,6 +222,8 @@ class RunDir:
             "cells_resumed": self.resumed,
             "config": config_dict(self.config),
             "config_hash": config_hash(self.config),
+            "inputs": inputs,
+            "identity": run_identity(config_hash(self.config), inputs),
             "command": shlex.join(sys.argv),
             "git_commit": _git("rev-parse", "HEAD"),
             "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no", "--", *_CODE_PATHS)),
@@ -257,6 +290,18 @@ def _sha256(path: Path) -> str:
 
 def _checksum_path(cell: Path) -> Path:
     return cell.with_name(cell.name + ".sha256")
+
+
+def _inputs_path(cell: Path) -> Path:
+    return cell.with_name(cell.name.removesuffix(".csv") + ".inputs.json")
+
+
+def _read_inputs(cell: Path) -> dict[str, str] | None:
+    """The inputs recorded beside ``cell``, or None if there are none (or they cannot be read)."""
+    try:
+        return json.loads(_inputs_path(cell).read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
 
 
 def _intact(cell: Path) -> bool:

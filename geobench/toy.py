@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from geobench.config import check_caps, check_lists
 from geobench.errors import ConfigError
 from geobench.executor import ExecutorConfig
+from geobench.identity import objective_inputs, package_inputs
 from geobench.objectives import GroupBatch, get_objective
 from geobench.progress import progress_bar
 from geobench.results import RunDir
@@ -129,13 +130,15 @@ def run(
     profile: str = "custom",
     show_progress: bool = True,
     executor: ExecutorConfig = ExecutorConfig(),
+    rerun: bool = False,
 ) -> Path:
-    """Compute every (objective, reading) curve, resuming finished ones; returns the CSV path.
+    """Compute every (objective, reading) curve, resuming finished ones (all of them under
+    ``rerun``); returns the CSV path.
 
     ``executor`` is taken so that every experiment's ``run`` has one signature, and ignored: a
     cell is one autograd pass over the grid, milliseconds, less than a worker takes to start.
     """
-    run_dir = RunDir(out, EXPERIMENT, config)
+    run_dir = RunDir(out, EXPERIMENT, config, inputs=cell_inputs, rerun=rerun)
     cells = [(o, r) for r in config.readings for o in config.objectives]
     with progress_bar(show_progress) as bar:
         task = bar.add_task("toy saturation", total=len(cells))
@@ -145,3 +148,13 @@ def run(
                 run_dir.write_cell(key, saturation_curve(config, objective, reading))
             bar.advance(task)
     return run_dir.finish("saturation", profile)
+
+
+def cell_inputs(key: Mapping[str, Any]) -> dict[str, str]:
+    """What a cell's rows depend on besides the config (:mod:`geobench.identity`): its objective's code."""
+    return {**objective_inputs([get_objective(key["variant"])]), **package_inputs()}
+
+
+def run_inputs(config: ToyConfig) -> dict[str, str]:
+    """The union of every cell's inputs, as ``run.json`` records it."""
+    return {k: v for o in config.objectives for k, v in cell_inputs({"variant": o}).items()}

@@ -35,6 +35,7 @@ LAYERS = {
     "nn": 0,
     "progress": 0,
     "lazy": 0,
+    "identity": 0,
 }
 # Sideways imports between rooms of one layer: one-way, as the page lists them.
 SIDEWAYS = {("concepts", "bandits"), ("integrations", "llm")}

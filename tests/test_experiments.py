@@ -53,8 +53,11 @@ def test_every_experiment_runs_with_one_signature_under_its_own_name(name):
     module, _, function = experiment.runner.partition(":")
     assert importlib.import_module(module).EXPERIMENT == name  # the CSV's experiment column
     parameters = inspect.signature(getattr(importlib.import_module(module), function)).parameters
-    assert list(parameters) == ["config", "out", "profile", "show_progress", "executor"]
-    assert getattr(experiment.load("quick"), experiment.methods_field)  # the methods it compares
+    assert list(parameters) == ["config", "out", "profile", "show_progress", "executor", "rerun"]
+    quick = experiment.load("quick")
+    assert getattr(quick, experiment.methods_field)  # the methods it compares
+    module, _, function = experiment.inputs.partition(":")  # the inputs its cells read besides the config
+    assert all(isinstance(v, str) for v in getattr(importlib.import_module(module), function)(quick).values())
     module, _, function = experiment.draw.partition(":")
     assert callable(getattr(importlib.import_module(module), function))
 

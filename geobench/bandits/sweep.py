@@ -23,6 +23,7 @@ from geobench.bandits.train import (
 from geobench.config import check_caps, check_lists
 from geobench.errors import ConfigError
 from geobench.executor import Cell, ExecutorConfig, pending_cells, run_cells
+from geobench.identity import objective_inputs, package_inputs
 from geobench.objectives import get_objective
 from geobench.progress import StepReport, no_report
 from geobench.results import RunDir
@@ -135,9 +136,11 @@ def run(
     profile: str = "custom",
     show_progress: bool = True,
     executor: ExecutorConfig = ExecutorConfig(),
+    rerun: bool = False,
 ) -> Path:
-    """Run every cell not already on disk; returns the merged CSV ``DIR/winmass.csv``."""
-    run_dir = RunDir(out, EXPERIMENT, config)
+    """Run every cell not already on disk (every cell under ``rerun``); returns the merged CSV
+    ``DIR/winmass.csv``."""
+    run_dir = RunDir(out, EXPERIMENT, config, inputs=cell_inputs, rerun=rerun)
     keys = [_reference_key(h) for h in dict.fromkeys(h for _, _, h, _ in config.cells())]
     cells = [Cell(key, _reference_cell, (config, key["hidden"])) for key in keys]
     for noise, level, hidden, method in config.cells():
@@ -151,6 +154,19 @@ def run(
         show_progress=show_progress,
     )
     return run_dir.finish("winmass", profile, extra={"torch_threads": executor.threads})
+
+
+def cell_inputs(key: Mapping[str, Any]) -> dict[str, str]:
+    """What a cell's rows depend on besides the config (:mod:`geobench.identity`): its method's
+    objective's code (the reference cell pretrains with the sweep's own code, no objective)."""
+    variant = key["variant"]
+    entries = [] if variant == "reference" else [get_objective(get_method(variant).objective)]
+    return {**objective_inputs(entries), **package_inputs()}
+
+
+def run_inputs(config: BanditConfig) -> dict[str, str]:
+    """The union of every cell's inputs, as ``run.json`` records it."""
+    return {k: v for m in ("reference", *config.methods) for k, v in cell_inputs({"variant": m}).items()}
 
 
 def _reference_key(hidden: int) -> dict[str, Any]:

@@ -3,8 +3,9 @@
 A budget (``experiments/battery.toml``) names, per experiment, the experiment's profile and the
 settings it changes. For each experiment the battery builds two configs from it: the baselines'
 (the experiment's own method list) and the objective's (the same config with the method list
-replaced by the objective alone). The baselines' run is found by its config hash: the committed
-run in ``results/`` when the hashes agree (read, never rerun or rewritten), else a run the battery
+replaced by the objective alone). The baselines' run is found by its identity (config hash and
+every input its cells read, :meth:`geobench.experiments.Experiment.reusable`): the committed run
+in ``results/`` when the identities agree (read, never rerun or rewritten), else a run the battery
 keeps under ``results/battery/baselines/<budget>/`` and resumes, so it is computed once for every
 objective measured at that budget. Cells of one method do not depend on the other methods of
 their sweep (each derives its random numbers from its own key and seed), so the objective's
@@ -24,7 +25,7 @@ from geobench.errors import ConfigError
 from geobench.experiments import BANDITS, LLM, MUJOCO, TOY, Experiment
 from geobench.objectives import get_objective
 from geobench.report.cards import card_folder
-from geobench.results import config_hash, profile_folder, read_meta
+from geobench.results import profile_folder
 
 # The experiments an objective is put through, from the catalog, in the card's order.
 EXPERIMENTS = (TOY, BANDITS, MUJOCO, LLM)
@@ -77,7 +78,7 @@ class Plan:
     config: Any
     baseline_out: Path
     out: Path
-    baseline_reused: bool  # the committed run in results/ has the baselines' config hash
+    baseline_reused: bool  # the committed run in results/ has the baselines' identity
 
 
 def experiment_configs(experiment: Experiment, settings: Mapping[str, Any]) -> tuple[str, Any]:
@@ -89,8 +90,11 @@ def experiment_configs(experiment: Experiment, settings: Mapping[str, Any]) -> t
     return profile, experiment.load(profile, values)
 
 
-def plan(config: BatteryConfig, objective: str, results: Path) -> tuple[list[Plan], dict[str, str]]:
-    """The experiments ``objective`` runs in, and for each one it cannot, the reason."""
+def plan(
+    config: BatteryConfig, objective: str, results: Path, rerun: bool = False
+) -> tuple[list[Plan], dict[str, str]]:
+    """The experiments ``objective`` runs in, and for each one it cannot, the reason. Under ``rerun``
+    no committed run is reused: the baselines are recomputed under ``results/battery/baselines/``."""
     feedback = get_objective(objective).feedback
     plans, skipped = [], {}
     for name in config.experiments:
@@ -105,7 +109,7 @@ def plan(config: BatteryConfig, objective: str, results: Path) -> tuple[list[Pla
             changes["hparams"] = {**baseline.hparams, objective: given}
         mine = dataclasses.replace(baseline, **changes)
         committed = results / profile_folder(name, profile)
-        reused = (read_meta(committed) or {}).get("config_hash") == config_hash(baseline)
+        reused = not rerun and experiment.reusable(committed, baseline)
         baseline_out = committed if reused else results / "battery" / "baselines" / config.budget / name
         out = card_dir(results, objective, config) / name
         plans.append(Plan(experiment, objective, profile, baseline, mine, baseline_out, out, reused))

@@ -29,16 +29,18 @@ def run(
     show_progress: bool = True,
     executor: ExecutorConfig = ExecutorConfig(),
     console: Console | None = None,
+    rerun: bool = False,
 ) -> list[Path]:
-    """Every objective of ``config`` through its experiments; returns the cards' paths."""
+    """Every objective of ``config`` through its experiments; returns the cards' paths. ``rerun``
+    recomputes every cell, the baselines' included, instead of reusing it."""
     console = console or Console(stderr=True, quiet=not show_progress)
     cards = []
     for objective in config.algos:
-        plans, skipped = plan(config, objective, results)
+        plans, skipped = plan(config, objective, results, rerun)
         rows = []
         for step in plans:
             console.rule(f"battery {objective}: {step.experiment.title}")
-            rows += _run_stage(step, results, show_progress, executor)
+            rows += _run_stage(step, results, show_progress, executor, rerun)
         ledger = pd.DataFrame(rows, columns=_COLUMNS)
         folder = card_dir(results, objective, config)
         write_csv(ledger, folder / LEDGER)
@@ -46,7 +48,7 @@ def run(
     return cards
 
 
-def _run_stage(step: Plan, results: Path, show_progress: bool, executor: ExecutorConfig) -> list[dict]:
+def _run_stage(step: Plan, results: Path, show_progress: bool, executor: ExecutorConfig, rerun: bool) -> list[dict]:
     rows = []
     for role, config, out, reused in (
         ("baselines", step.baseline_config, step.baseline_out, step.baseline_reused),
@@ -54,7 +56,9 @@ def _run_stage(step: Plan, results: Path, show_progress: bool, executor: Executo
     ):
         started = time.time()
         if not reused:  # a committed run is read as it is: never rerun, never rewritten
-            step.experiment.run(config, out, profile=step.profile, show_progress=show_progress, executor=executor)
+            step.experiment.run(
+                config, out, profile=step.profile, show_progress=show_progress, executor=executor, rerun=rerun
+            )
         meta = read_meta(out)
         computed = 0 if reused else meta["cells"] - meta["cells_resumed"]
         rows.append(

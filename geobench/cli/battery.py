@@ -11,6 +11,7 @@ from geobench.cli.common import (
     PLUGIN,
     QUIET,
     RAY_ADDRESS,
+    RERUN,
     SET,
     THREADS,
     WORKERS,
@@ -45,6 +46,7 @@ def battery_command(
     workers: int = WORKERS,
     threads: int = THREADS,
     ray_address: str | None = RAY_ADDRESS,
+    rerun: bool = RERUN,
 ) -> None:
     """A report card per objective: its numbers beside the papers' baselines in every experiment it can run."""
     import dataclasses
@@ -58,5 +60,7 @@ def battery_command(
     if chosen is not None:
         config = dataclasses.replace(config, experiments=chosen)
     pool = executor_config(executor, workers, threads, ray_address)
-    for card in run(config, results, show_progress=not quiet, executor=pool):
+    if rerun:
+        console.print("--rerun: recomputing every cell, the baselines' included, none reused")
+    for card in run(config, results, show_progress=not quiet, executor=pool, rerun=rerun):
         console.print(f"wrote {card}")

@@ -28,6 +28,7 @@ PROFILE = typer.Option(
     "quick", "--profile", metavar="[quick|paper]", help="quick (2-core CPU, minutes) or paper (the papers' settings)."
 )
 QUIET = typer.Option(False, "--quiet", help="No progress bars.")
+RERUN = typer.Option(False, "--rerun", help="Recompute every cell instead of reusing the finished ones.")
 _EXECUTOR_HELP = "serial, processes (local cores) or ray (a Ray cluster)."
 EXECUTOR = typer.Option("serial", "--executor", help=_EXECUTOR_HELP)
 # reproduce and battery run many sweeps back to back: the local cores by default
@@ -187,6 +188,7 @@ def run_experiment(
     quiet: bool,
     executor: Any = None,
     report_to: str = "none",
+    rerun: bool = False,
 ) -> None:
     """What every experiment command does once its options are parsed (plugins are loaded by then):
     the trackers (installed, else one line), the config (the profile, the options' settings and
@@ -216,8 +218,10 @@ def run_experiment(
 
         listener = Trackers(trackers, out / "trackers", experiment.name, config_dict(cfg))
         executor = dataclasses.replace(executor, listener=listener)
+    if rerun:
+        console.print(f"--rerun: recomputing every cell of {out}, none reused")
     try:
-        csv = experiment.run(cfg, out, profile=profile, show_progress=not quiet, executor=executor)
+        csv = experiment.run(cfg, out, profile=profile, show_progress=not quiet, executor=executor, rerun=rerun)
     finally:
         if listener is not None:
             listener.close()

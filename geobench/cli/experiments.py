@@ -19,6 +19,7 @@ from geobench.cli.common import (
     QUIET,
     RAY_ADDRESS,
     REPORT_TO,
+    RERUN,
     SET,
     THREADS,
     WORKERS,
@@ -70,6 +71,7 @@ def toy_saturation(
     draw: bool = DRAW,
     plugin: list[str] | None = PLUGIN,
     quiet: bool = QUIET,
+    rerun: bool = RERUN,
 ) -> None:
     """OPO Fig. 3: |dL/dz| vs confidence on a binary logit, by autograd through each objective."""
     from geobench.objectives import REGISTRY
@@ -85,6 +87,7 @@ def toy_saturation(
         figures=figures,
         draw=draw,
         quiet=quiet,
+        rerun=rerun,
     )
 
 
@@ -115,6 +118,7 @@ def bandits(
     draw: bool = DRAW,
     plugin: list[str] | None = PLUGIN,
     quiet: bool = QUIET,
+    rerun: bool = RERUN,
     executor: str = EXECUTOR,
     workers: int = WORKERS,
     threads: int = THREADS,
@@ -146,6 +150,7 @@ def bandits(
         figures=figures,
         draw=draw,
         quiet=quiet,
+        rerun=rerun,
         executor=executor_config(executor, workers, threads, ray_address),
         report_to=report_to,
     )
@@ -219,6 +224,7 @@ def distill(
     draw: bool = DRAW,
     plugin: list[str] | None = PLUGIN,
     quiet: bool = QUIET,
+    rerun: bool = RERUN,
     executor: str = EXECUTOR,
     workers: int = WORKERS,
     threads: int = THREADS,
@@ -245,6 +251,7 @@ def distill(
         figures=figures,
         draw=draw,
         quiet=quiet,
+        rerun=rerun,
         executor=executor_config(executor, workers, threads, ray_address),
         report_to=report_to,
     )
@@ -306,6 +313,7 @@ def llm(
     draw: bool = DRAW,
     plugin: list[str] | None = PLUGIN,
     quiet: bool = QUIET,
+    rerun: bool = RERUN,
     executor: str = EXECUTOR,
     workers: int = WORKERS,
     threads: int = THREADS,
@@ -346,6 +354,7 @@ def llm(
         figures=figures,
         draw=draw,
         quiet=quiet,
+        rerun=rerun,
         executor=dataclasses.replace(
             executor_config(executor, workers, threads, ray_address), allow_oversize=allow_oversize
         ),

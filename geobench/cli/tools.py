@@ -14,6 +14,7 @@ from geobench.cli.common import (
     PROFILE,
     QUIET,
     RAY_ADDRESS,
+    RERUN,
     THREADS,
     WORKERS,
     app,
@@ -149,6 +150,7 @@ def reproduce_command(
     stages: str | None = typer.Option(
         None, "--stages", help="Only these stages, by results folder (e.g. llm,llm-stress); then draw everything."
     ),
+    rerun: bool = RERUN,
 ) -> None:
     """Run every experiment of a profile (resuming finished cells), draw everything, write REPORT.md."""
     from geobench.config import PROFILES, parse_list
@@ -156,6 +158,8 @@ def reproduce_command(
 
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r}; valid: {', '.join(PROFILES)}")
+    if rerun:
+        console.print("--rerun: recomputing every cell of every stage, none reused")
     reproduce(
         profile,
         writable_folder(results, "--results"),
@@ -163,4 +167,5 @@ def reproduce_command(
         show_progress=not quiet,
         executor=executor_config(executor, workers, threads, ray_address),
         only=parse_list(stages) or (),
+        rerun=rerun,
     )

@@ -21,8 +21,12 @@ states). Seeds train as one computation (stacked weights, vmapped objectives).
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -32,9 +36,10 @@ from torch import Tensor
 from geobench.config import check_caps, check_lists
 from geobench.distill.data import StateSet, collect_states, sample_candidates
 from geobench.distill.gaussian import gaussian_kl, log_density, ndcg
-from geobench.distill.teachers import ENVS, TEACHERS_DIR, Teacher, evaluate_policy, load_teacher
+from geobench.distill.teachers import ENVS, TEACHERS_DIR, Teacher, evaluate_policy, load_teacher, teacher_dir
 from geobench.errors import ConfigError, require_finite
 from geobench.executor import Cell, ExecutorConfig, run_cells, set_threads
+from geobench.identity import file_digest, objective_inputs, package_inputs
 from geobench.nn import generator, init_mlp, mlp
 from geobench.objectives import find_objective, per_seed_objective
 from geobench.progress import StepReport, no_report, seed_means
@@ -261,13 +266,15 @@ def run(
     profile: str = "custom",
     show_progress: bool = True,
     executor: ExecutorConfig = ExecutorConfig(),
+    rerun: bool = False,
 ) -> Path:
-    """Every (env, method) cell not already on disk; returns the merged CSV ``DIR/distill.csv``.
+    """Every (env, method) cell not already on disk (every cell under ``rerun``); returns the merged
+    CSV ``DIR/distill.csv``.
 
     The states of an env are collected once, here, and shipped to its cells (a few MB).
     """
     set_threads(executor.threads)
-    run_dir = RunDir(out, EXPERIMENT, config)
+    run_dir = RunDir(out, EXPERIMENT, config, inputs=partial(cell_inputs, config), rerun=rerun)
     teacher_returns, teacher_forward, cells = {}, {}, []
     for env in config.envs:
         teacher = load_teacher(env, config.teachers)
@@ -283,6 +290,40 @@ def run(
     run_cells(cells, run_dir.write_cell, executor, description="distillation cells", show_progress=show_progress)
     extra = {"teacher_returns": teacher_returns, "teacher_forward": teacher_forward, "torch_threads": executor.threads}
     return run_dir.finish("distill", profile, extra=extra)
+
+
+# The teacher.json fields a student's rows depend on: the algorithm its model.zip is loaded as and
+# the action noise its states are collected with (distill/data.py); its evaluation numbers only
+# reach run.json, not the rows.
+_TEACHER_FIELDS = ("algo", "action_noise_std")
+# Beside torch and numpy: the teacher's policy (stable-baselines3) and the returns (gymnasium, mujoco).
+_PACKAGES = ("torch", "numpy", "stable-baselines3", "gymnasium", "mujoco")
+
+
+def teacher_inputs(env: str, root: Path) -> dict[str, str]:
+    """What ``load_teacher`` reads for ``env`` and the rows depend on: the model and normaliser files'
+    digests (``absent`` for a teacher without a normaliser) and the fields of ``_TEACHER_FIELDS``."""
+    folder = teacher_dir(env, root)
+    try:
+        info = json.loads((folder / "teacher.json").read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        info = {}
+    fields = {f"teacher {env} {k}": json.dumps(info.get(k)) for k in _TEACHER_FIELDS}
+    files = {f"teacher {env} {f}": file_digest(folder / f) for f in ("model.zip", "vecnormalize.pkl")}
+    return {**files, **fields}
+
+
+def cell_inputs(config: DistillConfig, key: Mapping[str, Any]) -> dict[str, str]:
+    """What a cell's rows depend on besides the config (:mod:`geobench.identity`): its method's objective
+    (``kd-gaussian`` is the closed form here, no registry objective) and its env's teacher."""
+    entries = [] if key["variant"] == "kd-gaussian" else [find_objective(key["variant"])]
+    return {**objective_inputs(entries), **teacher_inputs(key["env"], config.teachers), **package_inputs(_PACKAGES)}
+
+
+def run_inputs(config: DistillConfig) -> dict[str, str]:
+    """The union of every cell's inputs, as ``run.json`` records it."""
+    keys = [{"env": env, "variant": m} for env in config.envs for m in config.methods]
+    return {k: v for key in keys for k, v in cell_inputs(config, key).items()}
 
 
 def _cell(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import tempfile
 from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from geobench.executor import (
     run_cells,
     set_threads,
 )
+from geobench.identity import objective_inputs, package_inputs, path_input
 from geobench.llm import hub, paper_shapes, trl_engine
 from geobench.llm import samples as kept
 from geobench.llm.data import eval_task, training_problems
@@ -30,11 +32,12 @@ from geobench.llm.pair_check import PAIR_COLUMNS, PairCheck, split_pairs
 from geobench.llm.prompts import check_format
 from geobench.llm.rollout import make_rollout, require_vllm
 from geobench.llm.settings import LLMConfig
-from geobench.llm.tasks import make_task
+from geobench.llm.tasks import BUILT_IN, make_task
 from geobench.llm.train import train_cell
-from geobench.llm.warmstart import ensure_warmstart
+from geobench.llm.warmstart import ensure_warmstart, warmstart_dir
+from geobench.objectives import get_objective
 from geobench.progress import StepReport, no_report
-from geobench.results import RunDir
+from geobench.results import RunDir, refuse_foreign_run
 
 EXPERIMENT = "llm"
 
@@ -77,8 +80,10 @@ def run(
     profile: str = "custom",
     show_progress: bool = True,
     executor: ExecutorConfig = ExecutorConfig(),
+    rerun: bool = False,
 ) -> Path:
-    """Train every (algorithm, seed) cell not already on disk; returns ``DIR/metrics.csv``.
+    """Train every (algorithm, seed) cell not already on disk (every cell under ``rerun``); returns
+    ``DIR/metrics.csv``.
 
     Also writes ``DIR/samples.jsonl``, a few completions per cell (:mod:`geobench.llm.samples`), and,
     with ``pair_check_every``, the per-pair check's cosines to ``DIR/pairs.csv``
@@ -89,9 +94,7 @@ def run(
         require_vllm()  # fail before any work, not after the first model load
     if config.engine == "trl" and importlib.util.find_spec("trl") is None:
         raise ConfigError("--engine trl needs TRL: pip install -e '.[trl]'")
-    run_dir = RunDir(out, EXPERIMENT, config)
-    timing_dir = RunDir(Path(out) / "timing", EXPERIMENT, config)
-    pairs_dir = RunDir(out, EXPERIMENT, config, table="pairs", columns=PAIR_COLUMNS)
+    refuse_foreign_run(Path(out), EXPERIMENT)  # before a warm start is built under it
     task = make_task(config.dataset, config.levels)  # a missing dataset or model fails here, once, not in every cell
     eval_task(task, config.dataset, config.levels, config.eval_split)  # and a missing test split
     training_problems(task, config.data_epochs, config.seed)  # and data passes over an endless generator
@@ -100,6 +103,11 @@ def run(
     if _device() == "cpu":  # a paper-size model on a CPU: refused with its estimate, not swapped into for minutes
         per_cell, why = training_bytes(parameter_count(model_path), config.dtype, _pair_checked(config))
         check_memory(executor, per_cell, len(config.algos) * config.seeds, why)
+    # One cell's metrics, timing and pairs rows come from one training run: the same inputs for all three.
+    same = {"inputs": partial(cell_inputs, config, model_path), "rerun": rerun}
+    run_dir = RunDir(out, EXPERIMENT, config, **same)
+    timing_dir = RunDir(Path(out) / "timing", EXPERIMENT, config, **same)
+    pairs_dir = RunDir(out, EXPERIMENT, config, table="pairs", columns=PAIR_COLUMNS, **same)
     resources = Resources(cpus=executor.threads, gpus=config.cell_gpus)
     cells = [
         Cell({"variant": algo, "seed": seed}, _cell, (config, model_path, algo, seed), resources, reports_steps=True)
@@ -126,6 +134,29 @@ def run(
     else:  # no check in this run: a pairs.csv left by an earlier one must not pass for this one's
         (Path(out) / "pairs.csv").unlink(missing_ok=True)
     return run_dir.finish("metrics", profile, extra)
+
+
+def cell_inputs(config: LLMConfig, model_path: str, key: Mapping[str, Any]) -> dict[str, str]:
+    """What a cell's rows depend on besides the config (:mod:`geobench.identity`): its objective's code,
+    the starting checkpoint (a local folder's files, else the ``random:`` or hub name), the dataset (a
+    built-in task's name, a local file's or folder's content, else the hub id: the config names no
+    revision, so the hub's default one) and the versions of the packages that compute the rows."""
+    dataset = f"name {config.dataset}" if config.dataset in BUILT_IN else path_input(config.dataset)
+    engines = ("trl",) if config.engine == "trl" else ()
+    engines += ("vllm",) if config.rollout == "vllm" else ()
+    return {
+        **objective_inputs([get_objective(key["variant"])]),
+        "model": path_input(model_path),
+        "dataset": dataset,
+        **package_inputs(("torch", "numpy", "transformers", *engines)),
+    }
+
+
+def run_inputs(config: LLMConfig) -> dict[str, str]:
+    """The union of every cell's inputs, as ``run.json`` records it, without building the warm start
+    (one not built yet is ``absent``, so no committed run matches it)."""
+    model = config.model or str(warmstart_dir(config.dataset))
+    return {k: v for algo in config.algos for k, v in cell_inputs(config, model, {"variant": algo}).items()}
 
 
 def _check_model(model: str, prompt_format: str) -> None:

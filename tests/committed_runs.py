@@ -20,19 +20,25 @@ from __future__ import annotations
 import json
 import shlex
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from geobench import toy
+from geobench.bandits import sweep as bandit_sweep
 from geobench.bandits.train import METHODS as BANDIT_METHODS
 from geobench.config import build
+from geobench.distill import sweep as distill_sweep
 from geobench.distill.sweep import METHODS as DISTILL_METHODS
 from geobench.errors import ConfigError
 from geobench.executor import ExecutorConfig
 from geobench.experiments import EXPERIMENTS, UPDATE_TIME
+from geobench.llm import sweep as llm_sweep
+from geobench.llm.warmstart import warmstart_dir
 from geobench.objectives import find_objective
 from geobench.objectives.plugins import load_plugin
 from geobench.results import RunDir, config_hash
@@ -86,12 +92,12 @@ def rerun_one_cell(run: Path, scratch: Path) -> Rerun:
         )
     committed = pd.read_csv(run / meta["csv"])
     key = choose_cell(run, meta, committed)
-    _copy_cells_but(key, committed, RunDir(scratch, name, config))
+    inputs = cell_inputs(name, config)
+    _copy_cells_but(key, committed, RunDir(scratch, name, config, inputs=inputs))
     tables = dict(meta.get("tables", {}))
     for table in tables:
-        _copy_cells_but(
-            key, pd.read_csv(run / f"{table}.csv"), RunDir(scratch, name, config, table=table, columns=TABLES[table])
-        )
+        copy = RunDir(scratch, name, config, table=table, columns=TABLES[table], inputs=inputs)
+        _copy_cells_but(key, pd.read_csv(run / f"{table}.csv"), copy)
     executor = ExecutorConfig(kind="serial", threads=int(meta.get("torch_threads", 1)), listener=_OneCell(key))
     start = time.perf_counter()
     experiment.run(config, scratch, profile=meta["profile"], show_progress=False, executor=executor)
@@ -106,6 +112,20 @@ def rerun_one_cell(run: Path, scratch: Path) -> Rerun:
     for table in tables:
         differences[f"{table}.csv"] = first_difference(scratch / f"{table}.csv", run / f"{table}.csv")
     return Rerun(str(run.relative_to(ROOT)) if run.is_relative_to(ROOT) else str(run), key, seconds, differences)
+
+
+def cell_inputs(name: str, config: Any) -> Callable[[Mapping[str, Any]], dict[str, str]]:
+    """The sweep's own ``key -> inputs`` for a copied cell, so that the sweep takes it as finished at
+    this code (an LLM run starts from its ``--model`` or the committed warm start, which is where the
+    committed runs started)."""
+    if name == "toy-saturation":
+        return toy.cell_inputs
+    if name == "bandits":
+        return bandit_sweep.cell_inputs
+    if name == "mujoco":
+        return partial(distill_sweep.cell_inputs, config)
+    model = config.model or str(warmstart_dir(config.dataset))
+    return partial(llm_sweep.cell_inputs, config, model)
 
 
 def choose_cell(run: Path, meta: Mapping[str, Any], committed: pd.DataFrame) -> dict[str, Any]:

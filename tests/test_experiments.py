@@ -1,7 +1,9 @@
 """The experiment catalog and make reproduce's stages: one table, one run signature, configs unchanged."""
 
+import dataclasses
 import importlib
 import inspect
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -19,8 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 UNCOMMITTED = {
     ("toy-saturation", "paper"): "5d8303754d64",
     ("bandits-onpolicy-anchor", "paper"): "cc140384632a",
-    ("llm", "paper"): "5ad99081ee28",  # LLMConfig's new fields (issue 24): pair check, dynamic sampling, tau rules
-    ("llm-adpo", "paper"): "aaef764f6bbc",
+    ("llm", "paper"): "f845c5f3c1fb",  # LLMConfig's new fields (issue 24; issue 25: eval_levels)
+    ("llm-adpo", "paper"): "d5a8f423601c",
 }
 # Stages changed on purpose since their committed run, which a rerun will bring back in step
 # (then the entry goes). None today: every committed run is its stage's config.
@@ -57,7 +59,15 @@ def test_each_stage_config_is_the_one_its_committed_run_recorded(stage, profile)
     elif (stage.folder, profile) in STALE:
         assert config_hash(config) != meta["config_hash"]  # rerun: then drop it from STALE
     else:
-        assert config_dict(config) == meta["config"] and config_hash(config) == meta["config_hash"]
+        recorded, resolved = meta["config"], config_dict(config)
+        # A field added since the run, at its default, leaves the run's rows as they were; its
+        # run.json gains it (and a new hash) at the next rerun.
+        added = set(resolved) - set(recorded)
+        if added:
+            defaults = {f.name: f.default for f in dataclasses.fields(config) if f.name in added}
+            assert {k: resolved[k] for k in added} == json.loads(json.dumps(defaults))
+        assert {k: v for k, v in resolved.items() if k not in added} == recorded
+        assert added or config_hash(config) == meta["config_hash"]
 
 
 def test_the_opo_form_stages_run_opo_with_the_forms_hyperparameters():

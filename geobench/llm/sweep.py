@@ -76,6 +76,8 @@ def run(
     timing_dir = RunDir(Path(out) / "timing", EXPERIMENT, config)
     pairs_dir = RunDir(out, EXPERIMENT, config, table="pairs", columns=PAIR_COLUMNS)
     make_task(config.dataset, config.levels)  # a missing dataset or model fails here, once, not in every cell
+    if config.eval_levels:
+        make_task(config.dataset, config.eval_levels)
     model_path = _model_path(config, show_progress)
     _check_model(model_path)
     resources = Resources(cpus=executor.threads, gpus=config.cell_gpus)

@@ -29,6 +29,7 @@ from geobench.errors import require_finite
 from geobench.llm import samples as kept
 from geobench.llm.dynamic_sampling import Scored, fill_batch
 from geobench.llm.grading import is_correct, reward
+from geobench.llm.heldout import held_out_problems
 from geobench.llm.metrics import MUST_BE_FINITE, UPDATE_METRICS, response_efficiency, signal_range
 from geobench.llm.rollout import Rollouts
 from geobench.llm.settings import CellRecipe, LLMConfig
@@ -287,7 +288,7 @@ def train_cell(
     # Dynamic sampling's extra prompts come from their own stream, so that a refilling cell's
     # step-t prompts stay those of every other algorithm at this seed (paired comparisons).
     refill_rng = random.Random(f"refill-{seed}")
-    held_out = task.sample(settings.eval_prompts, random.Random(10_000 + seed))
+    held_out = held_out_problems(settings, task, seed)
     entry = get_objective(algo)
     recipe = settings.cell_recipe(entry.recipe)
     hparams = cell_hparams(entry, settings, policy.config.vocab_size)

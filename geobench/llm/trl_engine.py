@@ -38,6 +38,7 @@ import torch
 
 from geobench.errors import ConfigError
 from geobench.llm.grading import is_correct, reward
+from geobench.llm.heldout import held_out_problems
 from geobench.llm.metrics import METRICS, response_efficiency, signal_range
 from geobench.llm.settings import LLMConfig
 from geobench.llm.temperatures import guard_confidence
@@ -270,7 +271,7 @@ def train_cell(policy, tokenizer, task, algo: str, seed: int, config: LLMConfig,
 
     entry = get_objective(algo)
     data = prompt_dataset(task.sample(config.prompts_per_step * config.steps, random.Random(seed)))
-    held_out = task.sample(config.eval_prompts, random.Random(10_000 + seed))
+    held_out = held_out_problems(config, task, seed)
     rows: list[dict[str, Any]] = []
 
     def heldout(step: int) -> None:

@@ -91,6 +91,13 @@ STAGES = (
     ),
     Stage("LLM stress ablation: 3.3x learning rate", LLM, "llm-stress", settings=STRESS, profiles=("quick",)),
     Stage(
+        "OPO v5 Experiment 2: out of distribution (quick: train levels 1-3, validate on level 4)",
+        LLM,
+        "llm-opo-v5-ood",
+        artifact="opo_v5_ood",
+        gpu_profiles=("paper",),
+    ),
+    Stage(
         "ADPO Fig. 3 / Table 4: LLM RL (paper settings)",
         LLM,
         "llm-adpo",

@@ -23,6 +23,11 @@ UNCOMMITTED = {
     ("bandits-onpolicy-anchor", "paper"): "cc140384632a",
     ("llm", "paper"): "f845c5f3c1fb",  # LLMConfig's new fields (issue 24; issue 25: eval_levels)
     ("llm-adpo", "paper"): "d5a8f423601c",
+    (
+        "llm-opo-v5-ood",
+        "quick",
+    ): "571969337b29",  # OPO v5 Experiment 2's CPU analogue (issue 25): not yet run by make reproduce
+    ("llm-opo-v5-ood", "paper"): "c889aaeddfcc",
 }
 # Stages changed on purpose since their committed run, which a rerun will bring back in step
 # (then the entry goes). None today: every committed run is its stage's config.

@@ -66,7 +66,7 @@ def test_every_artifact_builds_from_small_real_runs(tmp_path, tiny_distill, tiny
     assert all(name in forms for name in ("Eq. 7 as printed", "App. A.3", "authors' code"))
     assert "GRPO collapses" in (figures / "llm_stress.md").read_text()
     assert {"adpo_fig1.png", "opo_fig1.png", "opo_fig2.png"} <= names
-    assert len(BUILDERS) == 11
+    assert len(BUILDERS) == 12
 
 
 def _line_figure(slope: float) -> Figure:

@@ -56,7 +56,7 @@ def test_a_run_evaluates_on_the_eval_levels_and_trains_on_the_others(tiny_model,
     assert prompts and all(len(a) == 1 for p in prompts for a in p.rstrip("=").split("+"))
     (table,) = build_opo_v5_ood(tmp_path / "results", tmp_path / "figures")  # the section's table, from its CSV
     text = table.read_text()
-    assert "RL on levels 1; validation accuracy (greedy) on 4 problems per seed at levels 2" in text
+    assert "RL on level 1; validation accuracy (greedy) on 4 problems per seed at level 2" in text
     assert "/4) |" in text and "(44/100)" in text
 
 

@@ -218,13 +218,12 @@ def build_opo_v5_ood(results: Path, figures: Path) -> list[Path]:
     run, meta = _read(preferred_run(results, OOD_RUN), f"make reproduce (the {OOD_RUN} stage)")
     frame, config = run.frame, meta["config"]
     paper = pd.read_csv(EXPERIMENTS_DIR / "paper" / "opo_v5_ood.csv")
-    levels = ", ".join(map(str, config["levels"]))
-    eval_levels = ", ".join(map(str, config["eval_levels"] or config["levels"]))
+    levels, eval_levels = (_levels(config[key] or config["levels"]) for key in ("levels", "eval_levels"))
     text = (
         f"### OPO v5 Experiment 2: out of distribution ({meta['profile']} profile, {run.task}, "
         f"{frame['seed'].nunique()} seeds, {config['steps']} steps)\n\n"
-        f"RL on levels {levels}; validation accuracy (greedy) on {config['eval_prompts']} problems per seed at "
-        f"levels {eval_levels}, every {config['eval_every']} steps. Accuracy at the last evaluation with its "
+        f"RL on {levels}; validation accuracy (greedy) on {config['eval_prompts']} problems per seed at "
+        f"{eval_levels}, every {config['eval_every']} steps. Accuracy at the last evaluation with its "
         "Wilson 95% interval: ours pooled over seeds (problem sampling at fixed trained policies; the per-seed "
         "values show the training spread), the paper's over its 100 Level 4 problems of one seed. Reward, grad "
         f"norm and entropy: mean of the final {llm_report.FINAL_STEPS} steps per seed, mean [95% bootstrap CI] "
@@ -234,3 +233,7 @@ def build_opo_v5_ood(results: Path, figures: Path) -> list[Path]:
     path = figures / "opo_v5_ood.md"
     atomic_write_text(path, text)
     return [path]
+
+
+def _levels(levels: list[int]) -> str:
+    return ("level " if len(levels) == 1 else "levels ") + ", ".join(map(str, levels))

@@ -85,3 +85,21 @@ def test_levels_set_the_digits_of_chain_sums_terms(level):
 def test_a_level_outside_the_knob_is_one_line():
     with pytest.raises(ConfigError, match="simple_equations levels must be among 1,2,3; got 4"):
         make_task("reasoning-gym:simple_equations", (4,))
+
+
+@needs_gym
+def test_a_run_trains_and_evaluates_on_a_gym_task(tiny_model, tmp_path):
+    import pandas as pd
+
+    from geobench.llm.sweep import run
+    from tests.conftest import tiny_llm_config
+
+    config = tiny_llm_config(tiny_model, algos=("grpo",), steps=1, dataset="reasoning-gym:chain_sum", levels=(1,))
+    frame = pd.read_csv(run(config, tmp_path / "run", show_progress=False))
+    assert set(frame["task"]) == {"reasoning-gym:chain_sum"} and "heldout_accuracy" in set(frame["metric"])
+
+
+@needs_gym
+def test_without_a_model_a_gym_task_asks_for_one(refused, tmp_path):
+    line = refused("llm", "--dataset", "reasoning-gym:gcd", "--levels", "1", "--out", str(tmp_path / "r"), "--no-draw")
+    assert "warm start is built for the built-in tasks" in line

@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-verl
 VERL_VERSION ?= 0.9.1
 
-.PHONY: install reproduce test figures bench clean
+.PHONY: install reproduce test figures warmstart bench clean
 
 # torch is pinned and installed first: an unpinned torch pulls a multi-GB CUDA build.
 $(STAMP): pyproject.toml
@@ -38,6 +38,12 @@ test: $(TEST_STAMP)
 
 figures: $(STAMP)
 	$(BIN)/geobench figures
+
+# The committed warm start (experiments/llm/warmstart/<task>), rebuilt deliberately from the quick LLM
+# profile's settings; runs only ever read it, and build their own under --out when settings differ.
+warmstart: $(STAMP)
+	$(BIN)/python -c "from geobench.experiments import LLM; from geobench.llm.warmstart import build_warmstart; \
+	build_warmstart(LLM.load('quick').warmstart_config())"
 
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[trl]'

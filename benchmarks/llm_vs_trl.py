@@ -61,7 +61,7 @@ def trl_steps(folder: str, config, seed: int) -> list[float]:
 
     policy, tokenizer = load_policy(folder)
     task = make_task(config.dataset, config.levels)
-    data = prompt_dataset(task.sample(config.prompts_per_step * config.steps, random.Random(seed)))
+    data = prompt_dataset(task.sample(config.prompts_per_step * config.steps, random.Random(seed)), tokenizer, config)
     updates = config.epochs * config.minibatches
     stamps: list[float] = []
 

@@ -11,6 +11,7 @@ commit, package versions and wall time.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -18,11 +19,12 @@ import os
 import platform
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -69,6 +71,26 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+@contextlib.contextmanager
+def replaced_folder(path: Path) -> Iterator[Path]:
+    """A scratch sibling of ``path`` to write a folder of files into, swapped in whole by rename once the
+    block completes: a writer killed mid-way leaves the old folder (or none), never a half-written one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        yield scratch
+        os.chmod(scratch, 0o755)  # mkdtemp makes 0700
+        if path.exists():
+            retired = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
+            os.replace(path, retired / path.name)
+            os.replace(scratch, path)
+            shutil.rmtree(retired)
+        else:
+            os.replace(scratch, path)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 def write_csv(frame: pd.DataFrame, path: Path) -> None:
     """Atomically write a tidy frame with a fixed float format (byte-stable across runs)."""
     atomic_write_text(path, frame.to_csv(index=False, float_format=_FLOAT_FORMAT, lineterminator="\n"))
@@ -105,6 +127,7 @@ class RunDir:
         """``table`` names a second table of the same run: its cells live in their own folder and
         :meth:`merge` writes it beside the first; ``columns`` are its columns, the value last."""
         self.path = Path(path)
+        refuse_foreign_run(self.path, experiment)
         self.experiment = experiment
         self.config = config
         self.columns = columns
@@ -179,6 +202,20 @@ class RunDir:
         }
         atomic_write_text(self.path / "run.json", json.dumps(meta, indent=2) + "\n")
         return self.path / merged["csv"]
+
+
+def refuse_foreign_run(path: Path | str, experiment: str) -> None:
+    """One line, before any work, if ``path`` holds another experiment's run: its ``run.json`` names
+    another experiment (a committed results folder always has one), so writing there would mix two
+    experiments' cells and leave a ``run.json`` the report misreads."""
+    try:
+        meta = read_meta(path)
+    except ConfigError:  # an unreadable run.json is the run's own to rewrite (finish writes a new one)
+        return
+    if meta is not None and meta.get("experiment", experiment) != experiment:
+        raise ConfigError(
+            f"--out {path} holds a {meta['experiment']} run (its run.json), not {experiment}; choose another folder"
+        )
 
 
 def profile_folder(name: str, profile: str) -> str:

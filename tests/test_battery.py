@@ -69,8 +69,8 @@ def test_battery_writes_every_section_and_reuses_the_baselines_it_ran(cispo, tin
     assert set(verdicts["objective"]) == {"cispo"} and set(verdicts["budget"]) == {"tiny"}
     assert verdicts["verdict"].iloc[3].startswith("cispo declares sampled feedback")
     assert f"## Verdicts\n\n{verdict_lines(read_verdicts(card.parent))}\n\n" in text  # the card's own lines
-    summary = card_summaries(tiny_results, tiny_results / "REPORT.md")
-    assert "### [`cispo`](battery/cispo/CARD.md)" in summary and "- **LLM math RL" in summary
+    assert card.parent == tiny_results / "battery" / "cispo@tiny"  # beside the quick card, never over it
+    assert card_summaries(tiny_results, tiny_results / "REPORT.md") == ""  # the report reads quick cards only
 
     # A second objective at the same budget computes only its own cells ...
     (card,) = run(load_battery(("grpo",), "tiny", {}), tiny_results, show_progress=False, executor=POOL)

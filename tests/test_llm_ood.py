@@ -8,7 +8,7 @@ import random
 import pandas as pd
 import pytest
 
-from geobench.llm.heldout import held_out_problems
+from geobench.llm.data import eval_task, held_out_problems
 from geobench.llm.tasks import make_task
 from geobench.report.llm_artifacts import build_opo_v5_ood
 from geobench.report.llm_ood import accuracy_text, ood_table, wilson_interval
@@ -22,8 +22,9 @@ PAPER = pd.DataFrame(
 def test_held_out_problems_come_from_the_eval_levels_only():
     config = tiny_llm_config("unused", dataset="column-addition", levels=(1, 2, 3), eval_levels=(4,), eval_prompts=300)
     task = make_task(config.dataset, config.levels)
+    held = eval_task(task, config.dataset, config.levels, config.eval_split, config.eval_levels)
     for seed in (0, 1):
-        held_out = held_out_problems(config, task, seed)
+        held_out = held_out_problems(task, held, config.eval_prompts, seed)
         assert len(held_out) == 300 and {p.level for p in held_out} == {4}
         assert all(len(a) == 4 for p in held_out for a in p.prompt.rstrip("=").split("+"))
     assert {p.level for p in task.sample(500, random.Random(0))} == {1, 2, 3}  # training prompts: never level 4
@@ -33,7 +34,9 @@ def test_empty_eval_levels_are_the_training_task_as_before():
     config = tiny_llm_config("unused", dataset="column-addition", levels=(1, 2), eval_prompts=50)
     assert config.eval_levels == ()
     task = make_task(config.dataset, config.levels)
-    assert held_out_problems(config, task, 3) == task.sample(50, random.Random(10_000 + 3))
+    held = eval_task(task, config.dataset, config.levels, config.eval_split, config.eval_levels)
+    assert held is task
+    assert held_out_problems(task, held, config.eval_prompts, 3) == task.sample(50, random.Random(10_000 + 3))
 
 
 def test_a_run_evaluates_on_the_eval_levels_and_trains_on_the_others(tiny_model, tmp_path, monkeypatch):

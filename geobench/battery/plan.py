@@ -23,6 +23,7 @@ from geobench.config import PROFILES, experiment_file, read_toml
 from geobench.errors import ConfigError
 from geobench.experiments import BANDITS, LLM, MUJOCO, TOY, Experiment
 from geobench.objectives import get_objective
+from geobench.report.cards import card_folder
 from geobench.results import config_hash, profile_folder, read_meta
 
 # The experiments an objective is put through, from the catalog, in the card's order.
@@ -106,11 +107,13 @@ def plan(config: BatteryConfig, objective: str, results: Path) -> tuple[list[Pla
         committed = results / profile_folder(name, profile)
         reused = (read_meta(committed) or {}).get("config_hash") == config_hash(baseline)
         baseline_out = committed if reused else results / "battery" / "baselines" / config.budget / name
-        out = card_dir(results, objective) / name
+        out = card_dir(results, objective, config) / name
         plans.append(Plan(experiment, objective, profile, baseline, mine, baseline_out, out, reused))
     return plans, skipped
 
 
-def card_dir(results: Path, objective: str) -> Path:
-    """``results/battery/<objective>``: the objective's runs and its ``CARD.md``."""
-    return results / "battery" / objective
+def card_dir(results: Path, objective: str, config: BatteryConfig) -> Path:
+    """``results/battery/<objective>`` (the quick budget, every experiment), else a folder named by the
+    budget and the experiments (:func:`~geobench.report.cards.card_folder`): the objective's runs and its
+    ``CARD.md``, kept apart per budget and subset so that no run overwrites another's card."""
+    return results / "battery" / card_folder(objective, config.budget, config.experiments, tuple(BY_NAME))

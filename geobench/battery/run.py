@@ -40,7 +40,7 @@ def run(
             console.rule(f"battery {objective}: {step.experiment.title}")
             rows += _run_stage(step, results, show_progress, executor)
         ledger = pd.DataFrame(rows, columns=_COLUMNS)
-        folder = card_dir(results, objective)
+        folder = card_dir(results, objective, config)
         write_csv(ledger, folder / LEDGER)
         cards.append(write_card(objective, config, plans, skipped, ledger, folder))
     return cards

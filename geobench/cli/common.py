@@ -182,7 +182,7 @@ def run_experiment(
     settings: Mapping[str, Any],
     hparams: list[str] | None = None,
     out: Path | None,
-    figures: Path,
+    figures: Path | None,
     draw: bool,
     quiet: bool,
     executor: Any = None,
@@ -191,7 +191,10 @@ def run_experiment(
     """What every experiment command does once its options are parsed (plugins are loaded by then):
     the trackers (installed, else one line), the config (the profile, the options' settings and
     ``--set`` merged in, checked by its class), the run folder and the figures folder (both checked
-    before any work), the run with its metrics streamed to the trackers, its figures."""
+    before any work), the run with its metrics streamed to the trackers, its figures: into
+    ``--figures``, else ``--out``'s ``figures/`` (a scratch run never redraws the committed ones),
+    else ``figures/``."""
+    from geobench.results import refuse_foreign_run
     from geobench.trackers import parse_report_to, require_installed
 
     trackers = parse_report_to(report_to)
@@ -202,7 +205,9 @@ def run_experiment(
     for algo in given or {}:
         if algo not in methods:
             raise ConfigError(f"--set {algo}.*: {algo!r} is not among the selected algorithms ({', '.join(methods)})")
+    figures = figures or (out / "figures" if out else Path("figures"))
     out = run_folder(out, experiment.name, profile)
+    refuse_foreign_run(out, experiment.name)  # before the trackers write under it
     figures = writable_folder(figures, "--figures") if draw else figures
     listener = None
     if trackers:

@@ -48,7 +48,7 @@ def _config(experiment: Experiment, example: str = "") -> Any:
 
 
 def _figures(what: str) -> Any:
-    return path_option(Path("figures"), "--figures", f"Where to draw {what}.")
+    return path_option(None, "--figures", f"Where to draw {what} (default: --out's figures/, else figures/).")
 
 
 DRAW = typer.Option(True, "--draw/--no-draw", help="Draw figures and tables after the run.")
@@ -65,7 +65,7 @@ def toy_saturation(
     objectives: str | None = typer.Option(None, "--objectives", help="Comma-separated registry names."),
     hparam: list[str] | None = SET,
     config: Path | None = _config(TOY),
-    figures: Path = _figures("opo_fig3 (PNG and PDF)"),
+    figures: Path | None = _figures("opo_fig3 (PNG and PDF)"),
     draw: bool = DRAW,
     plugin: list[str] | None = PLUGIN,
     quiet: bool = QUIET,
@@ -110,7 +110,7 @@ def bandits(
     out: Path | None = _out(BANDITS),
     profile: str = PROFILE,
     config: Path | None = _config(BANDITS),
-    figures: Path = _figures("adpo_fig2a/b and their tables"),
+    figures: Path | None = _figures("adpo_fig2a/b and their tables"),
     draw: bool = DRAW,
     plugin: list[str] | None = PLUGIN,
     quiet: bool = QUIET,
@@ -210,7 +210,7 @@ def distill(
     out: Path | None = _out(MUJOCO),
     profile: str = PROFILE,
     config: Path | None = _config(MUJOCO),
-    figures: Path = _figures("adpo_table2"),
+    figures: Path | None = _figures("adpo_table2"),
     draw: bool = DRAW,
     plugin: list[str] | None = PLUGIN,
     quiet: bool = QUIET,
@@ -274,16 +274,31 @@ def llm(
     reward: str | None = typer.Option(
         None,
         "--reward",
-        help="correct scores 1/0, shaped adds length and repetition terms" + profile_defaults(LLM, "reward") + ".",
+        help="correct scores 1/0, good-accuracy is the authors' length and repetition shaping, shaped and digits ours"
+        + profile_defaults(LLM, "reward")
+        + ".",
     ),
     seeds: int | None = typer.Option(None, "--seeds", help="Number of seeds" + profile_defaults(LLM, "seeds") + "."),
     seed: int | None = typer.Option(None, "--seed", help="First seed."),
-    steps: int | None = typer.Option(None, "--steps", help="RL steps per run" + profile_defaults(LLM, "steps") + "."),
+    steps: int | None = typer.Option(
+        None, "--steps", help="RL steps per run (with data epochs, the most)" + profile_defaults(LLM, "steps") + "."
+    ),
+    prompts: int | None = typer.Option(
+        None,
+        "--prompts",
+        help="Prompts per step, to scale a profile down" + profile_defaults(LLM, "prompts_per_step") + ".",
+    ),
+    group: int | None = typer.Option(
+        None, "--group", help="Completions per prompt" + profile_defaults(LLM, "group") + "."
+    ),
+    max_new_tokens: int | None = typer.Option(
+        None, "--max-new-tokens", help="Completion length cap in tokens" + profile_defaults(LLM, "max_new_tokens") + "."
+    ),
     hparam: list[str] | None = SET,
     out: Path | None = _out(LLM),
     profile: str = PROFILE,
     config: Path | None = _config(LLM, " (e.g. experiments/adpo_fig3.toml)"),
-    figures: Path = _figures("the LLM figures and tables"),
+    figures: Path | None = _figures("the LLM figures and tables"),
     draw: bool = DRAW,
     plugin: list[str] | None = PLUGIN,
     quiet: bool = QUIET,
@@ -307,6 +322,9 @@ def llm(
         "seeds": seeds,
         "seed": seed,
         "steps": steps,
+        "prompts_per_step": prompts,
+        "group": group,
+        "max_new_tokens": max_new_tokens,
     }
     run_experiment(
         LLM,

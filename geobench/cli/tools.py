@@ -94,28 +94,47 @@ def _assignments(values: dict) -> str:
 @app.command("figures")
 def figures_command(
     results: Path = path_option(Path("results"), "--results", "Folder of run folders."),
-    out: Path = path_option(Path("figures"), "--out", "Where figures and tables go."),
+    out: Path | None = path_option(
+        None, "--out", "Where figures, tables and REPORT.md go (default: figures/ and results/REPORT.md)."
+    ),
     plugin: list[str] | None = PLUGIN,
 ) -> None:
-    """Rebuild every figure and table from results/*/ CSVs and the registry, then results/REPORT.md."""
+    """Rebuild every figure and table from results/*/ CSVs and the registry, then REPORT.md.
+
+    Without --out the figures go to figures/ and REPORT.md to results/REPORT.md (for another --results R,
+    to R/figures/ and R/REPORT.md); with another --out X everything goes under X, REPORT.md too, and
+    --results is only read."""
     from geobench.report import build_all, write_report
 
     fix = "give the folder that holds the run folders, or create them with `geobench reproduce`"
-    results = writable_folder(existing_folder(results, "--results", fix), "--results")  # REPORT.md goes there
-    out = writable_folder(out, "--out")
+    results = existing_folder(results, "--results", fix)
+    default = figures_folder(results)
+    # REPORT.md beside the runs only where the figures go where they would by default
+    report = None if out is None or out.resolve() == default.resolve() else out / "REPORT.md"
+    out = writable_folder(out or default, "--out")
+    if report is None:
+        writable_folder(results, "--results")  # REPORT.md goes there
     written, skipped = build_all(results, out)
     for path in written:
         console.print(f"wrote {path}")
     for name, why in skipped.items():
         console.print(f"[yellow]skipped {name}[/]: {why}")
-    console.print(f"wrote {write_report(results, out)}")
+    console.print(f"wrote {write_report(results, out, report)}")
+
+
+def figures_folder(results: Path) -> Path:
+    """figures/ for the committed results/, else ``results``' own figures/: drawing another results
+    folder never redraws the committed figures."""
+    return Path("figures") if results.resolve() == Path("results").resolve() else results / "figures"
 
 
 @app.command("reproduce")
 def reproduce_command(
     profile: str = PROFILE,
     results: Path = path_option(Path("results"), "--results", "Folder of run folders."),
-    out: Path = path_option(Path("figures"), "--figures", "Where figures and tables go."),
+    out: Path | None = path_option(
+        None, "--figures", "Where figures and tables go (default: figures/; for another --results, its figures/)."
+    ),
     plugin: list[str] | None = PLUGIN,
     quiet: bool = QUIET,
     executor: str = FAN_OUT,
@@ -135,7 +154,7 @@ def reproduce_command(
     reproduce(
         profile,
         writable_folder(results, "--results"),
-        writable_folder(out, "--figures"),
+        writable_folder(out or figures_folder(results), "--figures"),
         show_progress=not quiet,
         executor=executor_config(executor, workers, threads, ray_address),
         only=parse_list(stages) or (),

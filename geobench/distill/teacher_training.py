@@ -8,9 +8,6 @@ evaluated checkpoint when asked (rl-zoo3's EvalCallback), and swaps the finished
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -34,7 +31,7 @@ from geobench.distill.teachers import (
     teacher_dir,
 )
 from geobench.errors import ConfigError
-from geobench.results import atomic_write_text, package_versions
+from geobench.results import atomic_write_text, package_versions, replaced_folder
 
 _ACTIVATIONS = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh}
 
@@ -98,19 +95,8 @@ def train_teacher(
     final = teacher_dir(config.env, root)
     if (final / "model.zip").exists() and not overwrite:
         raise ConfigError(f"{final} already holds a teacher; pass --overwrite to replace it, or --out DIR")
-    root.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{config.env}.", dir=root))
-    try:
+    with replaced_folder(final) as scratch:
         info = _train_into(config, scratch, show_progress)
-        if final.exists():
-            retired = Path(tempfile.mkdtemp(prefix=f".{config.env}.old.", dir=root))
-            os.replace(final, retired / config.env)
-            os.replace(scratch, final)
-            shutil.rmtree(retired)
-        else:
-            os.replace(scratch, final)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
     return info
 
 

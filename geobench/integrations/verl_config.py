@@ -16,6 +16,7 @@ import pandas as pd
 from geobench.config import EXPERIMENTS_DIR
 from geobench.errors import ConfigError
 from geobench.llm.tasks import load_math
+from geobench.results import atomic_write_bytes
 
 VERL_DIR = EXPERIMENTS_DIR / "verl"
 REWARD_FILE = Path(__file__).resolve().parent / "verl_reward.py"
@@ -74,6 +75,6 @@ def export_data(dataset: str, levels: tuple[int, ...], out: Path, test_fraction:
     cut = max(1, int(len(rows) * test_fraction)) if len(rows) > 1 else 0
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / "train.parquet", out / "test.parquet"]
-    pd.DataFrame(rows[cut:] or rows).to_parquet(paths[0])
-    pd.DataFrame(rows[:cut] or rows).to_parquet(paths[1])
+    for path, part in zip(paths, (rows[cut:] or rows, rows[:cut] or rows), strict=True):
+        atomic_write_bytes(path, pd.DataFrame(part).to_parquet())  # bytes in memory, then one rename
     return paths

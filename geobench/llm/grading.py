@@ -11,7 +11,11 @@ from functools import lru_cache
 
 from math_verify import parse, verify
 
-REWARDS = ("correct", "shaped", "digits")
+REWARDS = ("correct", "shaped", "digits", "good-accuracy")
+# The authors' "good_accuracy" reward (their verl reward module, "Improved Good Accuracy"): the
+# constants of its signature, which their configs leave at these defaults.
+GOOD_ACCURACY = {"ngram": 4, "threshold": 0.3, "threshold_penalty": -0.5, "max_penalty": -0.5, "scale": 0.5}
+LENGTH_SCALE, LENGTH_MAX = 2000.0, 0.1  # length credit min(len(chars) / 2000, 0.1)
 DIGIT_CREDIT = 0.5  # ours: the most a wrong answer earns under "digits", so a correct one always stands apart
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
@@ -72,18 +76,42 @@ def digit_credit(answer: str | None, gold: str) -> float:
     return sum(x == y for x, y in zip(a, g, strict=False)) / max(len(a), len(g))
 
 
+def good_accuracy(completion: str, correct: bool) -> float:
+    """The OPO/ADPO authors' "good_accuracy" reward, exactly as their verl reward function computes it.
+
+    1 for a correct answer. A wrong one gets the length credit ``min(len(completion) / 2000, 0.1)``
+    (characters) plus a repetition term over the 4-grams of its lower-cased whitespace-split words:
+    with s = 1 - distinct / total 4-grams, -0.5 flat when s > 0.3, else ``0.5 * (-0.5 * s)`` added to
+    the length credit. Fewer than 4 words: no repetition term. Only the grader differs from theirs
+    (math-verify on the last ``\\boxed{}`` here; theirs is verl's ``prime_math`` on the first, unnested).
+    """
+    if correct:
+        return 1.0
+    constants = GOOD_ACCURACY
+    length = min(len(completion) / LENGTH_SCALE, LENGTH_MAX)
+    words = completion.lower().split()
+    if len(words) < constants["ngram"]:
+        return length
+    repeated = ngram_repetition(words, constants["ngram"])
+    if repeated > constants["threshold"]:
+        return constants["threshold_penalty"]
+    return length + constants["scale"] * constants["max_penalty"] * repeated
+
+
 def reward(completion: str, gold: str, kind: str = "correct", max_chars: int = 0) -> float:
-    """1/0 correctness, the authors' shaped form (SETTINGS.md, "good_accuracy"), or digit credit.
+    """1/0 correctness, the authors' "good_accuracy" (:func:`good_accuracy`), our shaped form, or digit credit.
 
     ``digits`` (ours, issue 24): 1 for a correct answer, else ``DIGIT_CREDIT`` times the share of
     digit positions right (:func:`digit_credit`). A multi-valued reward, so that listwise weights
     (ADPO, OPO) are not per-group rescalings of GRPO's advantages as they are under 1/0 rewards.
 
-    ``shaped``: 1 for a correct answer; -0.5 when the 4-gram repetition (over characters
-    of the whitespace-split words) exceeds 0.3; otherwise a small length-shaped credit
-    0.1 * (1 - len / max_chars) for a wrong answer. The authors do not state the length
-    term's form; this one is ours and only breaks ties between wrong answers.
+    ``shaped`` (ours, written before the authors' code was read, and not theirs): 1 for a correct
+    answer; -0.5 when the 4-gram repetition (over characters of the whitespace-split words) exceeds
+    0.3; otherwise a length credit 0.1 * (1 - len / max_chars) that falls with length, where the
+    authors' rises (``good-accuracy``).
     """
+    if kind == "good-accuracy":
+        return good_accuracy(completion, is_correct(completion, gold))
     if is_correct(completion, gold):
         return 1.0
     if kind == "correct":

@@ -4,7 +4,8 @@
 dimensions (its ``config.json`` on the hub) without downloading anything, so the paper-scale
 path (bf16, long completions, the real vocabulary width) runs on any machine that has the
 memory. The tokenizer is the project's character tokenizer: its ids are a subset of the
-vocabulary, which is all a shape, memory or speed check needs; accuracy is meaningless.
+vocabulary, which is all a shape, memory or speed check needs; accuracy is meaningless. It carries Qwen3's chat template
+(:data:`geobench.llm.prompts.QWEN3_CHAT_TEMPLATE`).
 ``random:qwen3-1.7b/8`` divides width, depth and heads by 8 for CPU tests.
 """
 
@@ -15,6 +16,7 @@ from typing import Any
 import torch
 
 from geobench.errors import ConfigError
+from geobench.llm.prompts import QWEN3_CHAT_TEMPLATE
 from geobench.llm.tokenizer import char_tokenizer
 
 PREFIX = "random:"
@@ -66,10 +68,12 @@ def random_config(model: str) -> Any:
 
 
 def random_policy(model: str, dtype: str, seed: int = 0):
-    """(model, tokenizer): the architecture with random weights, and the character tokenizer."""
+    """(model, tokenizer): the architecture with random weights, and the character tokenizer with
+    Qwen3's chat template (so the paper profiles' "chat" prompts run here as they would on Qwen3)."""
     from transformers import Qwen3ForCausalLM
 
     tokenizer = char_tokenizer()
+    tokenizer.chat_template = QWEN3_CHAT_TEMPLATE
     config = random_config(model)
     config.pad_token_id, config.eos_token_id = tokenizer.pad_token_id, tokenizer.eos_token_id
     torch.manual_seed(seed)

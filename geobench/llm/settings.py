@@ -14,9 +14,11 @@ from typing import Any
 
 from geobench.config import check_caps, check_lists
 from geobench.errors import ConfigError
+from geobench.llm.data import EVAL_SPLITS
 from geobench.llm.dynamic_sampling import FILTER_METRICS
 from geobench.llm.grading import REWARDS
 from geobench.llm.model import TinyQwen3
+from geobench.llm.prompts import PROMPT_FORMATS
 from geobench.llm.rollout import BACKENDS, SamplingSettings
 from geobench.llm.warmstart import WarmStartConfig
 from geobench.objectives import GuardedTemperature, Objective, Recipe, find_objective, get_objective
@@ -144,7 +146,7 @@ class LLMConfig:
     opo_tau_rule: str = "guard"
     eval_every: int = 10
     eval_prompts: int = 200
-    # The levels of the held-out problems (geobench.llm.heldout); empty = the training levels. Levels
+    # The levels of the held-out problems (geobench.llm.data.eval_task); empty = the training levels. Levels
     # outside `levels` make the held-out accuracy out of distribution (OPO v5's Experiment 2).
     eval_levels: tuple[int, ...] = ()
     # The per-pair update check (geobench.llm.pair_check): every this many steps (at steps 1, 1 + k,
@@ -153,6 +155,12 @@ class LLMConfig:
     pair_check_every: int = 0
     warmstart: Mapping[str, Any] = field(default_factory=dict)  # WarmStartConfig overrides (built-in tasks)
     cell_gpus: float = 0.0  # GPUs each (algorithm, seed) cell asks of Ray; 1 in the paper profile
+    # Issue 25's prompt, data-pass and held-out settings (geobench.llm.prompts, geobench.llm.data);
+    # the defaults are every earlier run's behaviour.
+    prompt_format: str = "raw"  # one of PROMPT_FORMATS: the problem text as is, or "chat", the tokenizer's template
+    enable_thinking: bool = True  # Qwen3's thinking switch, handed to the chat template ("chat" only)
+    data_epochs: int = 0  # 0: `steps` batches drawn with replacement; N: N shuffled passes over the training set
+    eval_split: str = ""  # one of EVAL_SPLITS: "" draws from the task (as before), "test" or "math-500"
     hparams: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -188,6 +196,20 @@ class LLMConfig:
             raise ConfigError("seeds, steps, prompts_per_step, epochs and minibatches must be >= 1 and group >= 2")
         if not 0 < self.tau_min <= self.tau_max:
             raise ConfigError(f"need 0 < tau_min <= tau_max; got {self.tau_min}, {self.tau_max}")
+        if self.prompt_format not in PROMPT_FORMATS:
+            raise ConfigError(f"prompt_format must be one of {', '.join(PROMPT_FORMATS)}; got {self.prompt_format!r}")
+        if self.prompt_format == "chat" and not self.model:
+            raise ConfigError(
+                "prompt_format = 'chat' needs a chat model; the tiny warm-started Qwen3's character tokenizer has "
+                "no chat template, so set prompt_format = 'raw' or --model"
+            )
+        if self.data_epochs < 0:
+            raise ConfigError(
+                f"data_epochs must be >= 0 (0 = draw `steps` batches with replacement); got {self.data_epochs}"
+            )
+        if self.eval_split not in EVAL_SPLITS:
+            valid = ", ".join(repr(s) for s in EVAL_SPLITS)
+            raise ConfigError(f"eval_split must be one of {valid}; got {self.eval_split!r}")
         if self.pair_check_every < 0:
             raise ConfigError(f"pair_check_every must be >= 0 (0 = off); got {self.pair_check_every}")
         if self.pair_check_every and self.engine != "geobench":
@@ -223,6 +245,10 @@ class LLMConfig:
         except TypeError as error:
             valid = ", ".join(WarmStartConfig.__dataclass_fields__)
             raise ConfigError(f"bad warmstart setting ({error}); valid: {valid}") from None
+
+    def prompt_settings(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`geobench.llm.prompts.prompted` under this run's settings."""
+        return {"prompt_format": self.prompt_format, "enable_thinking": self.enable_thinking}
 
     def sampling(self) -> SamplingSettings:
         return SamplingSettings(self.temperature, self.top_p, self.max_new_tokens)

@@ -15,9 +15,11 @@ from geobench.errors import ConfigError
 from geobench.executor import Cell, ExecutorConfig, Resources, pending_cells, run_cells, set_threads
 from geobench.llm import paper_shapes, trl_engine
 from geobench.llm import samples as kept
+from geobench.llm.data import eval_task, training_problems
 from geobench.llm.metrics import TIMING_METRICS
 from geobench.llm.model import load_policy
 from geobench.llm.pair_check import PAIR_COLUMNS, PairCheck, split_pairs
+from geobench.llm.prompts import check_format
 from geobench.llm.rollout import make_rollout, require_vllm
 from geobench.llm.settings import LLMConfig
 from geobench.llm.tasks import make_task
@@ -29,10 +31,13 @@ from geobench.results import RunDir
 EXPERIMENT = "llm"
 
 
-def _model_path(config: LLMConfig, show_progress: bool) -> str:
+def _model_path(config: LLMConfig, out: Path, show_progress: bool) -> str:
+    """--model, else the warm start: the committed one where its settings are this run's, else this
+    run's own under ``out/warmstart/<task>`` (never built into ``experiments/``)."""
     if config.model:
         return config.model
-    return str(ensure_warmstart(config.warmstart_config(), show_progress=show_progress))
+    own = out / "warmstart" / config.dataset
+    return str(ensure_warmstart(config.warmstart_config(), own, show_progress=show_progress))
 
 
 def _train(
@@ -75,11 +80,11 @@ def run(
     run_dir = RunDir(out, EXPERIMENT, config)
     timing_dir = RunDir(Path(out) / "timing", EXPERIMENT, config)
     pairs_dir = RunDir(out, EXPERIMENT, config, table="pairs", columns=PAIR_COLUMNS)
-    make_task(config.dataset, config.levels)  # a missing dataset or model fails here, once, not in every cell
-    if config.eval_levels:
-        make_task(config.dataset, config.eval_levels)
-    model_path = _model_path(config, show_progress)
-    _check_model(model_path)
+    task = make_task(config.dataset, config.levels)  # a missing dataset or model fails here, once, not in every cell
+    eval_task(task, config.dataset, config.levels, config.eval_split, config.eval_levels)  # and a missing test split
+    training_problems(task, config.data_epochs, config.seed)  # and data passes over an endless generator
+    model_path = _model_path(config, Path(out), show_progress)
+    _check_model(model_path, config.prompt_format)
     resources = Resources(cpus=executor.threads, gpus=config.cell_gpus)
     cells = [
         Cell({"variant": algo, "seed": seed}, _cell, (config, model_path, algo, seed), resources, reports_steps=True)
@@ -108,18 +113,20 @@ def run(
     return run_dir.finish("metrics", profile, extra)
 
 
-def _check_model(model: str) -> None:
-    """The model's config and tokenizer load (cheap even for a large checkpoint), or one line."""
+def _check_model(model: str, prompt_format: str) -> None:
+    """The model's config and tokenizer load (cheap even for a large checkpoint), and the tokenizer
+    has a chat template if the prompts need one; or one line."""
     from transformers import AutoConfig, AutoTokenizer
 
     if paper_shapes.is_random(model):
-        paper_shapes.random_config(model)  # an unknown name or scale is one line
+        paper_shapes.random_config(model)  # an unknown name or scale is one line; its tokenizer has Qwen3's template
         return
     try:
         AutoConfig.from_pretrained(model)
-        AutoTokenizer.from_pretrained(model)
+        tokenizer = AutoTokenizer.from_pretrained(model)
     except (OSError, ValueError) as error:
         raise ConfigError(f"cannot load model {model!r} ({type(error).__name__}); check --model") from None
+    check_format(tokenizer, prompt_format, model)
 
 
 def _device() -> str:

@@ -143,7 +143,10 @@ LOCAL_FORMATS = (".jsonl", ".json", ".parquet")
 def load_math(source: str, levels: tuple[int, ...], split: str = "train") -> MathTask:
     """MATH-lighteval from the hub id, a ``save_to_disk`` folder, or a .jsonl/.parquet file.
 
-    Rows need ``problem``, ``solution`` and ``level`` ("Level 3") columns, as the hub copy has.
+    Rows need ``problem``, ``solution`` and ``level`` ("Level 3", or 3 as MATH-500 has) columns, as
+    the hub copy has. ``split`` picks the hub's or a saved DatasetDict's split; a file or a single
+    saved dataset with a ``split`` column keeps the rows of that split, one without holds training
+    rows only (asking it for another split is one line).
     """
     try:
         import datasets
@@ -161,7 +164,7 @@ def load_math(source: str, levels: tuple[int, ...], split: str = "train") -> Mat
         if path.is_dir():
             data = datasets.load_from_disk(str(path))
             if isinstance(data, datasets.DatasetDict):
-                data = data[split]
+                data, local = data[split], False  # the split is picked; no split column to read
         elif local:
             kind = "parquet" if path.suffix == ".parquet" else "json"
             data = datasets.load_dataset(kind, data_files=str(path), split="train")
@@ -182,14 +185,33 @@ def load_math(source: str, levels: tuple[int, ...], split: str = "train") -> Mat
     missing = {"problem", "solution", "level"} - set(data.column_names)
     if missing:
         raise ConfigError(f"dataset {source!r} lacks columns {sorted(missing)}")
-    wanted = {f"Level {lv}" for lv in levels}
+    if local:
+        data = _split_rows(data, split, source)
     problems = []
     for row in data:
-        answer = last_boxed(row["solution"])
-        if row["level"] in wanted and answer is not None:
+        answer, level = last_boxed(row["solution"]), math_level(row["level"])
+        if level in levels and answer is not None:
             prompt = f"{row['problem']}\n{MATH_INSTRUCTION}"
-            problems.append(Problem(prompt=prompt, answer=answer, level=int(row["level"].split()[-1])))
+            problems.append(Problem(prompt=prompt, answer=answer, level=level))
     return MathTask(problems)
+
+
+def math_level(value) -> int | None:
+    """A MATH row's level: "Level 3" (MATH, MATH-lighteval) or 3 (MATH-500); None for "Level ?"."""
+    text = str(value).removeprefix("Level").strip()
+    return int(text) if text.isdigit() else None
+
+
+def _split_rows(data, split: str, source: str):
+    """A local dataset's rows of ``split``: by its ``split`` column, or all of them as training rows."""
+    if "split" in data.column_names:
+        return data.select([i for i, name in enumerate(data["split"]) if name == split])
+    if split != "train":
+        raise ConfigError(
+            f"dataset {source!r} has no split column, so no {split!r} rows to evaluate on; add a split column "
+            "(train / test) or set eval_split = 'math-500'"
+        )
+    return data
 
 
 BUILT_IN = ("arithmetic", "column-addition")

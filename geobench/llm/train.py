@@ -14,6 +14,7 @@ papers' on-policy anchor; GRPO/GSPO/DAPO run with beta = 0, i.e. no reference-mo
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import random
@@ -27,10 +28,11 @@ from torch import Tensor
 
 from geobench.errors import require_finite
 from geobench.llm import samples as kept
+from geobench.llm.data import eval_task, held_out_problems, run_steps, training_problems
 from geobench.llm.dynamic_sampling import Scored, fill_batch
 from geobench.llm.grading import is_correct, reward
-from geobench.llm.heldout import held_out_problems
 from geobench.llm.metrics import MUST_BE_FINITE, UPDATE_METRICS, response_efficiency, signal_range
+from geobench.llm.prompts import prompted
 from geobench.llm.rollout import Rollouts
 from geobench.llm.settings import CellRecipe, LLMConfig
 from geobench.llm.temperatures import authors_temperature, guard_confidence, per_prompt_tau
@@ -284,11 +286,17 @@ def train_cell(
     ``before_update(step, state)`` runs before each step's update and leaves the learner unchanged.
     """
     torch.manual_seed(seed)
+    if settings.data_epochs:  # the passes' batches, capped at `steps` (geobench.llm.data)
+        steps = run_steps(settings.steps, task, settings.data_epochs, settings.prompts_per_step)
+        settings = dataclasses.replace(settings, steps=steps)
     prompts_rng = random.Random(seed)  # same prompts for every algorithm at a given seed
+    stream = training_problems(task, settings.data_epochs, seed)
     # Dynamic sampling's extra prompts come from their own stream, so that a refilling cell's
     # step-t prompts stay those of every other algorithm at this seed (paired comparisons).
     refill_rng = random.Random(f"refill-{seed}")
-    held_out = held_out_problems(settings, task, seed)
+    held = eval_task(task, settings.dataset, settings.levels, settings.eval_split, settings.eval_levels)
+    prompt = functools.partial(prompted, tokenizer=tokenizer, **settings.prompt_settings())
+    held_out = prompt(held_out_problems(task, held, settings.eval_prompts, seed))
     entry = get_objective(algo)
     recipe = settings.cell_recipe(entry.recipe)
     hparams = cell_hparams(entry, settings, policy.config.vocab_size)
@@ -328,12 +336,12 @@ def train_cell(
 
     def refill(step: int, round_: int) -> Scored:
         """Dynamic sampling's round ``round_`` >= 1 of ``step``: fresh prompts from refill_rng."""
-        return score(task.sample(settings.prompts_per_step, refill_rng), generation_seed(seed, step, round_))[0]
+        return score(prompt(task.sample(settings.prompts_per_step, refill_rng)), generation_seed(seed, step, round_))[0]
 
     policy.train()
     evaluate(0)
     for step in range(1, settings.steps + 1):
-        problems = task.sample(settings.prompts_per_step, prompts_rng)
+        problems = prompt(stream.sample(settings.prompts_per_step, prompts_rng))
         rollout.sync(policy)
         scored, flat_rewards = score(problems, generation_seed(seed, step, 0))
         # the step's batch as generated, which the per-pair check replays every algorithm on

@@ -30,6 +30,7 @@ the top-p nucleus, so ``top_p < 1`` is refused too.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from typing import Any
@@ -37,9 +38,10 @@ from typing import Any
 import torch
 
 from geobench.errors import ConfigError
+from geobench.llm.data import eval_task, held_out_problems, run_steps, training_problems
 from geobench.llm.grading import is_correct, reward
-from geobench.llm.heldout import held_out_problems
 from geobench.llm.metrics import METRICS, response_efficiency, signal_range
+from geobench.llm.prompts import prompted
 from geobench.llm.settings import LLMConfig
 from geobench.llm.temperatures import guard_confidence
 from geobench.llm.warmstart import sampled_accuracy
@@ -112,10 +114,15 @@ def overlong_reward(max_len: int, cache_len: int):
     return overlong
 
 
-def prompt_dataset(problems):
-    """Problems as the ``datasets.Dataset`` TRL trains on: a ``prompt`` and an ``answer`` column."""
+def prompt_dataset(problems, tokenizer, config: LLMConfig):
+    """Problems as the ``datasets.Dataset`` TRL trains on: a ``prompt`` and an ``answer`` column.
+
+    The prompts are :func:`geobench.llm.prompts.prompted`'s, the geobench loop's: plain strings, which
+    TRL tokenizes as they are (no second chat template), so both paths feed the same ids (tested).
+    """
     import datasets
 
+    problems = prompted(problems, tokenizer, **config.prompt_settings())
     return datasets.Dataset.from_dict({"prompt": [p.prompt for p in problems], "answer": [p.answer for p in problems]})
 
 
@@ -270,8 +277,14 @@ def train_cell(policy, tokenizer, task, algo: str, seed: int, config: LLMConfig,
     from transformers import PrinterCallback, TrainerCallback
 
     entry = get_objective(algo)
-    data = prompt_dataset(task.sample(config.prompts_per_step * config.steps, random.Random(seed)))
-    held_out = held_out_problems(config, task, seed)
+    if config.data_epochs:  # the passes' batches, capped at `steps` (geobench.llm.data)
+        config = dataclasses.replace(
+            config, steps=run_steps(config.steps, task, config.data_epochs, config.prompts_per_step)
+        )
+    stream = training_problems(task, config.data_epochs, seed)
+    data = prompt_dataset(stream.sample(config.prompts_per_step * config.steps, random.Random(seed)), tokenizer, config)
+    held = eval_task(task, config.dataset, config.levels, config.eval_split, config.eval_levels)
+    held_out = prompted(held_out_problems(task, held, config.eval_prompts, seed), tokenizer, **config.prompt_settings())
     rows: list[dict[str, Any]] = []
 
     def heldout(step: int) -> None:

@@ -1,8 +1,11 @@
 """The quick profile's base model: a tiny Qwen3 supervised on a built-in task until its
 sampled accuracy first reaches a target, so RL starts with room to improve.
 
-It is built once per task and cached (committed under ``experiments/llm/warmstart/<task>``);
-a cache made with other settings is rebuilt rather than silently reused.
+The committed one, ``experiments/llm/warmstart/<task>``, is read (never rewritten) by every run whose
+settings are the ones it records, so a fresh clone's ``make reproduce`` starts from it as it is. A run
+with other settings builds its own under its own run folder (``<--out>/warmstart/<task>``) and reuses
+it from there. The committed one is regenerated only deliberately, by ``make warmstart``
+(:func:`build_warmstart` with its default folder, from the quick LLM profile's settings).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from geobench.llm.rollout import HFRollout, SamplingSettings
 from geobench.llm.tasks import BUILT_IN, make_task
 from geobench.llm.tokenizer import char_tokenizer
 from geobench.progress import progress_bar
-from geobench.results import atomic_write_text, package_versions
+from geobench.results import atomic_write_text, package_versions, replaced_folder
 
 WARMSTART_DIR = EXPERIMENTS_DIR / "llm" / "warmstart"
 
@@ -72,7 +75,9 @@ def sampled_accuracy(policy, tokenizer, problems, max_new_tokens: int, seed: int
 
 
 def build_warmstart(config: WarmStartConfig, folder: Path | None = None, show_progress: bool = True) -> dict:
-    """Train, save model + tokenizer + ``warmstart.json`` into ``folder`` (default: the task's); returns the record."""
+    """Train, save model + tokenizer + ``warmstart.json`` into ``folder`` (default: the committed one of the
+    task, for ``make warmstart`` only); returns the record. The files are written into a sibling folder
+    swapped in whole once complete, so a build killed mid-way leaves the old warm start (or none)."""
     folder = folder or warmstart_dir(config.task)
     start = time.time()
     tokenizer = char_tokenizer()
@@ -99,7 +104,6 @@ def build_warmstart(config: WarmStartConfig, folder: Path | None = None, show_pr
                 bar.update(job, description=f"warm start (SFT) acc {accuracy:.2f}")
                 if accuracy >= config.target:
                     break
-    save_policy(policy, tokenizer, folder)
     record = {
         "config": json.loads(json.dumps(asdict(config))),
         "steps": step,
@@ -109,15 +113,28 @@ def build_warmstart(config: WarmStartConfig, folder: Path | None = None, show_pr
         "wall_time_s": round(time.time() - start, 1),
         "packages": package_versions(),
     }
-    atomic_write_text(folder / "warmstart.json", json.dumps(record, indent=2) + "\n")
+    with replaced_folder(folder) as scratch:
+        save_policy(policy, tokenizer, scratch)
+        atomic_write_text(scratch / "warmstart.json", json.dumps(record, indent=2) + "\n")
     return record
 
 
 def ensure_warmstart(config: WarmStartConfig, folder: Path | None = None, show_progress: bool = True) -> Path:
-    """The cached warm start for ``config``, built first if missing or made with other settings."""
-    folder = folder or warmstart_dir(config.task)
-    record = folder / "warmstart.json"
-    wanted = json.loads(json.dumps(asdict(config)))
-    if not record.exists() or json.loads(record.read_text()).get("config") != wanted:
+    """The warm start for ``config``: the committed one when it records ``config`` (read as it is), else
+    the one in ``folder`` (a run's ``<out>/warmstart/<task>``), built there first if missing or made with
+    other settings. Without ``folder`` a committed one made with other settings is one line."""
+    if _made_with(warmstart_dir(config.task), config):
+        return warmstart_dir(config.task)
+    if folder is None:
+        raise ConfigError(
+            f"the committed warm start {warmstart_dir(config.task)} was made with other settings; "
+            "give the run a folder of its own, or regenerate it with `make warmstart`"
+        )
+    if not _made_with(folder, config):
         build_warmstart(config, folder, show_progress)
     return folder
+
+
+def _made_with(folder: Path, config: WarmStartConfig) -> bool:
+    record = folder / "warmstart.json"
+    return record.exists() and json.loads(record.read_text()).get("config") == json.loads(json.dumps(asdict(config)))

@@ -45,8 +45,8 @@ def build_all(results: Path, figures: Path) -> tuple[list[Path], dict[str, str]]
     return written, skipped
 
 
-def write_report(results: Path, figures: Path) -> Path:
-    """``results/REPORT.md`` from the runs under ``results`` and the figures ``build_all`` drew."""
-    path = results / "REPORT.md"
+def write_report(results: Path, figures: Path, path: Path | None = None) -> Path:
+    """``path`` (default ``results/REPORT.md``) from the runs under ``results`` and the figures ``build_all`` drew."""
+    path = path or results / "REPORT.md"
     atomic_write_text(path, build_report(results, figures, path))
     return path

@@ -1,12 +1,17 @@
 """REPORT.md's section on the battery's report cards, read from the ``verdicts.csv`` beside each card.
 
-The battery (``geobench battery``, the layer above this one) writes ``results/battery/<name>/``
-with ``CARD.md`` and ``verdicts.csv``; the file names and the CSV's columns are declared here, where
-they are read, and the battery writes to them. The report never parses a card's Markdown.
+The battery (``geobench battery``, the layer above this one) writes ``results/battery/<folder>/``
+with ``CARD.md`` and ``verdicts.csv``; the folder names, the file names and the CSV's columns are
+declared here, where they are read, and the battery writes to them. The report never parses a card's
+Markdown, and reads only the cards of the committed layout: ``<objective>/``, the quick budget over
+every experiment. A card at another budget or over some experiments lives beside it and never
+overwrites it (:func:`card_folder`).
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -16,6 +21,22 @@ VERDICTS = "verdicts.csv"
 # One row per experiment of a card: status is "run" or "not run"; verdict is the card's one-line answer
 # (for "not run", why). title is the experiment's heading in the card.
 VERDICT_COLUMNS = ["objective", "budget", "experiment", "title", "status", "verdict"]
+
+
+def card_folder(objective: str, budget: str, experiments: Iterable[str], every: Sequence[str]) -> str:
+    """A card's folder under ``results/battery``: ``<objective>`` at the quick budget over ``every``
+    experiment; ``<objective>@<budget>`` at another budget; ``+<experiment>`` appended for each one, in
+    ``every``'s order, when the card covers only some (``cispo@tiny+toy-saturation+llm``). Registry
+    names never hold ``@`` or ``+``, so no two cards share a folder."""
+    name = objective if budget == "quick" else f"{objective}@{budget}"
+    given = set(experiments)
+    chosen = [e for e in every if e in given]
+    return name if chosen == list(every) else name + "".join(f"+{e}" for e in chosen)
+
+
+def _reported(folder: str) -> bool:
+    """A card of the committed layout (quick budget, every experiment), not the shared baselines."""
+    return folder != "baselines" and "@" not in folder and "+" not in folder
 
 
 def verdict_lines(verdicts: pd.DataFrame) -> str:
@@ -37,7 +58,7 @@ def read_verdicts(card_folder: Path) -> pd.DataFrame | None:
 
 def card_summaries(results: Path, report: Path) -> str:
     """REPORT.md's section on the cards under ``results/battery``: each card's verdicts, linked; '' if none."""
-    cards = sorted(p for p in (results / "battery").glob("*/" + CARD) if p.parent.name != "baselines")
+    cards = sorted(p for p in (results / "battery").glob("*/" + CARD) if _reported(p.parent.name))
     if not cards:
         return ""
     lines = ["## Report cards (`geobench battery`)", ""]
@@ -50,6 +71,6 @@ def card_summaries(results: Path, report: Path) -> str:
             if verdicts is None
             else verdict_lines(verdicts)
         )
-        link = card.relative_to(results) if report.parent == results else card.resolve()
+        link = Path(os.path.relpath(card.resolve(), report.parent.resolve()))  # movable with its folders
         lines += [f"### [`{card.parent.name}`]({link})", "", text, ""]
     return "\n".join(lines) + "\n"

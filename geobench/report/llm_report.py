@@ -22,6 +22,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogFormatter
 
+from geobench.experiments import UPDATE_TIME
 from geobench.report.claims import Outcome, Void, ci_verdict, evaluate, rule, text
 from geobench.report.files import with_timing
 from geobench.report.llm_pairs import read_pairs
@@ -29,6 +30,8 @@ from geobench.report.llm_regime import Discrimination, has_collapsed
 from geobench.report.stats import NOT_TESTABLE, bootstrap_mean_ci, paired_diff_ci, paired_ratio_ci
 from geobench.report.style import add_caption, fit, label, style
 from geobench.results import read_run
+
+UPDATE_TIME_FOLDER = UPDATE_TIME.name  # the interleaved benchmark's run, beside the LLM runs in results/
 
 ORDER = ("opo", "adpo", "grpo", "gspo", "dapo")
 ADPO_FIG3 = ("adpo", "gspo", "grpo")
@@ -171,6 +174,7 @@ class LLMRun:
     frame: pd.DataFrame
     task: str = ""
     pairs: pd.DataFrame | None = None
+    update_times: pd.DataFrame | None = None  # the interleaved benchmark's rows (results/llm-update-time)
 
     @cached_property
     def discrimination(self) -> Discrimination:
@@ -194,7 +198,9 @@ def read_llm_run(run_folder: Path) -> tuple[LLMRun, dict] | None:
     if run is None:
         return None
     frame, meta = run
-    return LLMRun(with_timing(frame, run_folder), task_of(frame, meta), read_pairs(run_folder)), meta
+    timed = read_run(run_folder.parent / UPDATE_TIME_FOLDER)
+    update_times = None if timed is None else timed[0]
+    return LLMRun(with_timing(frame, run_folder), task_of(frame, meta), read_pairs(run_folder), update_times), meta
 
 
 def _no_seed_in_common(subject: str, other: str) -> Outcome:
@@ -247,6 +253,27 @@ def ratio_above(run: LLMRun, subject: str, versus: str, metric: str, statistic: 
     ratio, low, high = paired_ratio_ci(treated, base)
     return Outcome(
         f"{ratio + 1:.2f}x [{low + 1:.2f}, {high + 1:.2f}]", ci_verdict(low + 1, high + 1, threshold, "above")
+    )
+
+
+@rule("interleaved_ratio_above")
+def interleaved_ratio_above(run: LLMRun, subject: str, versus: str, metric: str, threshold: str) -> Outcome | None:
+    """mean(subject) / mean(versus) of ``metric`` in the interleaved benchmark, a paired CI over its
+    repetitions (each a subject and a versus update back to back), held above ``threshold``."""
+    if subject not in variants(run.frame) or versus not in variants(run.frame):
+        return None
+    times = None if run.update_times is None else run.update_times[run.update_times["metric"] == metric]
+    if times is None or not {subject, versus} <= set(times["variant"]):
+        return Outcome("-", NOT_TESTABLE, rule=f"{NOT_TESTABLE} (no interleaved benchmark: run {UPDATE_TIME_FOLDER})")
+    wide = times.pivot_table(index="step", columns="variant", values="value", aggfunc="mean")[[subject, versus]]
+    wide = wide.dropna()
+    if len(wide) < 2:
+        return Outcome("-", NOT_TESTABLE, rule=f"{NOT_TESTABLE} (fewer than 2 interleaved repetitions)")
+    ratio, low, high = paired_ratio_ci(wide[subject].to_numpy(float), wide[versus].to_numpy(float))
+    return Outcome(
+        f"{ratio + 1:.2f}x [{low + 1:.2f}, {high + 1:.2f}]",
+        ci_verdict(low + 1, high + 1, threshold, "above"),
+        {"repetitions": len(wide)},
     )
 
 

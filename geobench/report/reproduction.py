@@ -9,6 +9,7 @@ that says so and names the command that makes it.
 
 from __future__ import annotations
 
+import os
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -165,7 +166,7 @@ def all_claims(results: Path, figures: Path | None = None) -> pd.DataFrame:
 
 def build_report(results: Path, figures: Path, out: Path) -> str:
     """The Markdown text of REPORT.md (written to ``out`` by the caller)."""
-    link_prefix = Path("..") / figures.name if out.parent == results else figures.resolve()
+    link_prefix = Path(os.path.relpath(figures.resolve(), out.parent.resolve()))  # default: ../figures
     claims = all_claims(results, figures)
     counts = {v: int((claims["verdict"] == v).sum()) for v in VERDICTS}
     head = [

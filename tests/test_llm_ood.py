@@ -4,6 +4,7 @@ binomial intervals, and the report's section without the run."""
 import json
 import math
 import random
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -126,3 +127,13 @@ def test_the_section_says_not_run_without_the_run(tmp_path):
     report = build_report(results, figures, results / "REPORT.md")
     section = report[report.index("### OPO v5 Experiment 2") :].split("\n### ")[0]
     assert "**Not run.** `results/llm-opo-v5-ood/` has no run.json" in section
+
+
+@pytest.mark.parametrize("split, size", [("", 4), ("test", 2)])
+def test_on_math_the_held_out_problems_are_the_eval_levels_of_the_split(split, size):
+    fixture = str(Path(__file__).parent / "data" / "math_fixture.jsonl")
+    task = make_task(fixture, (3,))
+    held = eval_task(task, fixture, (3,), split, (4,))
+    held_out = held_out_problems(task, held, 100, 0)
+    assert len(held_out) == size and {p.level for p in held_out} == {4}  # distinct, at most the split's
+    assert not {p.prompt for p in held_out} & {p.prompt for p in task.problems}

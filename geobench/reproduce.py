@@ -93,6 +93,13 @@ STAGES = (
     # Timing claims are judged on this, not on cells that ran at different moments (issue 21).
     Stage("ADPO Table 4: actor update time, interleaved", UPDATE_TIME, profiles=("quick",)),
     Stage(
+        "OPO v5 Experiment 2: out of distribution (quick: train levels 1-3, validate on level 4)",
+        LLM,
+        "llm-opo-v5-ood",
+        artifact="opo_v5_ood",
+        gpu_profiles=("paper",),
+    ),
+    Stage(
         "ADPO Fig. 3 / Table 4: LLM RL (paper settings)",
         LLM,
         "llm-adpo",

@@ -22,14 +22,16 @@ UNCOMMITTED = {
     # issue 25: good-accuracy, chat prompts, data epochs, test-split evaluation, ADPO's batch read per GPU x 4
     # GPUs; the paper profiles' DAPO clip_low 0, OPO in both forms, OPO at verl's lr schedule and weight decay,
     # ADPO's alpha 0.2 / beta 0.5
-    ("llm", "paper"): "ffde480bade2",
-    ("llm-adpo", "paper"): "e852ccfc3faa",
+    ("llm", "paper"): "f9652a0fe61f",
+    ("llm-adpo", "paper"): "ceb365e6507d",
     ("llm-update-time", "quick"): "2f0b2496c26c",  # the interleaved update-time benchmark (issue 21 item 7)
+    ("llm-opo-v5-ood", "quick"): "b4489807afc1",  # OPO v5 Experiment 2 (issue 25): not yet run by make reproduce
+    ("llm-opo-v5-ood", "paper"): "1a25a315e1fe",
 }
 # Stages changed on purpose since their committed run, which a rerun will bring back in step
 # (then the entry goes). The LLM quick stages: LLMConfig gained issue 25's fields (prompt_format,
-# enable_thinking, data_epochs, eval_split, lr_schedule, the per-prompt tau constants), whose defaults
-# write the same rows; only run.json's config moves.
+# enable_thinking, data_epochs, eval_split, eval_levels, lr_schedule, the per-prompt tau constants), whose
+# defaults write the same rows; only run.json's config moves.
 STALE: set[tuple[str, str]] = {
     ("llm", "quick"),
     ("llm-opo-escort-no-ref", "quick"),

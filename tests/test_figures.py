@@ -47,6 +47,11 @@ def test_every_artifact_builds_from_small_real_runs(tmp_path, tiny_distill, tiny
         results / "llm-stress",
         show_progress=False,
     )
+    run_llm(
+        tiny_llm_config(tiny_model, steps=3, algos=("grpo",), levels=(1, 2), eval_levels=(3,)),
+        results / "llm-opo-v5-ood",
+        show_progress=False,
+    )
 
     written, skipped = build_all(results, figures)
     assert skipped == {}, skipped
@@ -66,7 +71,8 @@ def test_every_artifact_builds_from_small_real_runs(tmp_path, tiny_distill, tiny
     assert all(name in forms for name in ("Eq. 7 as printed", "App. A.3", "authors' code"))
     assert "GRPO collapses" in (figures / "llm_stress.md").read_text()
     assert {"adpo_fig1.png", "opo_fig1.png", "opo_fig2.png"} <= names
-    assert len(BUILDERS) == 11
+    assert "(44/100)" in (figures / "opo_v5_ood.md").read_text()
+    assert len(BUILDERS) == 12
 
 
 def _line_figure(slope: float) -> Figure:

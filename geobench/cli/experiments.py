@@ -263,8 +263,9 @@ def llm(
     dataset: str | None = typer.Option(
         None,
         "--dataset",
-        help="column-addition or arithmetic (built in), math-lighteval (hub; needs network) or a local .jsonl, "
-        ".parquet or save_to_disk folder" + profile_defaults(LLM, "dataset") + ".",
+        help="column-addition or arithmetic (built in), math-lighteval (hub; needs network), a local .jsonl, "
+        ".parquet or save_to_disk folder, or reasoning-gym:<task> (chain_sum, basic_arithmetic, products, gcd, "
+        "simple_equations; the reasoning-gym extra)" + profile_defaults(LLM, "dataset") + ".",
     ),
     levels: str | None = typer.Option(None, "--levels", help="Difficulty levels, e.g. 3,4 for MATH."),
     model: str | None = typer.Option(

@@ -9,10 +9,11 @@ Two ways through the training prompts (``LLMConfig.data_epochs``):
   ``ceil(N * len(train) / prompts_per_step)`` steps (the last batch may be short), or ``steps`` if
   that is fewer: ``steps`` caps a scaled-down run.
 
-Held-out accuracy (``LLMConfig.eval_split``): "" is every earlier run's draw from the task with a
-seed apart (fresh problems for a built-in generator; for a fixed dataset its training pool, so the
-paper profiles never use it); "test" is a fixed dataset's test split at the same levels and
-"math-500" MATH-500, each with any problem whose prompt is also a training prompt dropped.
+Held-out accuracy (``LLMConfig.eval_split``; at ``eval_levels`` if given, else the training levels):
+"" is every earlier run's draw from the task with a seed apart (fresh problems for a built-in
+generator; for a fixed dataset its training pool, so the paper profiles never use it); "test" is a
+fixed dataset's test split at the same levels and "math-500" MATH-500, each with any problem whose
+prompt is also a training prompt dropped.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import random
 from dataclasses import dataclass
 
 from geobench.errors import ConfigError
-from geobench.llm.tasks import MathTask, Problem, load_math
+from geobench.llm.tasks import MathTask, Problem, load_math, make_task
 
 MATH_500_ID = "HuggingFaceH4/MATH-500"  # Lightman et al.'s 500 MATH test problems; one "test" split
 EVAL_SPLITS = ("", "test", "math-500")
@@ -78,8 +79,13 @@ def run_steps(steps: int, task, data_epochs: int, prompts_per_step: int) -> int:
     return min(steps, math.ceil(data_epochs * len(fixed_problems(task)) / prompts_per_step))
 
 
-def eval_task(task, dataset: str, levels: tuple[int, ...], eval_split: str):
-    """The task held-out problems come from: the task itself (""), a fixed dataset's test split or MATH-500."""
+def eval_task(task, dataset: str, levels: tuple[int, ...], eval_split: str, eval_levels: tuple[int, ...] = ()):
+    """The task held-out problems come from: the task itself (""), a fixed dataset's test split or MATH-500;
+    with ``eval_levels``, at those levels instead of the training ones (OPO v5's Experiment 2)."""
+    if eval_levels:
+        levels = eval_levels
+        if not eval_split:  # the same source at other levels: a generator's, or the dataset's own split
+            return make_task(dataset, levels)
     if not eval_split:
         return task
     if not isinstance(task, MathTask):
@@ -101,8 +107,8 @@ def held_out_problems(task, held, n: int, seed: int) -> list[Problem]:
     fixed test set gives ``min(n, its size)`` distinct problems, a seeded sample.
     """
     rng = random.Random(10_000 + seed)
-    if held is task:  # eval_split "": the draw every earlier run made
-        return held.sample(n, rng)
+    if held is task or not isinstance(held, MathTask):  # eval_split "": the draw every earlier run made
+        return held.sample(n, rng)  # (a generator at eval_levels draws the same way, at its levels)
     train = {p.prompt for p in task.problems}
     pool = [p for p in held.problems if p.prompt not in train]
     if not pool:

@@ -159,6 +159,9 @@ class LLMConfig:
     adpo_prompt_tau_max: float = 5.0
     eval_every: int = 10
     eval_prompts: int = 200
+    # The levels of the held-out problems (geobench.llm.data.eval_task); empty = the training levels. Levels
+    # outside `levels` make the held-out accuracy out of distribution (OPO v5's Experiment 2).
+    eval_levels: tuple[int, ...] = ()
     # The per-pair update check (geobench.llm.pair_check): every this many steps (at steps 1, 1 + k,
     # ...) each cell also simulates every other algorithm's update sequence on its batch and logs the
     # cosines to pairs.csv; 0 = off.

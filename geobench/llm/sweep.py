@@ -96,7 +96,7 @@ def run(
         raise ConfigError("--engine trl needs TRL: pip install -e '.[trl]'")
     refuse_foreign_run(Path(out), EXPERIMENT)  # before a warm start is built under it
     task = make_task(config.dataset, config.levels)  # a missing dataset or model fails here, once, not in every cell
-    eval_task(task, config.dataset, config.levels, config.eval_split)  # and a missing test split
+    eval_task(task, config.dataset, config.levels, config.eval_split, config.eval_levels)  # and a missing test split
     training_problems(task, config.data_epochs, config.seed)  # and data passes over an endless generator
     model_path = _model_path(config, Path(out), show_progress)
     _check_model(model_path, config.prompt_format)

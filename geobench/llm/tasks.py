@@ -9,23 +9,16 @@ from __future__ import annotations
 
 import random
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 from geobench.errors import ConfigError
-from geobench.llm import hub
+from geobench.llm import gym_tasks, hub
 from geobench.llm.grading import last_boxed
+from geobench.llm.problem import Problem
 
 MATH_HUB_ID = "DigitalLearningGmbH/MATH-lighteval"
 # The OPO/ADPO runs ask the chat model to box its answer (the authors' open-r1 recipe).
 MATH_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
-
-
-@dataclass(frozen=True)
-class Problem:
-    prompt: str
-    answer: str
-    level: int
 
 
 def arithmetic_problem(rng: random.Random, level: int) -> Problem:
@@ -276,8 +269,13 @@ def _require_utf8(path: Path) -> None:
 BUILT_IN = ("arithmetic", "column-addition")
 
 
-def make_task(dataset: str, levels: tuple[int, ...]) -> ArithmeticTask | ColumnAdditionTask | MathTask:
-    """A built-in task (``arithmetic``, ``column-addition``) or MATH (``math-lighteval`` or a path)."""
+def make_task(
+    dataset: str, levels: tuple[int, ...]
+) -> ArithmeticTask | ColumnAdditionTask | MathTask | gym_tasks.GymTask:
+    """A built-in task (``arithmetic``, ``column-addition``), a reasoning-gym task
+    (``reasoning-gym:<task>``) or MATH (``math-lighteval`` or a path)."""
+    if dataset.startswith(gym_tasks.PREFIX):
+        return gym_tasks.make_gym_task(dataset, levels)
     if dataset == "arithmetic":
         return ArithmeticTask(levels)
     if dataset == "column-addition":

@@ -297,7 +297,7 @@ def train_cell(
     # Dynamic sampling's extra prompts come from their own stream, so that a refilling cell's
     # step-t prompts stay those of every other algorithm at this seed (paired comparisons).
     refill_rng = random.Random(f"refill-{seed}")
-    held = eval_task(task, settings.dataset, settings.levels, settings.eval_split)
+    held = eval_task(task, settings.dataset, settings.levels, settings.eval_split, settings.eval_levels)
     prompt = functools.partial(prompted, tokenizer=tokenizer, **settings.prompt_settings())
     held_out = prompt(held_out_problems(task, held, settings.eval_prompts, seed))
     entry = get_objective(algo)

@@ -283,7 +283,7 @@ def train_cell(policy, tokenizer, task, algo: str, seed: int, config: LLMConfig,
         )
     stream = training_problems(task, config.data_epochs, seed)
     data = prompt_dataset(stream.sample(config.prompts_per_step * config.steps, random.Random(seed)), tokenizer, config)
-    held = eval_task(task, config.dataset, config.levels, config.eval_split)
+    held = eval_task(task, config.dataset, config.levels, config.eval_split, config.eval_levels)
     held_out = prompted(held_out_problems(task, held, config.eval_prompts, seed), tokenizer, **config.prompt_settings())
     rows: list[dict[str, Any]] = []
 

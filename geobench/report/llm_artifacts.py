@@ -1,6 +1,7 @@
 """The LLM runs' artifacts: OPO Table 1 and Figs. 4-7, ADPO Fig. 3 and Table 4, the per-pair check (or,
 for a run without one, the coarser regime check), the pairwise differences, the claims, tau over
-training, the completions each algorithm wrote, and the OPO-form and stress ablations."""
+training, the completions each algorithm wrote, the OPO-form and stress ablations, and OPO v5's Experiment 2
+(out of distribution)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 import geobench.report.llm_ablations as llm_ablations
+import geobench.report.llm_ood as llm_ood
 import geobench.report.llm_regime as llm_regime
 import geobench.report.llm_report as llm_report
 import geobench.report.llm_tables as llm_tables
@@ -206,3 +208,32 @@ def build_llm_stress(results: Path, figures: Path) -> list[Path]:
         frame, ["reward_mean", "grad_norm"], llm_report.ORDER, "Stress ablation: reward and pre-clip gradient norm"
     )
     return paths + save_figure(fig, figures, "llm_stress")
+
+
+OOD_RUN = "llm-opo-v5-ood"
+
+
+def build_opo_v5_ood(results: Path, figures: Path) -> list[Path]:
+    """OPO v5 Experiment 2: validation accuracy on levels RL never trained on, ours beside the paper's."""
+    run, meta = _read(preferred_run(results, OOD_RUN), f"make reproduce (the {OOD_RUN} stage)")
+    frame, config = run.frame, meta["config"]
+    paper = pd.read_csv(EXPERIMENTS_DIR / "paper" / "opo_v5_ood.csv")
+    levels, eval_levels = (_levels(config[key] or config["levels"]) for key in ("levels", "eval_levels"))
+    text = (
+        f"### OPO v5 Experiment 2: out of distribution ({meta['profile']} profile, {run.task}, "
+        f"{frame['seed'].nunique()} seeds, {config['steps']} steps)\n\n"
+        f"RL on {levels}; validation accuracy (greedy) on {config['eval_prompts']} problems per seed at "
+        f"{eval_levels}, every {config['eval_every']} steps. Accuracy at the last evaluation with its "
+        "Wilson 95% interval: ours pooled over seeds (problem sampling at fixed trained policies; the per-seed "
+        "values show the training spread), the paper's over its 100 Level 4 problems of one seed. Reward, grad "
+        f"norm and entropy: mean of the final {llm_report.FINAL_STEPS} steps per seed, mean [95% bootstrap CI] "
+        "over seeds; the paper's as it reports them (their window unstated).\n\n"
+        + llm_ood.ood_table(frame, paper, int(config["eval_prompts"]))
+    )
+    path = figures / "opo_v5_ood.md"
+    atomic_write_text(path, text)
+    return [path]
+
+
+def _levels(levels: list[int]) -> str:
+    return ("level " if len(levels) == 1 else "levels ") + ", ".join(map(str, levels))

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from geobench.config import experiment_file, load_config
+from geobench.errors import BadLoss
 
 if TYPE_CHECKING:
     from geobench.executor import ExecutorConfig
@@ -55,9 +56,13 @@ class Experiment:
         show_progress: bool = True,
         executor: ExecutorConfig | None = None,
     ) -> Path:
-        """Run (or resume) ``config`` into the folder ``out``; returns the merged CSV."""
+        """Run (or resume) ``config`` into the folder ``out``; returns the merged CSV. An objective's bad
+        loss (:class:`~geobench.errors.BadLoss`) is one line naming this experiment."""
         pool = {} if executor is None else {"executor": executor}
-        return _attribute(self.runner)(config, out, profile=profile, show_progress=show_progress, **pool)
+        try:
+            return _attribute(self.runner)(config, out, profile=profile, show_progress=show_progress, **pool)
+        except BadLoss as error:
+            raise BadLoss(f"{self.name}: {error}") from None
 
     def draw_run(self, run_folder: Path, figures: Path) -> list[Path]:
         """Its figures and tables from one run folder."""

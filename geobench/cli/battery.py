@@ -17,6 +17,8 @@ from geobench.cli.common import (
     app,
     console,
     executor_config,
+    joined,
+    list_option,
     name_list,
     parse_set,
     path_option,
@@ -28,14 +30,18 @@ from geobench.experiments import EXPERIMENTS
 
 @app.command("battery")
 def battery_command(
-    algo: str = typer.Option(..., "--algo", help="Objectives to measure, e.g. cispo or cispo,grpo (see `objectives`)."),
+    algo: list[str] = typer.Option(
+        ...,
+        "--algo",
+        help="Objectives to measure, e.g. cispo or cispo,grpo (see `objectives`). Repeatable: the values are merged.",
+    ),
     budget: str = typer.Option(
         "quick",
         "--budget",
         help="quick (the committed runs' settings: baselines reused) or tiny (minutes, no verdicts).",
     ),
-    experiments: str | None = typer.Option(
-        None, "--experiments", help=f"A comma subset of {', '.join(EXPERIMENTS)} (default: the budget's)."
+    experiments: list[str] | None = list_option(
+        "--experiments", f"A comma subset of {', '.join(EXPERIMENTS)} (default: the budget's)."
     ),
     hparam: list[str] | None = SET,
     results: Path = path_option(Path("results"), "--results", "Folder of run folders; cards go to its battery/."),
@@ -53,7 +59,7 @@ def battery_command(
     from geobench.battery.plan import BY_NAME
 
     writable_folder(results, "--results")
-    config = load_battery(parse_list(algo) or (), budget, parse_set(hparam) or {})
+    config = load_battery(parse_list(joined(algo)) or (), budget, parse_set(hparam) or {})
     chosen = name_list(experiments, "--experiments", BY_NAME)
     if chosen is not None:
         config = dataclasses.replace(config, experiments=chosen)

@@ -333,7 +333,10 @@ def _register(entry: Objective) -> None:
     if old is not None and _same_objective(old, entry):
         return
     if old is not None:
-        raise ValueError(f"objective {name!r} is already registered ({old.paper}); choose another name")
+        raise ValueError(
+            f"objective {name!r} is already registered ({old.paper}; {_source_file(old.fn)}) with other code; "
+            "choose another name"
+        )
     REGISTRY[name] = entry
 
 
@@ -341,6 +344,13 @@ def _same_objective(old: Objective, new: Objective) -> bool:
     """The same entry with functions of the same source text (a module imported twice under two names)."""
     same = [_same_source(old.fn, new.fn), _same_source(old.prepare, new.prepare)]
     return all(same) and dataclasses.replace(new, fn=old.fn, prepare=old.prepare) == old
+
+
+def _source_file(fn: Callable[..., Any]) -> str:
+    try:
+        return f"from {inspect.getsourcefile(fn)}"
+    except TypeError:
+        return "from a built-in"
 
 
 def _same_source(a: Callable[..., Any] | None, b: Callable[..., Any] | None) -> bool:

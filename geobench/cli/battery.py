@@ -64,5 +64,25 @@ def battery_command(
     if chosen is not None:
         config = dataclasses.replace(config, experiments=chosen)
     pool = executor_config(executor, workers, threads, ray_address)
+    _say_baselines(config, results)
     for card in run(config, results, show_progress=not quiet, executor=pool):
         console.print(f"wrote {card}")
+
+
+def _say_baselines(config, results: Path) -> None:
+    """One line before any work when the baselines are to be computed, not read: with ``--results`` a folder
+    without the committed runs (or with runs of other configs) the battery first runs every baseline."""
+    from geobench.battery.plan import plan
+    from geobench.results import read_meta
+
+    todo = {}
+    for objective in config.algos:
+        for step in plan(config, objective, results)[0]:
+            if not step.baseline_reused and read_meta(step.baseline_out) is None:
+                todo[step.experiment.name] = len(getattr(step.baseline_config, step.experiment.methods_field))
+    if todo:
+        runs = ", ".join(f"{name} ({methods} methods)" for name, methods in todo.items())
+        console.print(
+            f"battery: no baselines of the {config.budget} budget under {results} (no committed run of the same "
+            f"config): computing them first, once, for {runs} under {results / 'battery' / 'baselines'}"
+        )

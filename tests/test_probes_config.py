@@ -204,6 +204,23 @@ def test_the_loss_check_holds_where_seeds_are_stacked_and_on_the_llm_path(regist
     assert loss.dim() == 0 and torch.isfinite(loss)
 
 
+def test_a_nan_loss_is_one_line_in_the_llm_loop_and_in_distillation(
+    register_plugin, tiny_model, tiny_distill, tmp_path
+):
+    """End to end in the two experiments the CLI probes above do not run (they need a model or a teacher)."""
+    import dataclasses
+
+    from geobench.experiments import LLM, MUJOCO
+    from tests.conftest import tiny_llm_config
+
+    register_plugin(BAD_LOSSES)
+    with pytest.raises(BadLoss, match=r"^llm: cell variant=nan-loss seed=0: objective nan-loss's loss is nan"):
+        LLM.run(tiny_llm_config(tiny_model, algos=("nan-loss",)), tmp_path / "llm", show_progress=False)
+    config = dataclasses.replace(tiny_distill, methods=("nan-listwise",))
+    with pytest.raises(BadLoss, match=r"^mujoco: cell .*variant=nan-listwise.*: objective nan-listwise's loss is nan"):
+        MUJOCO.run(config, tmp_path / "mujoco", show_progress=False)
+
+
 # item 18: the same objective from the same source twice is a no-op
 
 

@@ -29,3 +29,9 @@ def raising_loss(batch: GroupBatch, *, scale: float = 1.0):
 @objective("typed-loss", geometry=_GEOMETRY, feedback="sampled", paper="a probe")
 def typed_loss(batch: GroupBatch, *, scale: float = 1.0, label: str | None = None):
     return _surrogate(batch).mean() * scale, {}
+
+
+@objective("nan-listwise", geometry=_GEOMETRY, feedback="listwise", paper="a probe")
+def nan_listwise(batch: GroupBatch, *, scale: float = 1.0):
+    """Listwise, so that distillation (the teacher scores every candidate) runs it."""
+    return (batch.rewards.softmax(-1) * batch.seq_logp()).sum(-1).mean() * float("nan"), {}

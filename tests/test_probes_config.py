@@ -85,6 +85,8 @@ def test_a_single_value_option_given_twice_is_refused(refused, tmp_path, committ
     line = refused("mujoco", "train-teacher", "--env", "Hopper-v5", "--env", "HalfCheetah-v5", "--out", str(tmp_path))
     assert "--env given 2 times (Hopper-v5, HalfCheetah-v5)" in line and "once per env" in line
     assert not any(tmp_path.iterdir())
+    line = refused("verl", "command", "--run", "opo_table1", "--algo", "opo", "--algo", "grpo")
+    assert "--algo given 2 times (opo, grpo)" in line
 
 
 # items 5 and 14: config keys and types, nested tables included, checked before any work

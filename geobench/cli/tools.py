@@ -21,7 +21,10 @@ from geobench.cli.common import (
     executor_config,
     existing_folder,
     int_list,
+    joined,
+    list_option,
     path_option,
+    single,
     writable_folder,
 )
 from geobench.errors import ConfigError
@@ -34,12 +37,13 @@ DATA_DIR = path_option("~/data/geobench", "--data-dir", "Where verl's parquet fi
 @verl_app.command("command")
 def verl_command(
     run: str = typer.Option(..., "--run", help="opo_table1 or adpo_fig3 (experiments/verl/<run>.toml)."),
-    algo: str = typer.Option(..., "--algo", help="An algorithm of that run, e.g. opo, adpo, grpo."),
+    algo: list[str] = typer.Option(..., "--algo", help="An algorithm of that run, e.g. opo, adpo, grpo."),
     data_dir: Path = DATA_DIR,
 ) -> None:
     """Print the verl.trainer.main_ppo command (hydra overrides) of one algorithm of a paper run."""
     from geobench.integrations import verl_config
 
+    algo = single(algo, "--algo", "verl command prints one algorithm's command; run it once per algorithm")
     print(verl_config.command(run, algo, data_dir))
 
 
@@ -47,7 +51,7 @@ def verl_command(
 def verl_data(
     run: str = typer.Option(..., "--run", help="opo_table1 or adpo_fig3: the run the data is for (its folder)."),
     dataset: str = typer.Option("math-lighteval", "--dataset", help="math-lighteval (hub) or a local path."),
-    levels: str = typer.Option(..., "--levels", help="MATH levels, e.g. 3 or 3,4."),
+    levels: list[str] = typer.Option(..., "--levels", help="MATH levels, e.g. 3 or 3,4. Repeatable: merged."),
     data_dir: Path = DATA_DIR,
 ) -> None:
     """Write MATH as verl's RL parquet (train/test) with geobench's prompts and gold answers."""
@@ -122,8 +126,8 @@ def reproduce_command(
     workers: int = WORKERS,
     threads: int = THREADS,
     ray_address: str | None = RAY_ADDRESS,
-    stages: str | None = typer.Option(
-        None, "--stages", help="Only these stages, by results folder (e.g. llm,llm-stress); then draw everything."
+    stages: list[str] | None = list_option(
+        "--stages", "Only these stages, by results folder (e.g. llm,llm-stress); then draw everything."
     ),
 ) -> None:
     """Run every experiment of a profile (resuming finished cells), draw everything, write REPORT.md."""
@@ -138,5 +142,5 @@ def reproduce_command(
         writable_folder(out, "--figures"),
         show_progress=not quiet,
         executor=executor_config(executor, workers, threads, ray_address),
-        only=parse_list(stages) or (),
+        only=parse_list(joined(stages)) or (),
     )

@@ -1,7 +1,8 @@
 """What goes into a loss and what it hands back, checked where the registry binds and calls it.
 
-A hyperparameter has the type of its default, or of its annotation where the default is None
-(:func:`check_type`): a string never reaches a loss as a float.
+Registering the same objective twice is a no-op when its functions have the same source
+(:func:`same_source`). A hyperparameter has the type of its default, or of its annotation where
+the default is None (:func:`check_type`): a string never reaches a loss as a float.
 
 Every experiment reaches an objective through :class:`~geobench.objectives.registry.BoundObjective`,
 so these checks run once for the toy, the bandits, distillation and both LLM paths alike:
@@ -19,6 +20,8 @@ cannot be read; :func:`require_finite_loss` is then called on the (S,) losses th
 
 from __future__ import annotations
 
+import functools
+import inspect
 import traceback
 import typing
 from collections.abc import Callable
@@ -91,12 +94,12 @@ def _where(fn: Callable[..., Any], error: BaseException) -> str:
 _TYPE_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
 
 
-def check_type(objective: str, key: str, value: Any, default: Any, annotation: type | None) -> None:
+def check_type(objective: str, fn: Callable[..., Any], key: str, value: Any, default: Any) -> None:
     """``value`` of the type its default has (an int where a float is taken; a tensor where a number is,
-    as adaptive temperatures pass), or of its annotation where the default is None: one line, before
-    a string reaches a loss as a float."""
-    kind = type(default) if type(default) in _TYPE_WORDS else annotation
-    if kind is None or value is None and default is None:
+    as adaptive temperatures pass), or of ``fn``'s annotation where the default is None: one line,
+    before a string reaches a loss as a float."""
+    kind = type(default) if type(default) in _TYPE_WORDS else _annotation(fn, key)
+    if kind is None or value is None:  # None: the loss's own fallback (as the range check allows it)
         return
     if isinstance(value, Tensor) and kind in (int, float):
         return
@@ -105,11 +108,35 @@ def check_type(objective: str, key: str, value: Any, default: Any, annotation: t
         raise ConfigError(f"{objective}: {key} must be {_TYPE_WORDS[kind]}; got {value!r}")
 
 
-def annotation(fn: Callable[..., Any], key: str) -> type | None:
+def _annotation(fn: Callable[..., Any], key: str) -> type | None:
     """The scalar type ``fn``'s signature annotates ``key`` with (``float``, ``str | None``...), else None."""
-    try:
-        hint = typing.get_type_hints(fn).get(key)
-    except Exception:  # noqa: BLE001 - an annotation that does not resolve is not checked
-        return None
+    hint = _hints(fn).get(key)
     options = [a for a in (typing.get_args(hint) or (hint,)) if a is not type(None)]
     return options[0] if len(options) == 1 and options[0] in _TYPE_WORDS else None
+
+
+@functools.cache
+def _hints(fn: Callable[..., Any]) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(fn)
+    except Exception:  # noqa: BLE001 - annotations that do not resolve are not checked
+        return {}
+
+
+def source_file(fn: Callable[..., Any]) -> str:
+    """'from FILE' for a message naming where a registered objective was defined."""
+    try:
+        return f"from {inspect.getsourcefile(fn)}"
+    except TypeError:
+        return "from a built-in"
+
+
+def same_source(a: Callable[..., Any] | None, b: Callable[..., Any] | None) -> bool:
+    """Whether two functions are the same code: the same one, or one of the same name and source text
+    (a plugin module imported twice, as an installed entry point and as ``--plugin`` its file)."""
+    if a is None or b is None or a is b:
+        return a is b
+    try:
+        return a.__qualname__ == b.__qualname__ and inspect.getsource(a) == inspect.getsource(b)
+    except (OSError, TypeError):  # no source to compare (a builtin, a lambda typed in a REPL)
+        return False

@@ -37,7 +37,13 @@ from torch import Tensor
 from geobench.errors import ConfigError, SettingError, nearest
 from geobench.objectives.advantages import ADVANTAGE_MODES, TARGETS
 from geobench.objectives.aggregation import AGG_MODES
-from geobench.objectives.checks import annotation, call_loss, check_type, require_finite_loss
+from geobench.objectives.checks import (
+    call_loss,
+    check_type,
+    require_finite_loss,
+    same_source,
+    source_file,
+)
 
 LossFn = Callable[..., tuple[Tensor, dict[str, Tensor]]]
 PrepareFn = Callable[..., Any]  # (batch, **hparams) -> batch with whole-mini-batch fields filled in
@@ -213,7 +219,7 @@ class Objective:
                 )
         merged = {**self.defaults, **hparams}
         for key, value in merged.items():
-            check_type(self.name, key, value, self.defaults[key], annotation(self.fn, key))
+            check_type(self.name, self.fn, key, value, self.defaults[key])
             _check(self.name, key, value, BOUNDS.get(key))
         return merged
 
@@ -334,7 +340,7 @@ def _register(entry: Objective) -> None:
         return
     if old is not None:
         raise ValueError(
-            f"objective {name!r} is already registered ({old.paper}; {_source_file(old.fn)}) with other code; "
+            f"objective {name!r} is already registered ({old.paper}; {source_file(old.fn)}) with other code; "
             "choose another name"
         )
     REGISTRY[name] = entry
@@ -342,24 +348,8 @@ def _register(entry: Objective) -> None:
 
 def _same_objective(old: Objective, new: Objective) -> bool:
     """The same entry with functions of the same source text (a module imported twice under two names)."""
-    same = [_same_source(old.fn, new.fn), _same_source(old.prepare, new.prepare)]
+    same = [same_source(old.fn, new.fn), same_source(old.prepare, new.prepare)]
     return all(same) and dataclasses.replace(new, fn=old.fn, prepare=old.prepare) == old
-
-
-def _source_file(fn: Callable[..., Any]) -> str:
-    try:
-        return f"from {inspect.getsourcefile(fn)}"
-    except TypeError:
-        return "from a built-in"
-
-
-def _same_source(a: Callable[..., Any] | None, b: Callable[..., Any] | None) -> bool:
-    if a is None or b is None or a is b:
-        return a is b
-    try:
-        return a.__qualname__ == b.__qualname__ and inspect.getsource(a) == inspect.getsource(b)
-    except (OSError, TypeError):  # no source to compare (a builtin, a lambda typed in a REPL)
-        return False
 
 
 def check_tables(tables: Mapping[str, Any], table: str = "hparams.{}") -> None:

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from geobench.errors import ConfigError
+from geobench.errors import ConfigError, SettingError, nearest
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parents[1] / "experiments"
 PROFILES = ("quick", "paper")
@@ -104,12 +104,25 @@ def load_config(cls: type[C], path: Path, profile: str, overrides: Mapping[str, 
 def build(cls: type[C], values: Mapping[str, Any], where: str) -> C:
     """``cls(**values)`` after checking every key and type, nested tables included, each error one line
     that starts with ``where``. Lists become tuples where the field is a tuple, so configs stay immutable."""
+    checked = _fields(where, "", values, cls)
+    try:
+        return cls(**checked)
+    except SettingError as error:  # a setting's own check (``hparams.gpro``): say which file and table
+        raise ConfigError(f"{where}: {error}") from None
+
+
+def _fields(where: str, prefix: str, values: Mapping[str, Any], cls: type) -> dict[str, Any]:
+    """``values`` checked key by key against the fields of the dataclass ``cls`` (``prefix`` names the
+    table they sit in): an unknown key names the nearest field, a value of the wrong type its type."""
     fields = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
     unknown = sorted(set(values) - set(fields))
     if unknown:
-        raise ConfigError(f"{where}: unknown setting {unknown[0]!r}; valid: {', '.join(fields)}")
-    hints = typing.get_type_hints(cls)
-    return cls(**{key: _checked(where, key, value, hints[key]) for key, value in values.items()})
+        near = nearest(unknown[0], fields)
+        hint = f"did you mean {near!r}? " if near else ""
+        table = f" in {prefix.rstrip('.')}" if prefix else ""
+        raise ConfigError(f"{where}: unknown setting {unknown[0]!r}{table}; {hint}valid: {', '.join(fields)}")
+    hints = typing.get_type_hints(cls, include_extras=True)
+    return {key: _checked(where, f"{prefix}{key}", value, hints[key]) for key, value in values.items()}
 
 
 _SCALARS = {int: (int,), float: (int, float), str: (str,), bool: (bool,)}
@@ -118,8 +131,14 @@ _SCALARS = {int: (int,), float: (int, float), str: (str,), bool: (bool,)}
 def _checked(where: str, key: str, value: Any, hint: Any) -> Any:
     """``value`` if it has the type ``hint`` says, recursively through tables (``Mapping[str, ...]``) and
     tuples; a setting of the wrong type (``steps = "ten"``, ``hparams.opo = 3``) is one line, not a
-    traceback later. The keys of a nested table are its owner's to check (``hparams`` by the registry)."""
+    traceback later. A table that a dataclass reads is declared ``Annotated[Mapping[...], TheClass]`` and
+    checked against its fields (it stays a table, so ``run.json`` and the config hash are unchanged);
+    the keys of another nested table are its owner's to check (``hparams`` by the registry)."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Annotated:  # Annotated[Mapping[str, float], NoiseLevel]: a table a dataclass reads
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: {key} must be a table (name = value, ...); got {value!r}")
+        return _fields(where, f"{key}.", value, args[1])
     if origin in (Mapping, dict) or hint in (Mapping, dict):
         if not isinstance(value, Mapping):
             raise ConfigError(f"{where}: {key} must be a table (name = value, ...); got {value!r}")

@@ -8,12 +8,23 @@ and keeps its traceback.
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Iterable, Mapping
 
 
 class ConfigError(ValueError):
     """Bad user input: unknown name, out-of-range hyperparameter, missing file."""
+
+
+class SettingError(ConfigError):
+    """A config setting that is wrong, its message starting with the setting's path (``hparams.gpro: ...``);
+    where the config is built from a file, the file and its table are put in front."""
+
+
+class BadLoss(ConfigError):
+    """An objective's loss is not a finite scalar, or a plugin's loss raised: the objective is the cause
+    (``geobench.objectives.checks``); the experiment catalog puts the experiment's name in front."""
 
 
 class CellsFailed(RuntimeError):
@@ -47,3 +58,11 @@ def require_finite(values: Mapping[str, float], *, step: int, names: Iterable[st
                 f"{name} is {value} at step {step}: the run diverged; lower the learning rate or the "
                 "objective's scale and rerun"
             )
+
+
+def nearest(name: str, valid: Iterable[str]) -> str | None:
+    """The valid name a typo most likely meant, for a message's "did you mean": one with the same letters
+    (two swapped, ``gpro`` for ``grpo``) first, else difflib's closest, else None."""
+    valid = list(valid)
+    swapped = [v for v in valid if sorted(v) == sorted(name) and v != name]
+    return (swapped or difflib.get_close_matches(name, valid, n=1) or [None])[0]

@@ -93,6 +93,11 @@ class ExecutorConfig:
     def parallelism(self) -> int:
         return self.workers or os.cpu_count() or 1
 
+    def workers_for(self, cells: int) -> int:
+        """Workers for a sweep of ``cells``: never more than the cells (``--workers 999`` on 3 cells starts 3),
+        quietly, as the result does not depend on it."""
+        return max(1, min(self.parallelism, cells))
+
 
 @dataclass(frozen=True)
 class Cell:
@@ -279,7 +284,7 @@ def _processes(cells: Sequence[Cell], executor: ExecutorConfig, finished: Callab
         # A manager's queue, not a multiprocessing.Queue: its put returns once the item is with the
         # manager, so a cell's last reports are there before its result is.
         events = stack.enter_context(context.Manager()).Queue() if monitor.wanted else None
-        workers = min(executor.parallelism, len(cells))
+        workers = executor.workers_for(len(cells))
         pool = stack.enter_context(ProcessPoolExecutor(max_workers=workers, mp_context=context))
         pending: dict[Future, int] = {
             pool.submit(
@@ -331,7 +336,7 @@ def _ray(cells: Sequence[Cell], executor: ExecutorConfig, finished: Callable, mo
     started_here = not ray.is_initialized()
     if started_here:
         address = executor.ray_address or os.environ.get("RAY_ADDRESS")
-        local = {} if address else {"num_cpus": executor.parallelism}
+        local = {} if address else {"num_cpus": executor.workers_for(len(cells))}
         ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR", **local)
     try:
         events = Queue(actor_options={"num_cpus": 0}) if monitor.wanted else None  # an actor: takes no cell's CPU

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from geobench.config import experiment_file, load_config
+from geobench.errors import BadLoss
 
 if TYPE_CHECKING:
     from geobench.executor import ExecutorConfig
@@ -60,9 +61,15 @@ class Experiment:
         rerun: bool = False,
     ) -> Path:
         """Run (or resume) ``config`` into the folder ``out``; returns the merged CSV. ``rerun``
-        recomputes every cell instead of reusing the finished ones."""
+        recomputes every cell instead of reusing the finished ones. An objective's bad loss
+        (:class:`~geobench.errors.BadLoss`) is one line naming this experiment."""
         pool = {} if executor is None else {"executor": executor}
-        return _attribute(self.runner)(config, out, profile=profile, show_progress=show_progress, rerun=rerun, **pool)
+        try:
+            return _attribute(self.runner)(
+                config, out, profile=profile, show_progress=show_progress, rerun=rerun, **pool
+            )
+        except BadLoss as error:
+            raise BadLoss(f"{self.name}: {error}") from None
 
     def identity(self, config: Any) -> str:
         """The identity a finished run of ``config`` records in its ``run.json`` at this code and with

@@ -35,7 +35,7 @@ from geobench.config import check_caps, check_lists
 from geobench.errors import ConfigError
 from geobench.executor import ExecutorConfig
 from geobench.identity import objective_inputs, package_inputs
-from geobench.objectives import GroupBatch, get_objective
+from geobench.objectives import GroupBatch, check_tables, get_objective
 from geobench.progress import progress_bar
 from geobench.results import RunDir
 
@@ -65,6 +65,7 @@ class ToyConfig:
     def __post_init__(self) -> None:
         check_lists(self, "objectives", "readings")
         check_caps(self, CAPS)
+        check_tables(self.hparams)
         for name in self.objectives:
             get_objective(name).validate(dict(self.hparams.get(name, {})))
         for reading in self.readings:

@@ -73,7 +73,10 @@ def test_overrides_merge_into_tables_and_replace_everything_else(tmp_path):
         ("[quick]\nhparams = { opo = 3 }\n", r"hparams.opo must be a table \(name = value, ...\); got 3"),
         ('[quick]\nlevels = [1, "two"]\n', r"levels\[1\] must be of type int; got 'two'"),
         ("[quick]\nlevels = 3\n", r"levels must be a list; got 3"),
-        ("[quick]\nstpes = 3\n", r"unknown setting 'stpes'; valid: steps, levels, noise, hparams"),
+        (
+            "[quick]\nstpes = 3\n",
+            r"unknown setting 'stpes'; did you mean 'steps'\? valid: steps, levels, noise, hparams",
+        ),
     ],
 )
 def test_bad_files_are_one_line_errors(tmp_path, text, message):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import pandas as pd
 
@@ -24,7 +24,7 @@ from geobench.config import check_caps, check_lists
 from geobench.errors import ConfigError
 from geobench.executor import Cell, ExecutorConfig, pending_cells, run_cells
 from geobench.identity import objective_inputs, package_inputs
-from geobench.objectives import get_objective
+from geobench.objectives import check_tables, get_objective
 from geobench.progress import StepReport, no_report
 from geobench.results import RunDir
 
@@ -70,13 +70,14 @@ class BanditConfig:
     scaling_noise: str = "cauchy"
     scaling_level: str = "medium"
     scaling_hidden: tuple[int, ...] = (64, 128, 256)
-    noise: Mapping[str, Mapping[str, Mapping[str, float]]] = field(default_factory=dict)
+    noise: Mapping[str, Mapping[str, Annotated[Mapping[str, float], NoiseLevel]]] = field(default_factory=dict)
     hparams: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     anchors: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         check_lists(self, "noises", "levels", "methods", "hidden")
         check_caps(self, CAPS)
+        check_tables(self.hparams)
         for name, anchor in self.anchors.items():
             get_method(name)
             if anchor not in ANCHORS:

@@ -109,26 +109,36 @@ def existing_folder(path: Path, option: str, fix: str) -> Path:
     return path
 
 
-def _given(text: str | None, option: str, expected: str) -> tuple[str, ...] | None:
+Texts = str | list[str] | None  # a list option's text: repeated options (``--algo grpo --algo opo``) are merged
+
+
+def joined(texts: Texts) -> str | None:
+    """A repeated option's values as one comma list: ``--algo grpo --algo opo`` is ``--algo grpo,opo``."""
+    return texts if texts is None or isinstance(texts, str) else ",".join(texts)
+
+
+def _given(text: Texts, option: str, expected: str) -> tuple[str, ...] | None:
     """The items of a comma list; an option given with no items (``--noise ""``, ``--level ,``) is refused."""
+    text = joined(text)
     items = parse_list(text)
     if items == ():
         raise ConfigError(f"{option} is empty; give {expected}")
     return items
 
 
-def name_list(text: str | None, option: str, valid: Iterable[str]) -> tuple[str, ...] | None:
+def name_list(text: Texts, option: str, valid: Iterable[str]) -> tuple[str, ...] | None:
     return _given(text, option, f"one or more of {', '.join(valid)} (comma-separated), or leave it out")
 
 
-def all_or_list(text: str, option: str, valid: Iterable[str]) -> tuple[str, ...] | None:
-    if text == "all":
+def all_or_list(text: Texts, option: str, valid: Iterable[str]) -> tuple[str, ...] | None:
+    if joined(text) in ("all", None):
         return None
     return _given(text, option, f"one or more of {', '.join(valid)} (comma-separated), or all")
 
 
-def pairs(text: str | None, option: str) -> dict[str, str] | None:
+def pairs(text: Texts, option: str) -> dict[str, str] | None:
     """'a=x,b=y' -> {'a': 'x', 'b': 'y'}."""
+    text = joined(text)
     items = _given(text, option, "comma-separated name=value pairs, or leave it out")
     if items is None:
         return None
@@ -165,6 +175,19 @@ def parse_set(texts: Iterable[str] | None) -> dict[str, dict[str, Any]] | None:
     return merged
 
 
+def list_option(name: str, help: str) -> Any:
+    """A comma-list option that may also be repeated, the values merged (as ``--set`` and ``--plugin``):
+    typer would otherwise keep the last of ``--algo grpo --algo opo`` without a word."""
+    return typer.Option(None, name, metavar="A,B,...", help=f"{help} Repeatable: the values are merged.")
+
+
+def single(texts: list[str] | None, option: str, why: str) -> str | None:
+    """The one value of an option that takes one; given twice, one line rather than the last kept."""
+    if texts and len(texts) > 1:
+        raise ConfigError(f"{option} given {len(texts)} times ({', '.join(texts)}); {why}")
+    return texts[0] if texts else None
+
+
 def profile_defaults(experiment: Experiment, setting: str) -> str:
     """' (quick: X, paper: Y)': ``setting`` in each profile of the experiment's TOML file, for a help text
     that cannot drift from it; '' where the file or the setting is missing (an installed package)."""
@@ -196,12 +219,14 @@ def run_experiment(
     before any work), the run with its metrics streamed to the trackers, its figures: into
     ``--figures``, else ``--out``'s ``figures/`` (a scratch run never redraws the committed ones),
     else ``figures/``."""
+    from geobench.objectives import check_tables
     from geobench.results import refuse_foreign_run
     from geobench.trackers import parse_report_to, require_installed
 
     trackers = parse_report_to(report_to)
     require_installed(trackers)
     given = parse_set(hparams)
+    check_tables(given or {}, "--set {}.*")
     cfg = experiment.load(profile, {**settings, "hparams": given}, config)
     methods = getattr(cfg, experiment.methods_field)
     for algo in given or {}:
@@ -233,7 +258,8 @@ def run_experiment(
             console.print(f"wrote {path}")
 
 
-def int_list(text: str | None, option: str) -> tuple[int, ...] | None:
+def int_list(text: Texts, option: str) -> tuple[int, ...] | None:
+    text = joined(text)
     values = _given(text, option, "comma-separated integers, or leave it out")
     if values is None:
         return None

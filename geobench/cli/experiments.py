@@ -28,11 +28,13 @@ from geobench.cli.common import (
     console,
     executor_config,
     int_list,
+    list_option,
     name_list,
     pairs,
     path_option,
     profile_defaults,
     run_experiment,
+    single,
     writable_folder,
 )
 from geobench.config import build, experiment_file, read_toml
@@ -64,7 +66,7 @@ def toy_saturation(
     grid: int | None = typer.Option(
         None, "--grid", help="Grid points over p" + profile_defaults(TOY, "grid_points") + "."
     ),
-    objectives: str | None = typer.Option(None, "--objectives", help="Comma-separated registry names."),
+    objectives: list[str] | None = list_option("--objectives", "Comma-separated registry names."),
     hparam: list[str] | None = SET,
     config: Path | None = _config(TOY),
     figures: Path | None = _figures("opo_fig3 (PNG and PDF)"),
@@ -93,12 +95,12 @@ def toy_saturation(
 
 @app.command(BANDITS.name)
 def bandits(
-    noise: str = typer.Option(
-        "all", "--noise", help="gaussian-outliers, shift, adversarial, cauchy, a comma list, or all."
+    noise: list[str] | None = list_option(
+        "--noise", "gaussian-outliers, shift, adversarial, cauchy, a comma list, or all (default)."
     ),
-    level: str = typer.Option("all", "--level", help="light, medium, heavy, a comma list, or all."),
-    methods: str | None = typer.Option(None, "--methods", help="Comma-separated bandit methods (default: all)."),
-    hidden: str | None = typer.Option(None, "--hidden", help="Comma-separated hidden sizes, e.g. 64,128,256."),
+    level: list[str] | None = list_option("--level", "light, medium, heavy, a comma list, or all (default)."),
+    methods: list[str] | None = list_option("--methods", "Comma-separated bandit methods (default: all)."),
+    hidden: list[str] | None = list_option("--hidden", "Comma-separated hidden sizes, e.g. 64,128,256."),
     seeds: int | None = typer.Option(
         None, "--seeds", help="Number of seeds" + profile_defaults(BANDITS, "seeds") + "."
     ),
@@ -107,8 +109,8 @@ def bandits(
         None, "--steps", help="Training steps (batches) per run" + profile_defaults(BANDITS, "steps") + "."
     ),
     scaling: bool = typer.Option(False, "--scaling", help="Also run the model-scaling study (Fig. 2b)."),
-    anchors: str | None = typer.Option(
-        None, "--anchors", help="Per-method anchor overrides, e.g. adpo-pairwise=old (reference or old)."
+    anchors: list[str] | None = list_option(
+        "--anchors", "Per-method anchor overrides, e.g. adpo-pairwise=old (reference or old)."
     ),
     hparam: list[str] | None = SET,
     out: Path | None = _out(BANDITS),
@@ -162,7 +164,7 @@ app.add_typer(mujoco_app, name=MUJOCO.name)
 
 @mujoco_app.command("train-teacher")
 def train_teacher(
-    env: str = typer.Option(..., "--env", help="HalfCheetah-v5 or Hopper-v5."),
+    env: list[str] = typer.Option(..., "--env", help="HalfCheetah-v5 or Hopper-v5."),
     steps: int | None = typer.Option(None, "--steps", help="Environment steps (overrides the config)."),
     seed: int | None = typer.Option(None, "--seed", help="Training seed."),
     out: Path | None = path_option(None, "--out", "Teachers folder (default experiments/teachers)."),
@@ -173,6 +175,7 @@ def train_teacher(
     """Train a stable-baselines3 teacher with tuned settings, evaluate it, save it for distillation."""
     from geobench.distill import teacher_training, teachers
 
+    env = single(env, "--env", "train-teacher trains one teacher a command; run it once per env")
     path = config or experiment_file(MUJOCO.artifact)
     table = read_toml(path).get("teachers", {})
     if isinstance(table, dict) and env not in table:
@@ -193,13 +196,14 @@ def train_teacher(
 
 @mujoco_app.command("evaluate-teacher")
 def evaluate_teacher(
-    env: str = typer.Option(..., "--env", help="HalfCheetah-v5 or Hopper-v5."),
+    env: list[str] = typer.Option(..., "--env", help="HalfCheetah-v5 or Hopper-v5."),
     episodes: int = typer.Option(10, "--episodes", help="Deterministic evaluation episodes."),
     out: Path | None = path_option(None, "--out", "Teachers folder (default experiments/teachers)."),
 ) -> None:
     """Evaluate a committed teacher again (return and its forward part) and update teacher.json."""
     from geobench.distill import teachers
 
+    env = single(env, "--env", "evaluate-teacher evaluates one teacher a command; run it once per env")
     info = teachers.reevaluate_teacher(env, episodes, out or teachers.TEACHERS_DIR)
     console.print(
         f"{env} teacher: return {info['eval_return_mean']:.1f} +- {info['eval_return_std']:.1f}, "
@@ -209,8 +213,8 @@ def evaluate_teacher(
 
 @mujoco_app.command("distill")
 def distill(
-    env: str = typer.Option("all", "--env", help="HalfCheetah-v5, Hopper-v5, a comma list, or all."),
-    methods: str | None = typer.Option(None, "--methods", help="Comma-separated methods (default: all)."),
+    env: list[str] | None = list_option("--env", "HalfCheetah-v5, Hopper-v5, a comma list, or all (default)."),
+    methods: list[str] | None = list_option("--methods", "Comma-separated methods (default: all)."),
     seeds: int | None = typer.Option(None, "--seeds", help="Number of seeds" + profile_defaults(MUJOCO, "seeds") + "."),
     seed: int | None = typer.Option(None, "--seed", help="First seed."),
     steps: int | None = typer.Option(
@@ -259,7 +263,7 @@ def distill(
 
 @app.command(LLM.name)
 def llm(
-    algo: str = typer.Option("all", "--algo", help="grpo, gspo, dapo, opo, adpo, a comma list, or all."),
+    algo: list[str] | None = list_option("--algo", "grpo, gspo, dapo, opo, adpo, a comma list, or all (default)."),
     dataset: str | None = typer.Option(
         None,
         "--dataset",
@@ -267,7 +271,7 @@ def llm(
         ".parquet or save_to_disk folder, or reasoning-gym:<task> (chain_sum, basic_arithmetic, products, gcd, "
         "simple_equations; the reasoning-gym extra)" + profile_defaults(LLM, "dataset") + ".",
     ),
-    levels: str | None = typer.Option(None, "--levels", help="Difficulty levels, e.g. 3,4 for MATH."),
+    levels: list[str] | None = list_option("--levels", "Difficulty levels, e.g. 3,4 for MATH."),
     model: str | None = typer.Option(
         None, "--model", help="Causal-LM checkpoint (hub id or folder); default: the warm-started tiny Qwen3."
     ),

@@ -22,7 +22,10 @@ from geobench.cli.common import (
     executor_config,
     existing_folder,
     int_list,
+    joined,
+    list_option,
     path_option,
+    single,
     writable_folder,
 )
 from geobench.errors import ConfigError
@@ -35,7 +38,7 @@ DATA_DIR = path_option("~/data/geobench", "--data-dir", "Where verl's parquet fi
 @verl_app.command("command")
 def verl_command(
     run: str = typer.Option(..., "--run", help="opo_table1 or adpo_fig3 (experiments/verl/<run>.toml)."),
-    algo: str = typer.Option(..., "--algo", help="An algorithm of that run, e.g. opo, adpo, grpo."),
+    algo: list[str] = typer.Option(..., "--algo", help="An algorithm of that run, e.g. opo, adpo, grpo."),
     data_dir: Path = DATA_DIR,
     gpus: int | None = typer.Option(None, "--gpus", help="GPUs on the node (default: the run's n_gpus, 8)."),
 ) -> None:
@@ -43,6 +46,7 @@ def verl_command(
     same resolved LLMConfig `geobench llm --profile paper` runs (notes on stderr where verl departs)."""
     from geobench.integrations import verl_config
 
+    algo = single(algo, "--algo", "verl command prints one algorithm's command; run it once per algorithm")
     text = verl_config.command(run, algo, data_dir, gpus)
     for line in verl_config.departures_of(run, algo):
         typer.echo(f"verl departs: {line}", err=True)  # stderr, so that $(geobench verl command ...) stays a command
@@ -53,7 +57,7 @@ def verl_command(
 def verl_data(
     run: str = typer.Option(..., "--run", help="opo_table1 or adpo_fig3: the run the data is for (its folder)."),
     dataset: str = typer.Option("math-lighteval", "--dataset", help="math-lighteval (hub) or a local path."),
-    levels: str = typer.Option(..., "--levels", help="MATH levels, e.g. 3 or 3,4."),
+    levels: list[str] = typer.Option(..., "--levels", help="MATH levels, e.g. 3 or 3,4. Repeatable: merged."),
     data_dir: Path = DATA_DIR,
 ) -> None:
     """Write MATH as verl's RL parquet (train/test) with geobench's prompts and gold answers."""
@@ -147,8 +151,8 @@ def reproduce_command(
     workers: int = WORKERS,
     threads: int = THREADS,
     ray_address: str | None = RAY_ADDRESS,
-    stages: str | None = typer.Option(
-        None, "--stages", help="Only these stages, by results folder (e.g. llm,llm-stress); then draw everything."
+    stages: list[str] | None = list_option(
+        "--stages", "Only these stages, by results folder (e.g. llm,llm-stress); then draw everything."
     ),
     rerun: bool = RERUN,
 ) -> None:
@@ -166,6 +170,6 @@ def reproduce_command(
         writable_folder(out or figures_folder(results), "--figures"),
         show_progress=not quiet,
         executor=executor_config(executor, workers, threads, ray_address),
-        only=parse_list(stages) or (),
+        only=parse_list(joined(stages)) or (),
         rerun=rerun,
     )

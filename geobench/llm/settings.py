@@ -21,7 +21,7 @@ from geobench.llm.model import TinyQwen3
 from geobench.llm.prompts import PROMPT_FORMATS
 from geobench.llm.rollout import BACKENDS, SamplingSettings
 from geobench.llm.warmstart import WarmStartConfig
-from geobench.objectives import GuardedTemperature, Objective, Recipe, find_objective, get_objective
+from geobench.objectives import GuardedTemperature, Objective, Recipe, check_tables, find_objective, get_objective
 from geobench.objectives.temperature import CONFIDENCE_FORMS
 
 ENGINES = ("geobench", "trl")
@@ -179,6 +179,7 @@ class LLMConfig:
     def __post_init__(self) -> None:
         check_lists(self, "algos", "levels")
         check_caps(self, CAPS)
+        check_tables(self.hparams)
         if not self.dataset.strip():
             raise ConfigError("dataset is empty; give arithmetic, column-addition, math-lighteval or a path")
         if self.adpo_tau_rule not in TAU_RULES:

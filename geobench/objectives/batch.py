@@ -58,8 +58,16 @@ class GroupBatch:
                 raise ConfigError(f"GroupBatch.{name} has shape {tuple(value.shape)}, expected {tuple(shape)}")
         for name in ("rewards", "advantages", "drive"):
             value = getattr(self, name)
-            if value is not None and value.shape != shape[:2]:
+            if value is None:
+                continue
+            if not isinstance(value, Tensor):
+                raise ConfigError(f"GroupBatch.{name} must be a (B, G) tensor; got {type(value).__name__}")
+            if value.shape != shape[:2]:
                 raise ConfigError(f"GroupBatch.{name} has shape {tuple(value.shape)}, expected {tuple(shape[:2])}")
+            if not (value.is_floating_point() or value.is_complex()):
+                # 1/0 rewards as ints or bools (a verifier's verdict): the advantages' means and z-scores
+                # need floats, so they become the log-probs' dtype here rather than failing deep inside
+                object.__setattr__(self, name, value.to(self.logp.dtype))
 
     @property
     def old(self) -> Tensor:

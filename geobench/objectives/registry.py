@@ -28,15 +28,22 @@ import dataclasses
 import inspect
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from torch import Tensor
 
-from geobench.errors import ConfigError
+from geobench.errors import ConfigError, SettingError, nearest
 from geobench.objectives.advantages import ADVANTAGE_MODES, TARGETS
 from geobench.objectives.aggregation import AGG_MODES
+from geobench.objectives.checks import (
+    call_loss,
+    check_type,
+    require_finite_loss,
+    same_source,
+    source_file,
+)
 
 LossFn = Callable[..., tuple[Tensor, dict[str, Tensor]]]
 PrepareFn = Callable[..., Any]  # (batch, **hparams) -> batch with whole-mini-batch fields filled in
@@ -144,14 +151,27 @@ class Recipe:
 
 @dataclass(frozen=True)
 class BoundObjective:
-    """An objective with validated hyperparameters: ``loss, metrics = bound(batch)``."""
+    """An objective with validated hyperparameters: ``loss, metrics = bound(batch)``.
+
+    Every call checks that the loss is a scalar, the first one that it is finite
+    (:mod:`geobench.objectives.loss_check`), so no experiment repeats the check."""
 
     fn: LossFn
     hparams: dict[str, Any]
     prepare_fn: PrepareFn | None = None
+    name: str = ""
+    # [True] until a call's loss was read finite; a list so that the frozen dataclass can flip it
+    _unchecked: list[bool] = field(default_factory=lambda: [True], init=False, repr=False, compare=False)
 
     def __call__(self, batch: Any) -> tuple[Tensor, dict[str, Tensor]]:
-        return self.fn(batch, **self.hparams)
+        loss, metrics = call_loss(self.name or self.fn.__name__, self.fn, batch, self.hparams)
+        self.require_finite(loss)
+        return loss, metrics
+
+    def require_finite(self, loss: Tensor) -> None:
+        """On the first call that can read it, one line if ``loss`` (or a (S,) stack of them) is not finite."""
+        if self._unchecked[0]:
+            self._unchecked[0] = not require_finite_loss(self.name or self.fn.__name__, loss)
 
     @property
     def prepares(self) -> bool:
@@ -199,13 +219,12 @@ class Objective:
                 )
         merged = {**self.defaults, **hparams}
         for key, value in merged.items():
-            if isinstance(self.defaults[key], bool) and not isinstance(value, bool):
-                raise ConfigError(f"{self.name}: {key} must be true or false; got {value!r}")
+            check_type(self.name, self.fn, key, value, self.defaults[key])
             _check(self.name, key, value, BOUNDS.get(key))
         return merged
 
     def bind(self, **hparams: Any) -> BoundObjective:
-        return BoundObjective(self.fn, self.validate(hparams), self.prepare)
+        return BoundObjective(self.fn, self.validate(hparams), self.prepare, self.name)
 
     def __call__(self, batch: Any, **hparams: Any) -> tuple[Tensor, dict[str, Tensor]]:
         return self.bind(**hparams)(batch)
@@ -262,6 +281,12 @@ def objective(
     def decorate(fn: LossFn) -> LossFn:
         params = inspect.signature(fn).parameters.values()
         defaults = {p.name: p.default for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY}
+        missing = [k for k, v in defaults.items() if v is inspect.Parameter.empty and k not in overrides]
+        if missing:
+            raise ValueError(
+                f"{name}: hyperparameter {missing[0]!r} of {fn.__name__} has no default; give it one "
+                f"(def {fn.__name__}(batch, *, {missing[0]}=...)), so that a run without it is defined"
+            )
         bad = set(overrides) - set(defaults)
         if bad:
             raise TypeError(f"{name}: overrides {sorted(bad)} are not hyperparameters of {fn.__name__}")
@@ -305,12 +330,40 @@ def variant(name: str, base: str, *, paper: str, geometry: Geometry | None = Non
 
 
 def _register(entry: Objective) -> None:
+    """Register ``entry``; the same objective from the same source again (an installed plugin's entry
+    point, then its file by ``--plugin``) is a no-op, another objective under a taken name an error."""
     name = entry.name
     if not NAME.fullmatch(name):
         raise ValueError(f"objective name {name!r} must be lower-case letters, digits, '.', '_' or '-'")
-    if name in REGISTRY:
-        raise ValueError(f"objective {name!r} is already registered ({REGISTRY[name].paper}); choose another name")
+    old = REGISTRY.get(name)
+    if old is not None and _same_objective(old, entry):
+        return
+    if old is not None:
+        raise ValueError(
+            f"objective {name!r} is already registered ({old.paper}; {source_file(old.fn)}) with other code; "
+            "choose another name"
+        )
     REGISTRY[name] = entry
+
+
+def _same_objective(old: Objective, new: Objective) -> bool:
+    """The same entry with functions of the same source text (a module imported twice under two names)."""
+    same = [same_source(old.fn, new.fn), same_source(old.prepare, new.prepare)]
+    return all(same) and dataclasses.replace(new, fn=old.fn, prepare=old.prepare) == old
+
+
+def check_tables(tables: Mapping[str, Any], table: str = "hparams.{}") -> None:
+    """Every table of a hyperparameter mapping names a registered objective: ``[quick.hparams.gpro]``
+    is a typo, never silently ignored (``table`` formats the name where the error says it). A table
+    for a registered objective the run does not select is allowed: a config file states its tables
+    once for all its methods, and ``--methods`` may narrow the run."""
+    for name in tables:
+        if find_objective(name) is None:
+            near = nearest(name, REGISTRY)
+            hint = f"did you mean {table.format(near)}? " if near else ""
+            raise SettingError(
+                f"{table.format(name)}: no objective {name!r} is registered; {hint}valid: {', '.join(sorted(REGISTRY))}"
+            )
 
 
 def _assignments(values: dict[str, Any]) -> str:

@@ -24,4 +24,11 @@ def per_seed_objective(name: str, **hparams: Any) -> Callable[[Tensor, Tensor, T
     def one_seed(logp: Tensor, rewards: Tensor, old: Tensor, ref: Tensor) -> Tensor:
         return loss_fn(GroupBatch.from_sequences(logp, rewards, old_logp=old, ref_logp=ref))[0]
 
-    return vmap(one_seed)
+    seeds = vmap(one_seed)
+
+    def losses(logp: Tensor, rewards: Tensor, old: Tensor, ref: Tensor) -> Tensor:
+        stacked = seeds(logp, rewards, old, ref)
+        loss_fn.require_finite(stacked)  # inside vmap the losses cannot be read; their (S,) stack can
+        return stacked
+
+    return losses

@@ -68,6 +68,9 @@ PROFILE_DEFAULTS = {
     ("llm", "--rollout"): (LLM, "rollout"),
     ("llm", "--engine"): (LLM, "engine"),
     ("llm", "--reward"): (LLM, "reward"),
+    ("llm", "--prompts"): (LLM, "prompts_per_step"),
+    ("llm", "--group"): (LLM, "group"),
+    ("llm", "--max-new-tokens"): (LLM, "max_new_tokens"),
 }
 
 

@@ -96,6 +96,16 @@ def test_dr_grpo_is_trls_dr_grpo_sum_over_sequences_times_max_completion_length(
 
 
 @pytest.mark.parametrize("seed", SEEDS)
+def test_dr_grpo_is_ppo_on_one_token_batches(seed):
+    batch = double_batch(seed, t=1, advantages=False)
+    ours, _ = make_objective("dr-grpo")(batch)
+    ppo, _ = make_objective("ppo")(batch)
+    assert ours.item() == pytest.approx(ppo.item(), abs=1e-12)
+    long, _ = make_objective("dr-grpo")(double_batch(seed, advantages=False))
+    assert long.item() != pytest.approx(make_objective("ppo")(double_batch(seed, advantages=False))[0].item())
+
+
+@pytest.mark.parametrize("seed", SEEDS)
 def test_bnpo_is_grpo_with_token_mean(seed):
     batch = double_batch(seed)
     against_verl("bnpo", {}, "vanilla", "token-mean", config(), batch)

@@ -76,10 +76,13 @@ def decided_pairs(batch: GroupBatch, anchored: bool = True) -> Pairs:
 
 
 def _geometry(optimization: str, target: str, behavior: str, coordinates: str = "Fixed Anchor (l - l_ref)") -> Geometry:
-    return Geometry("KL", optimization, coordinates, target, behavior)
+    """A pairwise taxonomy row; the reference-free ones (zero anchor) have no KL sampling geometry."""
+    sampling = "none (reference-free)" if coordinates == _FREE else "KL"
+    return Geometry(sampling, optimization, coordinates, target, behavior)
 
 
 _TRL = "TRL 1.16 DPOTrainer loss_type="
+_FREE = "Zero Anchor (l)"
 
 
 @objective(
@@ -256,7 +259,10 @@ def exo_pair(batch: GroupBatch, *, beta: float = 0.1, exo_epsilon: float = 1e-3)
 @objective(
     "sigmoid-norm",
     geometry=_geometry(
-        "KL curvature (sigmoid)", "Bradley-Terry (Q_win = 1)", "DPO on per-token log-ratios", "Length-normalised anchor"
+        "KL curvature (sigmoid)",
+        "Bradley-Terry (Q_win = 1)",
+        "DPO on per-token log-ratios",
+        "Length-normalised anchor ((l - l_ref) / length)",
     ),
     feedback="pairwise",
     paper=f"{_TRL}'sigmoid_norm' (DPO on per-token averaged log-ratios; Rafailov et al. 2023, Eq. 7)",
@@ -289,9 +295,6 @@ def discopop(batch: GroupBatch, *, beta: float = 0.1, discopop_tau: float = 0.05
     x = beta * (p.chosen - p.rejected)
     s = torch.sigmoid(x / discopop_tau)
     return p.mean((1.0 - s) * -F.logsigmoid(x) + s * torch.exp(-x)), p.metrics()
-
-
-_FREE = "Zero Anchor (l)"
 
 
 @objective(

@@ -72,7 +72,9 @@ def loo_advantages(rewards: Tensor) -> Tensor:
 @objective(
     "rloo",
     geometry=sampled_geometry(
-        "implicit KL", "Sequence ratio pi(y) / pi_old(y)", "PPO clip on whole sequences, leave-one-out baseline"
+        "KL curvature (sequence ratio clip)",
+        "Sequence ratio pi(y) / pi_old(y)",
+        "PPO clip on whole sequences, leave-one-out baseline",
     ),
     feedback="sampled",
     paper="Ahmadian et al. 2024 (Back to Basics, arXiv:2402.14740), Eq. 5-6; TRL RLOOTrainer",
@@ -118,7 +120,7 @@ def reinforce_pp_baseline_advantages(rewards: Tensor, mask: Tensor) -> Tensor:
 @objective(
     "reinforce-pp",
     geometry=sampled_geometry(
-        "implicit KL", "Ratio pi / pi_old", "PPO clip with a group baseline and batch-whitened advantages"
+        "KL curvature (ratio clip)", "Ratio pi / pi_old", "PPO clip with a group baseline and batch-whitened advantages"
     ),
     feedback="sampled",
     paper="Hu et al. 2025 (REINFORCE++, arXiv:2501.03262), baseline variant; verl advantage estimator "

@@ -66,8 +66,8 @@ def dr_grpo(
     """Dr. GRPO: (1 / (N L)) sum_i sum_t max(-A_i r_it, -A_i clip(r_it)), A_i = R_i - mean_g R.
 
     L is a constant horizon, the run's maximum completion length (TRL ``max_completion_length``,
-    verl ``loss_scale_factor``), passed as the hyperparameter ``horizon`` (``--hp
-    dr-grpo.horizon=1280`` or the config's table); None uses the padded width T, which is that
+    verl ``loss_scale_factor``), passed as the hyperparameter ``horizon`` (``--set
+    dr-grpo.horizon=1280``, or the config's hyperparameter table); None uses the padded width T, which is that
     length only when the rollout pads to it (T = 1 on the one-token experiments, where Dr. GRPO is
     PPO with mean-baseline advantages). N counts the sequences with a token (verl's divisor).
 
@@ -267,7 +267,7 @@ def clip_cov(
     geometry=sampled_geometry(
         "KL penalty on high-covariance tokens",
         "Ratio pi / pi_old",
-        "Unclipped surrogate, |log r| penalised on top-Cov tokens",
+        "Unclipped surrogate, abs(log r) penalised on top-Cov tokens",
     ),
     feedback="sampled",
     paper="Cui et al. 2025 (arXiv:2505.22617), Eq. 12; verl policy loss 'kl_cov'",

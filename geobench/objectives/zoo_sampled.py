@@ -28,6 +28,8 @@ _NEW_BOUNDS = {
     "clip_cov_ub": Range(),
     "kl_cov_ratio": Range(0.0, 1.0, low_open=True),
     "kl_coef": Range(0.0),
+    "div_low": POSITIVE,
+    "div_high": POSITIVE,
 }
 assert not set(_NEW_BOUNDS) & set(BOUNDS), "a zoo hyperparameter would change an existing objective's range"
 BOUNDS.update(_NEW_BOUNDS)
@@ -86,6 +88,15 @@ variant(
     paper="TRL loss_type='bnpo' (GRPO's clipped surrogate, token-mean over the local batch); not the BNPO "
     "paper's Beta-normalised rewards (Xiao et al. 2025), which TRL does not implement",
     agg="token-mean",
+)
+
+
+variant(
+    "luspo",
+    "gspo",
+    paper="LUSPO (Length-Unbiased Sequence Policy Optimization) as TRL loss_type='luspo': GSPO's sequence-ratio "
+    "loss times each sequence's length, mean over sequences (Zheng et al. 2025, GSPO Eq. 5-7)",
+    agg="seq-mean-token-sum",
 )
 
 
@@ -300,3 +311,77 @@ def kl_cov(
     loss = -token_adv * ratio + torch.where(flags, kl_coef * log_ratio.abs(), 0.0)
     metrics = policy_gradient_metrics(batch, ratio, flags, adv)
     return aggregate(loss, batch.mask, agg, totals=batch.totals), metrics
+
+
+def _dppo(batch: GroupBatch, valid: Tensor, weight_cap: float, advantage: str, agg: str) -> tuple[Tensor, dict]:
+    """-A sg(min(r, weight_cap)) log pi on the tokens ``valid`` (B, G, T) keeps, aggregated by ``agg``.
+
+    The truncated IS weight replaces PPO's ratio (DPPO Sec. 5.4: "a large threshold is
+    recommended"); 20 is verl's fallback. verl reads the cap from ``clip_ratio_c``, whose ActorConfig
+    default is 3.0 (the dual-clip default), so a verl run that does not set it truncates at 3.
+    """
+    adv = batch.advantage(advantage)
+    ratio = token_ratio(batch)
+    loss = -per_token(adv, ratio) * ratio.clamp(max=weight_cap).detach() * batch.logp * valid.detach()
+    metrics = policy_gradient_metrics(batch, ratio, ~valid, adv)
+    return aggregate(loss, batch.mask, agg, totals=batch.totals), metrics
+
+
+@objective(
+    "dppo-tv",
+    geometry=sampled_geometry(
+        "TV trust region (binary, per token)", "Probability pi(y_t)", "Dropping tokens whose probability moved too far"
+    ),
+    feedback="sampled",
+    paper="DPPO (arXiv:2602.04879), DPPO-Binary-TV; verl policy loss 'dppo_tv'",
+)
+def dppo_tv(
+    batch: GroupBatch,
+    *,
+    div_low: float = 0.2,
+    div_high: float = 0.2,
+    weight_cap: float = 20.0,
+    advantage: str = "zscore",
+    agg: str = "token-mean",
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """DPPO-Binary-TV: a token counts where A > 0 and p - p_old <= div_high, or A <= 0 and
+    p - p_old >= -div_low (p = pi(y_t), the binary TV distance between the two Bernoullis); the weight is
+    :func:`_dppo`'s. The bounds 0.2 are our choice (verl's clip_ratio default read as the bound).
+
+    Shapes: batch (B, G, T); advantages (B, G) broadcast over T.
+    """
+    delta = batch.logp.exp() - batch.old.exp()
+    positive = per_token(batch.advantage(advantage), delta) > 0
+    valid = torch.where(positive, delta <= div_high, delta >= -div_low)
+    return _dppo(batch, valid, weight_cap, advantage, agg)
+
+
+@objective(
+    "dppo-kl",
+    geometry=sampled_geometry(
+        "KL trust region (binary, per token)", "Probability pi(y_t)", "Dropping tokens past a binary-KL bound"
+    ),
+    feedback="sampled",
+    paper="DPPO (arXiv:2602.04879), DPPO-Binary-KL; verl policy loss 'dppo_kl'",
+)
+def dppo_kl(
+    batch: GroupBatch,
+    *,
+    div_low: float = 0.2,
+    div_high: float = 0.2,
+    weight_cap: float = 20.0,
+    advantage: str = "zscore",
+    agg: str = "token-mean",
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """DPPO-Binary-KL: with the Bernoulli KL d = p_old log(p_old / p) + (1 - p_old) log((1 - p_old + 1e-8) /
+    (1 - p + 1e-8)), a token counts where A > 0 and (d <= div_high or p <= p_old), or A <= 0 and
+    (d <= div_low or p >= p_old): only moves away from pi_old past the bound are dropped; the weight is
+    :func:`_dppo`'s. The bounds 0.2 are our choice, as for ``dppo-tv``.
+
+    Shapes: batch (B, G, T); advantages (B, G) broadcast over T.
+    """
+    p, p_old = batch.logp.exp(), batch.old.exp()
+    d = p_old * (batch.old - batch.logp) + (1.0 - p_old) * torch.log((1.0 - p_old + 1e-8) / (1.0 - p + 1e-8))
+    positive = per_token(batch.advantage(advantage), d) > 0
+    valid = torch.where(positive, (d <= div_high) | (p <= p_old), (d <= div_low) | (p >= p_old))
+    return _dppo(batch, valid, weight_cap, advantage, agg)

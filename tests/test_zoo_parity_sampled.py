@@ -173,14 +173,13 @@ def test_gpg_matches_verls_advantage_estimator_and_loss(seed, mode):
 
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("mode", AGG_MODES)
-def test_clip_cov_matches_verl_under_the_same_random_draw(seed, mode):
+def test_clip_cov_matches_verl_when_every_eligible_token_is_drawn(seed, mode):
+    """verl draws the k tokens with randperm; ours with a fixed hash. With k >= the eligible count both take
+    every eligible token, so loss and gradient agree whatever the draw."""
     batch = double_batch(seed)
-    # ratio 0.3 of ~40 tokens asks for ~12 tokens: more than some batches have eligible, fewer than others
-    cfg = config(clip_cov_ratio=0.3, clip_cov_lb=0.0, clip_cov_ub=5.0)
-    torch.manual_seed(seed)
-    ours, metrics = make_objective("clip-cov", clip_cov_ratio=0.3, clip_cov_lb=0.0, agg=mode)(batch)
+    cfg = config(clip_cov_ratio=0.9, clip_cov_lb=0.0, clip_cov_ub=5.0)
+    ours, metrics = make_objective("clip-cov", clip_cov_ratio=0.9, clip_cov_lb=0.0, agg=mode)(batch)
     theirs_in = flat(batch.logp.detach()).clone().requires_grad_(True)
-    torch.manual_seed(seed)
     theirs, _ = core_algos.compute_policy_loss_clip_cov(
         flat(batch.old_logp), theirs_in, token_adv(batch), flat(batch.mask), mode, cfg
     )
@@ -188,7 +187,47 @@ def test_clip_cov_matches_verl_under_the_same_random_draw(seed, mode):
     g_ours = flat(torch.autograd.grad(ours, batch.logp)[0])
     assert torch.allclose(g_ours, torch.autograd.grad(theirs, theirs_in)[0], atol=TOL)
     grpo, _ = make_objective("grpo", agg=mode)(batch)
+    assert metrics["cov_dropped"] > 0
     assert not torch.allclose(g_ours, flat(torch.autograd.grad(grpo, batch.logp)[0]))  # some tokens were detached
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_clip_cov_drops_exactly_k_eligible_tokens_and_is_pure(seed):
+    from geobench.objectives import clipped_surrogate
+    from geobench.objectives.zoo_covariance import cov_scores
+
+    batch = double_batch(seed)
+    hparams = {"clip_cov_ratio": 0.1, "clip_cov_lb": 0.0}
+    loss, metrics = make_objective("clip-cov", **hparams)(batch)
+    grad = torch.autograd.grad(loss, batch.logp)[0]
+    grpo, _ = make_objective("grpo")(batch)
+    g_grpo = torch.autograd.grad(grpo, batch.logp)[0]
+    dropped = (grad == 0) & (g_grpo != 0)  # the dropped tokens that had a gradient (A != 0)
+    token_adv = batch.advantages.unsqueeze(-1).expand_as(batch.logp)
+    _, clipped = clipped_surrogate((batch.logp - batch.old_logp).exp(), token_adv, 0.2, 0.2, None)
+    cov = cov_scores(token_adv, batch.logp, batch.mask)
+    k = max(1, int(0.1 * batch.mask.sum().item()))
+    eligible = (cov > 0.0) & (cov < 5.0) & (batch.mask > 0) & ~clipped
+    assert metrics["cov_dropped"].item() == min(k, eligible.sum().item())
+    assert dropped.sum().item() <= metrics["cov_dropped"].item() and not (dropped & ~eligible).any()
+    assert torch.equal(grad[~dropped], g_grpo[~dropped])
+    again, _ = make_objective("clip-cov", **hparams)(batch)
+    assert again.item() == loss.item()
+
+
+@pytest.mark.parametrize("name", ["clip-cov", "kl-cov"])
+def test_the_covariance_losses_run_per_seed_under_vmap_as_in_the_bandits(name):
+    from geobench.objectives import per_seed_objective
+
+    gen = torch.Generator().manual_seed(0)
+    logp = torch.randn(3, 4, 5, generator=gen).log_softmax(-1).requires_grad_(True)  # (S, B, G)
+    old = logp.detach() + 0.3 * torch.randn(3, 4, 5, generator=gen)
+    rewards = torch.randint(0, 3, (3, 4, 5), generator=gen).float()
+    hparams = {"clip_cov_ratio": 0.2, "clip_cov_lb": 0.0} if name == "clip-cov" else {"kl_cov_ratio": 0.2}
+    losses = per_seed_objective(name, **hparams)(logp, rewards, old, old)
+    for s in range(3):
+        one = GroupBatch.from_sequences(logp[s], rewards[s], old_logp=old[s], ref_logp=old[s])
+        assert losses[s].item() == pytest.approx(make_objective(name, **hparams)(one)[0].item(), abs=1e-6)
 
 
 @pytest.mark.parametrize("seed", SEEDS)

@@ -1,6 +1,7 @@
 """The field's ratio-based sampled-feedback objectives beside GRPO/DAPO/GSPO (issue 22), each checked
 against its reference in ``tests/test_zoo_parity_sampled.py``; the log-prob (REINFORCE-family) ones and
-their baselines are in :mod:`geobench.objectives.zoo_reinforce`.
+their baselines are in :mod:`geobench.objectives.zoo_reinforce`, the covariance-selected ones in
+:mod:`geobench.objectives.zoo_covariance`.
 
 Every function reads a :class:`GroupBatch` whose ``old_logp`` is the sampling policy; advantages
 are ``batch.advantage(mode)`` (the precomputed ones when given) unless the objective defines its own
@@ -12,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from geobench.objectives.aggregation import aggregate, masked_mean
+from geobench.objectives.aggregation import aggregate
 from geobench.objectives.batch import GroupBatch
 from geobench.objectives.policy_gradient import LOG_RATIO_CLAMP, clipped_surrogate, policy_gradient_metrics
 from geobench.objectives.registry import BOUNDS, POSITIVE, Geometry, Range, objective, variant
@@ -23,11 +24,6 @@ _NEW_BOUNDS = {
     "weight_cap": POSITIVE,
     "tau_pos": POSITIVE,
     "tau_neg": POSITIVE,
-    "clip_cov_ratio": Range(0.0, 1.0, low_open=True),
-    "clip_cov_lb": Range(),
-    "clip_cov_ub": Range(),
-    "kl_cov_ratio": Range(0.0, 1.0, low_open=True),
-    "kl_coef": Range(0.0),
     "div_low": POSITIVE,
     "div_high": POSITIVE,
 }
@@ -221,96 +217,6 @@ def sapo(
     gate = torch.sigmoid(tau * (ratio - 1.0)) * (4.0 / tau)
     metrics = policy_gradient_metrics(batch, ratio, torch.zeros_like(ratio, dtype=torch.bool), adv)
     return aggregate(-gate * token_adv, batch.mask, "seq-mean-token-mean", totals=batch.totals), metrics
-
-
-def _cov_scores(adv_tok: Tensor, logp: Tensor, mask: Tensor) -> Tensor:
-    """(B, G, T) centred products (A - mean A)(log pi - mean log pi), means over the batch's real tokens."""
-    return (adv_tok - masked_mean(adv_tok, mask)) * (logp - masked_mean(logp, mask))
-
-
-@objective(
-    "clip-cov",
-    geometry=sampled_geometry(
-        "KL curvature (ratio clip)", "Ratio pi / pi_old", "PPO clip plus detaching high-covariance tokens"
-    ),
-    feedback="sampled",
-    paper="Cui et al. 2025 (The Entropy Mechanism of RL for Reasoning LMs, arXiv:2505.22617), Eq. 11; "
-    "verl policy loss 'clip_cov'",
-)
-def clip_cov(
-    batch: GroupBatch,
-    *,
-    clip_low: float = 0.2,
-    clip_high: float = 0.2,
-    clip_cov_ratio: float = 0.0002,
-    clip_cov_lb: float = 1.0,
-    clip_cov_ub: float = 5.0,
-    advantage: str = "zscore",
-    agg: str = "token-mean",
-) -> tuple[Tensor, dict[str, Tensor]]:
-    """Clip-Cov: PPO's clipped loss with the gradient of k = max(1, floor(clip_cov_ratio n)) tokens removed.
-
-    The k tokens are drawn uniformly (torch's global generator, as verl) among the real, not
-    already clipped tokens whose Cov = (A - mean A)(log pi - mean log pi) lies in (lb, ub), means
-    over the batch's n real tokens; their loss is multiplied by 0. Defaults are verl's (and the
-    paper's r = 2e-4, bounds 1 and 5).
-
-    Shapes: batch (B, G, T); advantages (B, G) broadcast over T.
-    """
-    adv = batch.advantage(advantage)
-    mask = batch.fmask
-    ratio = (batch.logp - batch.old).exp()  # verl does not clamp here
-    token_adv = per_token(adv, ratio)
-    loss, clipped = clipped_surrogate(ratio, token_adv, clip_low, clip_high, None)
-    cov = _cov_scores(token_adv, batch.logp.detach(), mask)
-    eligible = (cov > clip_cov_lb) & (cov < clip_cov_ub) & (mask > 0) & ~(clipped & (mask > 0))
-    where = eligible.nonzero()  # row-major, as verl's (B G, T) rows
-    k = max(int(clip_cov_ratio * float(mask.sum())), 1)
-    chosen = where[torch.randperm(len(where))[: min(k, len(where))]] if len(where) else where
-    keep = torch.ones_like(loss)
-    keep[tuple(chosen.T)] = 0.0
-    metrics = policy_gradient_metrics(batch, ratio, clipped | (keep == 0), adv)
-    return aggregate(loss * keep, batch.mask, agg, totals=batch.totals), metrics
-
-
-@objective(
-    "kl-cov",
-    geometry=sampled_geometry(
-        "KL penalty on high-covariance tokens",
-        "Ratio pi / pi_old",
-        "Unclipped surrogate, abs(log r) penalised on top-Cov tokens",
-    ),
-    feedback="sampled",
-    paper="Cui et al. 2025 (arXiv:2505.22617), Eq. 12; verl policy loss 'kl_cov'",
-)
-def kl_cov(
-    batch: GroupBatch,
-    *,
-    kl_cov_ratio: float = 0.0002,
-    kl_coef: float = 1.0,
-    advantage: str = "zscore",
-    agg: str = "token-mean",
-) -> tuple[Tensor, dict[str, Tensor]]:
-    """KL-Cov: -A r per token, plus kl_coef |log r| on the k = max(1, floor(kl_cov_ratio n)) real tokens of
-    largest Cov = (A - mean A)(log pi - mean log pi) (means over the n real tokens). No clip.
-
-    Shapes: batch (B, G, T); advantages (B, G) broadcast over T.
-    """
-    adv = batch.advantage(advantage)
-    mask = batch.fmask
-    log_ratio = batch.logp - batch.old
-    ratio = log_ratio.exp()
-    token_adv = per_token(adv, ratio)
-    real = mask > 0
-    cov = _cov_scores(token_adv, batch.logp.detach(), mask)[real]  # (n,) in row-major order, as verl
-    k = max(1, int(cov.numel() * kl_cov_ratio))
-    penalised = torch.zeros(cov.numel(), dtype=torch.bool, device=cov.device)
-    penalised[torch.topk(cov, k, largest=True).indices] = True
-    flags = torch.zeros_like(real)
-    flags[real] = penalised
-    loss = -token_adv * ratio + torch.where(flags, kl_coef * log_ratio.abs(), 0.0)
-    metrics = policy_gradient_metrics(batch, ratio, flags, adv)
-    return aggregate(loss, batch.mask, agg, totals=batch.totals), metrics
 
 
 def _dppo(batch: GroupBatch, valid: Tensor, weight_cap: float, advantage: str, agg: str) -> tuple[Tensor, dict]:

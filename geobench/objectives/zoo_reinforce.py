@@ -7,6 +7,8 @@ Shapes: B contexts, G samples, T tokens; r = pi / pi_old per token.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -215,7 +217,7 @@ def vespo_weights(
     w = exp(clamp(sum_t log r, log 1e-8, 20)); (k, lambda) = (k_pos, lambda_pos) where A >= 0,
     else the negative pair (lambda floored at 1e-4), as TRL's ``get_gamma_weights``.
     """
-    log_w = seq_log_ratio.clamp(torch.log(torch.tensor(1e-8)).item(), 20.0)
+    log_w = seq_log_ratio.clamp(math.log(1e-8), 20.0)
     nonneg = adv >= 0
     k = torch.where(nonneg, k_pos, k_neg).to(log_w.dtype)
     lam = torch.where(nonneg, lambda_pos, lambda_neg).to(log_w.dtype).clamp(min=1e-4)

@@ -10,7 +10,16 @@ Objectives from outside the package register with the same ``objective`` decorat
 ``geobench.objectives.plugins`` for how they are found.
 """
 
-from geobench.objectives import listwise, opo, pairwise, policy_gradient  # noqa: F401  (registration)
+from geobench.objectives import (  # noqa: F401  (registration; zoo_* are issue 22's objectives)
+    listwise,
+    opo,
+    pairwise,
+    policy_gradient,
+    zoo_covariance,
+    zoo_preference,
+    zoo_reinforce,
+    zoo_sampled,
+)
 from geobench.objectives.advantages import (
     StageTargets,
     group_advantages,

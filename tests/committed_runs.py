@@ -38,12 +38,17 @@ from geobench.errors import ConfigError
 from geobench.executor import ExecutorConfig
 from geobench.experiments import EXPERIMENTS, UPDATE_TIME
 from geobench.llm import sweep as llm_sweep
+from geobench.llm.metrics import TIMING_METRICS
 from geobench.llm.warmstart import warmstart_dir
 from geobench.objectives import find_objective
 from geobench.objectives.plugins import load_plugin
 from geobench.results import RunDir, config_hash
 
 ROOT = Path(__file__).resolve().parents[1]
+# An LLM cell is rerun for its first steps only (see _rerun_prefix): step 0's held-out evaluation and
+# the rollouts, updates and evaluation of steps 1-10 (eval_every is 10 in the quick profiles).
+LLM_PREFIX_STEPS = 10
+_FORMAT = "%.10g"  # results.write_csv's float format
 WALL_CLOCK = (UPDATE_TIME.name,)  # runs whose values are times: nothing to reproduce byte for byte
 # Each sweep's cell key, in the order its run() builds it (the order names the cell's file).
 KEYS = {
@@ -98,7 +103,10 @@ def rerun_one_cell(run: Path, scratch: Path) -> Rerun:
     for table in tables:
         copy = RunDir(scratch, name, config, table=table, columns=TABLES[table], inputs=inputs)
         _copy_cells_but(key, pd.read_csv(run / f"{table}.csv"), copy)
-    executor = ExecutorConfig(kind="serial", threads=int(meta.get("torch_threads", 1)), listener=_OneCell(key))
+    threads = int(meta.get("torch_threads", 1))
+    if name == "llm" and config.steps > LLM_PREFIX_STEPS:
+        return _rerun_prefix(run, scratch, experiment, config, meta, committed, key, threads)
+    executor = ExecutorConfig(kind="serial", threads=threads, listener=_OneCell(key))
     start = time.perf_counter()
     experiment.run(config, scratch, profile=meta["profile"], show_progress=False, executor=executor)
     seconds = time.perf_counter() - start
@@ -111,7 +119,60 @@ def rerun_one_cell(run: Path, scratch: Path) -> Rerun:
     differences = {meta["csv"]: first_difference(scratch / meta["csv"], run / meta["csv"])}
     for table in tables:
         differences[f"{table}.csv"] = first_difference(scratch / f"{table}.csv", run / f"{table}.csv")
-    return Rerun(str(run.relative_to(ROOT)) if run.is_relative_to(ROOT) else str(run), key, seconds, differences)
+    return Rerun(_name(run), key, seconds, differences)
+
+
+def _rerun_prefix(
+    run: Path,
+    scratch: Path,
+    experiment: Any,
+    config: Any,
+    meta: Mapping[str, Any],
+    committed: pd.DataFrame,
+    key: Mapping[str, Any],
+    threads: int,
+) -> Rerun:
+    """An LLM cell's first :data:`LLM_PREFIX_STEPS` steps, rerun inside its sweep and compared with the
+    committed ``metrics.csv`` rows of those steps, value by value as ``write_csv`` prints them.
+
+    An LLM cell is ~100 steps of ~1 s each; its first steps are computed exactly as in the full cell
+    (the same config, so the same learning-rate schedule), and the listener that reads every logged
+    value stops the cell once they are in. What only the later steps compute is left to the fresh
+    clone's ``make reproduce`` that lands each committed run (the pairs table among it)."""
+    prefix = _Prefix(key, LLM_PREFIX_STEPS)
+    executor = ExecutorConfig(kind="serial", threads=threads, listener=prefix)
+    start = time.perf_counter()
+    try:
+        experiment.run(config, scratch, profile=meta["profile"], show_progress=False, executor=executor)
+    except _Enough:
+        pass
+    else:
+        raise AssertionError(f"{run}: the cell {dict(key)} finished before step {LLM_PREFIX_STEPS}")
+    seconds = time.perf_counter() - start
+    mine = committed
+    for column, value in key.items():
+        mine = mine[mine[column] == value]
+    mine = mine[(mine["step"] <= LLM_PREFIX_STEPS) & ~mine["metric"].isin(TIMING_METRICS)]
+    theirs = sorted(f"{int(r.step)},{r.metric},{_FORMAT % r.value}" for r in mine.itertuples())
+    ours = sorted(
+        f"{step},{metric},{_FORMAT % value}"
+        for (step, metric), value in prefix.values.items()
+        if metric not in TIMING_METRICS
+    )
+    difference = None
+    if ours != theirs:
+        pairs = zip(ours, theirs, strict=False)
+        first = next(((a, b) for a, b in pairs if a != b), None)
+        difference = f"rerun {first[0]!r}, committed {first[1]!r}" if first else f"{len(ours)} rows vs {len(theirs)}"
+    return Rerun(_name(run), dict(key), seconds, {f"{meta['csv']} steps <= {LLM_PREFIX_STEPS}": difference})
+
+
+class _Enough(BaseException):
+    """Raised by :class:`_Prefix` through the serial sweep (a BaseException, so no cell catches it)."""
+
+
+def _name(run: Path) -> str:
+    return str(run.relative_to(ROOT)) if run.is_relative_to(ROOT) else str(run)
 
 
 def cell_inputs(name: str, config: Any) -> Callable[[Mapping[str, Any]], dict[str, str]]:
@@ -215,3 +276,16 @@ def _prefer(cells: pd.DataFrame, column: str, order: tuple[str, ...]) -> pd.Data
 def _plain(key: Mapping[str, Any]) -> dict[str, Any]:
     """numpy scalars as Python ones, so a key compares equal to the sweep's own."""
     return {k: v.item() if hasattr(v, "item") else v for k, v in key.items()}
+
+
+class _Prefix(_OneCell):
+    """Keeps every value the cell logs up to ``steps``, and stops the cell at its first later step."""
+
+    def __init__(self, key: Mapping[str, Any], steps: int):
+        super().__init__(key)
+        self.steps, self.values = steps, {}
+
+    def log(self, name: str, step: int, metrics: Mapping[str, float]) -> None:
+        if step > self.steps:
+            raise _Enough
+        self.values.update({(step, metric): float(value) for metric, value in metrics.items()})

@@ -7,9 +7,13 @@ byte. A run this cannot rerun fails; nothing is skipped. Timing tables are not c
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
+import tests.committed_runs as committed_runs_module
+from geobench.experiments import LLM
 from tests.committed_runs import ROOT, committed_runs, first_difference, rerun_one_cell
+from tests.conftest import tiny_llm_config
 
 RUNS = committed_runs()
 
@@ -41,3 +45,18 @@ def test_a_drifted_value_in_a_copied_csv_is_reported(tmp_path: Path):
     )
     copy.write_text("".join(lines[:-1]))  # a dropped row
     assert first_difference(copy, committed) == f"rerun has {len(lines) - 1} lines, committed {len(lines)}"
+
+
+def test_an_llm_cells_first_steps_rerun_to_the_committed_rows_and_a_drift_is_named(tiny_model, tmp_path, monkeypatch):
+    config = tiny_llm_config(tiny_model, steps=4, seeds=1, algos=("grpo", "opo"))
+    run = tmp_path / "llm"
+    LLM.run(config, run, profile="quick", show_progress=False)
+    monkeypatch.setattr(committed_runs_module, "LLM_PREFIX_STEPS", 2)
+    rerun = rerun_one_cell(run, tmp_path / "again")
+    assert list(rerun.differences) == ["metrics.csv steps <= 2"] and rerun.differences["metrics.csv steps <= 2"] is None
+    metrics = pd.read_csv(run / "metrics.csv")
+    at = metrics.index[(metrics["variant"] == rerun.cell["variant"]) & (metrics["step"] == 1)][0]
+    metrics.loc[at, "value"] += 1e-6  # a drift at step 1 of the rerun cell
+    metrics.to_csv(run / "metrics.csv", index=False, float_format="%.10g")
+    drifted = rerun_one_cell(run, tmp_path / "drifted").differences["metrics.csv steps <= 2"]
+    assert drifted is not None and drifted.startswith("rerun '1,")

@@ -49,6 +49,15 @@ def test_importing_the_catalog_imports_no_experiment():
     assert eval(loaded) == ["geobench", "geobench.config", "geobench.errors", "geobench.experiments"]
 
 
+@pytest.mark.parametrize("stage", STAGES, ids=[s.folder for s in STAGES])
+def test_every_stage_runs_with_the_catalogs_one_signature(stage):
+    # make reproduce calls every stage's run through Experiment.run, the entries kept out of the CLI's
+    # catalog (the interleaved update-time benchmark) included
+    module, _, function = stage.experiment.runner.partition(":")
+    parameters = inspect.signature(getattr(importlib.import_module(module), function)).parameters
+    assert list(parameters) == ["config", "out", "profile", "show_progress", "executor", "rerun"]
+
+
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_every_experiment_runs_with_one_signature_under_its_own_name(name):
     experiment = EXPERIMENTS[name]

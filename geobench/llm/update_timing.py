@@ -149,8 +149,10 @@ def run(
     profile: str = "custom",
     show_progress: bool = True,
     executor: ExecutorConfig = ExecutorConfig(),
+    rerun: bool = True,
 ) -> Path:
-    """Measure into ``DIR/update_time.csv`` (always afresh: a time is never resumed) and ``DIR/run.json``."""
+    """Measure into ``DIR/update_time.csv`` and ``DIR/run.json``, always afresh: a time is never resumed,
+    so ``rerun`` (the catalog's common signature) changes nothing."""
     set_threads(executor.threads)
     model = config.model or str(ensure_warmstart(WarmStartConfig(), show_progress=show_progress))
     policy, tokenizer = load_policy(model)

@@ -68,3 +68,17 @@ def test_the_benchmark_writes_interleaved_rows_deterministic_but_for_the_times(t
     pd.testing.assert_frame_equal(untimed[0], untimed[1])
     keys = [f[f["metric"] == METRIC].drop(columns="value").reset_index(drop=True) for f in frames]
     pd.testing.assert_frame_equal(keys[0], keys[1])
+
+
+def test_table4_shows_the_interleaved_speedup_beside_the_cells():
+    from geobench.report.llm_tables import table4
+
+    load = [1.0, 3.0, 1.5, 6.0]
+    run = _run(list(3.0 * np.array(load)), load)
+    frame = pd.DataFrame(
+        {"variant": ["grpo", "adpo"], "seed": 0, "step": 1, "metric": "update_time_s", "value": [0.3, 0.1]}
+    )
+    paper = pd.DataFrame({"variant": ["adpo"], "micro_batch": [8], "update_time_s": [19.7]})
+    rows = {line.split(" | ")[0].strip("| "): line for line in table4(frame, paper, "1", run.update_times).splitlines()}
+    assert "| 3.00x [3.00, 3.00] |" in rows["GRPO"] and "| 1.00x | 1.00x |" in rows["ADPO"]
+    assert "| - |" in table4(frame, paper, "1").splitlines()[-1]  # no benchmark: no interleaved speedup

@@ -41,8 +41,10 @@ def _heldout_text(frame: pd.DataFrame, variant: str) -> str:
     return f"{first['value'].mean():.3f} -> {ci_text(last['value'].to_numpy(dtype=float))}"
 
 
-def table4(frame: pd.DataFrame, paper: pd.DataFrame, micro_batch: str) -> str:
-    """ADPO Table 4 like for like: actor update time per step at one micro-batch for all."""
+def table4(frame: pd.DataFrame, paper: pd.DataFrame, micro_batch: str, interleaved: pd.DataFrame | None = None) -> str:
+    """ADPO Table 4 like for like: actor update time per step at one micro-batch for all, from the
+    sweep's cells; and, where the interleaved benchmark ran an algorithm (``interleaved``: its
+    ``update_time_s`` rows, one step per repetition), its time over ADPO's, paired by repetition."""
     times = per_seed(frame, "update_time_s", how="mean")
     rows = []
     for variant in variants(frame):
@@ -54,12 +56,26 @@ def table4(frame: pd.DataFrame, paper: pd.DataFrame, micro_batch: str) -> str:
                 "algorithm": label(variant),
                 "micro-batch, ours": micro_batch,
                 "update time (s/step), ours": ci_text(variant_values(times, variant), "{:.4f}"),
-                "ADPO speedup, ours": f"{1 / (speed[0] + 1):.2f}x" if speed else "-",
+                "ADPO speedup, cells": f"{1 / (speed[0] + 1):.2f}x" if speed else "-",
+                "ADPO speedup, interleaved": _interleaved_speedup(interleaved, variant),
                 "micro-batch, paper": str(int(p["micro_batch"].iloc[0])) if len(p) else "-",
                 "update time (s), paper": f"{p['update_time_s'].iloc[0]:.1f}" if len(p) else "-",
             }
         )
     return markdown_table(pd.DataFrame(rows))
+
+
+def _interleaved_speedup(times: pd.DataFrame | None, variant: str) -> str:
+    """``variant``'s update time over ADPO's in the interleaved benchmark, mean [95% CI] paired by
+    repetition; '-' where the benchmark did not run it."""
+    times = None if times is None else times[times["metric"] == "update_time_s"]
+    if times is None or not {variant, "adpo"} <= set(times["variant"]):
+        return "-"
+    if variant == "adpo":
+        return "1.00x"
+    wide = times.pivot_table(index="step", columns="variant", values="value", aggfunc="mean")[[variant, "adpo"]]
+    ratio, low, high = paired_ratio_ci(*(wide.dropna()[c].to_numpy(float) for c in (variant, "adpo")))
+    return f"{ratio + 1:.2f}x [{low + 1:.2f}, {high + 1:.2f}]"
 
 
 def ablation_table(runs: dict[str, pd.DataFrame], variant: str) -> str:

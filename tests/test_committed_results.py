@@ -25,7 +25,8 @@ def test_the_committed_runs_are_found():
 
 
 @pytest.mark.parametrize("run", RUNS, ids=[str(r.relative_to(ROOT / "results")) for r in RUNS])
-def test_one_cell_of_each_committed_run_reproduces_its_rows(run: Path, tmp_path: Path):
+def test_one_cell_of_each_committed_run_reproduces_its_rows(run: Path, tmp_path: Path, register_plugin):
+    # register_plugin: a plugin the run's command named (CISPO's card) is unregistered after the test
     rerun = rerun_one_cell(run, tmp_path / "run")
     print(f"{rerun.run}: cell {rerun.cell} in {rerun.seconds:.1f} s")
     assert rerun.differences == {name: None for name in rerun.differences}, (rerun.run, rerun.cell)

@@ -29,15 +29,8 @@ UNCOMMITTED = {
     ("llm-opo-v5-ood", "paper"): "1a25a315e1fe",
 }
 # Stages changed on purpose since their committed run, which a rerun will bring back in step
-# (then the entry goes). The LLM quick stages: LLMConfig gained issue 25's fields (prompt_format,
-# enable_thinking, data_epochs, eval_split, eval_levels, lr_schedule, the per-prompt tau constants), whose
-# defaults write the same rows; only run.json's config moves.
-STALE: set[tuple[str, str]] = {
-    ("llm", "quick"),
-    ("llm-opo-escort-no-ref", "quick"),
-    ("llm-opo-code", "quick"),
-    ("llm-stress", "quick"),
-}
+# (then the entry goes); none since the runs committed with issues 21 and 25.
+STALE: set[tuple[str, str]] = set()
 RUNS = [(stage, profile) for stage in STAGES for profile in stage.profiles]
 
 

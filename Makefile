@@ -21,11 +21,12 @@ install: $(STAMP)
 
 # The tests also check parity with verl's reference losses and the verl plugin: verl without its
 # CUDA-bound dependencies, plus the few packages its import needs (the `verl` extra); the TRL
-# engine (the `trl` extra); and read back what --report-to wrote to TensorBoard and W&B (trackio,
-# which pins pillow<13, is left out: its tests skip without it).
+# engine (the `trl` extra); reasoning-gym's procedural tasks (the `reasoning-gym` extra); and read
+# back what --report-to wrote to TensorBoard and W&B (trackio, which pins pillow<13, is left out:
+# its tests skip without it).
 $(TEST_STAMP): $(STAMP)
 	$(BIN)/pip install --quiet --no-deps verl==$(VERL_VERSION)
-	$(BIN)/pip install --quiet -e '.[dev,verl,trl,tensorboard,wandb]'
+	$(BIN)/pip install --quiet -e '.[dev,verl,trl,tensorboard,wandb,reasoning-gym]'
 	touch $(TEST_STAMP)
 
 # Every experiment of the profile (see geobench/reproduce.py for the stages), every figure

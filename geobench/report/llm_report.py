@@ -256,17 +256,27 @@ def ratio_above(run: LLMRun, subject: str, versus: str, metric: str, statistic: 
     )
 
 
+def interleaved_pairs(
+    times: pd.DataFrame | None, subject: str, versus: str, metric: str = "update_time_s"
+) -> pd.DataFrame | None:
+    """The interleaved benchmark's ``metric`` of ``subject`` and ``versus``, one row per repetition
+    (its step) and one column each, repetitions missing either dropped; None where it ran not both."""
+    times = None if times is None else times[times["metric"] == metric]
+    if times is None or not {subject, versus} <= set(times["variant"]):
+        return None
+    wide = times.pivot_table(index="step", columns="variant", values="value", aggfunc="mean")
+    return wide[[subject, versus]].dropna()
+
+
 @rule("interleaved_ratio_above")
 def interleaved_ratio_above(run: LLMRun, subject: str, versus: str, metric: str, threshold: str) -> Outcome | None:
     """mean(subject) / mean(versus) of ``metric`` in the interleaved benchmark, a paired CI over its
     repetitions (each a subject and a versus update back to back), held above ``threshold``."""
     if subject not in variants(run.frame) or versus not in variants(run.frame):
         return None
-    times = None if run.update_times is None else run.update_times[run.update_times["metric"] == metric]
-    if times is None or not {subject, versus} <= set(times["variant"]):
+    wide = interleaved_pairs(run.update_times, subject, versus, metric)
+    if wide is None:
         return Outcome("-", NOT_TESTABLE, rule=f"{NOT_TESTABLE} (no interleaved benchmark: run {UPDATE_TIME_FOLDER})")
-    wide = times.pivot_table(index="step", columns="variant", values="value", aggfunc="mean")[[subject, versus]]
-    wide = wide.dropna()
     if len(wide) < 2:
         return Outcome("-", NOT_TESTABLE, rule=f"{NOT_TESTABLE} (fewer than 2 interleaved repetitions)")
     ratio, low, high = paired_ratio_ci(wide[subject].to_numpy(float), wide[versus].to_numpy(float))

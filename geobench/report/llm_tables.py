@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from geobench.report.llm_report import paired_values, per_seed, variant_values, variants
+from geobench.report.llm_report import interleaved_pairs, paired_values, per_seed, variant_values, variants
 from geobench.report.markdown import markdown_table
 from geobench.report.stats import ci_text, paired_ratio_ci
 from geobench.report.style import label
@@ -68,13 +68,13 @@ def table4(frame: pd.DataFrame, paper: pd.DataFrame, micro_batch: str, interleav
 def _interleaved_speedup(times: pd.DataFrame | None, variant: str) -> str:
     """``variant``'s update time over ADPO's in the interleaved benchmark, mean [95% CI] paired by
     repetition; '-' where the benchmark did not run it."""
-    times = None if times is None else times[times["metric"] == "update_time_s"]
-    if times is None or not {variant, "adpo"} <= set(times["variant"]):
+    if variant == "adpo":  # ADPO over itself, where the benchmark ran it
+        ran = times is not None and "adpo" in set(times.loc[times["metric"] == "update_time_s", "variant"])
+        return "1.00x" if ran else "-"
+    wide = interleaved_pairs(times, variant, "adpo")
+    if wide is None or len(wide) < 2:
         return "-"
-    if variant == "adpo":
-        return "1.00x"
-    wide = times.pivot_table(index="step", columns="variant", values="value", aggfunc="mean")[[variant, "adpo"]]
-    ratio, low, high = paired_ratio_ci(*(wide.dropna()[c].to_numpy(float) for c in (variant, "adpo")))
+    ratio, low, high = paired_ratio_ci(wide[variant].to_numpy(float), wide["adpo"].to_numpy(float))
     return f"{ratio + 1:.2f}x [{low + 1:.2f}, {high + 1:.2f}]"
 
 

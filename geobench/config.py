@@ -162,6 +162,13 @@ def parse_list(text: str | None) -> tuple[str, ...] | None:
     return tuple(item.strip() for item in text.split(",") if item.strip())
 
 
+# A config field added after committed runs were made: ``field(default=..., metadata=HASH_NEUTRAL)``.
+# At its default it is left out of the config's JSON (geobench.results.config_dict), so the hash and
+# run.json of every config that does not set it are what they were before the field existed; set, it
+# is hashed like any other field. Only for a field whose default changes no row a cell writes.
+HASH_NEUTRAL = {"hash_neutral": True}
+
+
 def check_lists(config: Any, *names: str) -> None:
     """Each named list setting holds something: an empty one would run no cells and then fail obscurely."""
     for name in names:

@@ -103,8 +103,13 @@ def write_csv(frame: pd.DataFrame, path: Path) -> None:
 
 
 def config_dict(config: Any) -> dict[str, Any]:
-    """A dataclass config as plain JSON-able data (tuples become lists)."""
-    return json.loads(json.dumps(dataclasses.asdict(config), default=str))
+    """A dataclass config as plain JSON-able data (tuples become lists), less its
+    :data:`~geobench.config.HASH_NEUTRAL` fields that hold their defaults."""
+    data = json.loads(json.dumps(dataclasses.asdict(config), default=str))
+    for f in dataclasses.fields(config):
+        if f.metadata.get("hash_neutral") and getattr(config, f.name) == f.default:
+            del data[f.name]
+    return data
 
 
 def config_hash(config: Any) -> str:

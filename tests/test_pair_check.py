@@ -20,6 +20,7 @@ from geobench.llm.rollout import Rollouts
 from geobench.llm.settings import LLMConfig
 from geobench.llm.train import StepState, _scheduler, _update
 from geobench.objectives import GroupBatch, make_objective
+from geobench.results import config_hash
 from tests.conftest import tiny_llm_config
 
 ALGOS = ("grpo", "gspo", "dapo", "opo", "adpo")
@@ -265,3 +266,23 @@ def test_the_check_runs_at_steps_one_and_every_kth_after_and_is_refused_where_it
     with pytest.raises(ConfigError, match="needs --engine geobench") as error:
         LLMConfig(pair_check_every=20, engine="trl")
     assert "\n" not in str(error.value)
+
+
+def test_a_run_alone_with_pair_with_gets_the_cosines_the_joint_run_gives_it(tiny_model, tmp_path):
+    """The battery runs an objective alone and names the baselines in ``pair_with``: its cells replay them
+    without training them, so its pairs rows are the ones its cells have in a run of them all, and its
+    metrics are the run without any check. At its default the field is out of the config hash."""
+    joint = _sweep(tiny_model, algos=("grpo", "opo", "adpo"), steps=2, pair_check_every=1)
+    alone = joint.compare_with(joint.algos)  # every algorithm already trains: nothing to add
+    assert alone is joint and config_hash(joint) == config_hash(dataclasses.replace(joint, pair_with=()))
+    alone = dataclasses.replace(joint, algos=("opo",)).compare_with(joint.algos)
+    assert alone.pair_with == ("grpo", "adpo") and alone.compared == ("opo", "grpo", "adpo")
+    assert config_hash(alone) != config_hash(dataclasses.replace(alone, pair_with=()))
+    run(joint, tmp_path / "joint", show_progress=False)
+    metrics = run(alone, tmp_path / "alone", show_progress=False)
+    mine = pd.read_csv(tmp_path / "joint" / "pairs.csv").query("variant == 'opo'").reset_index(drop=True)
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "alone" / "pairs.csv"), mine)
+    plain = run(dataclasses.replace(alone, pair_with=(), pair_check_every=0), tmp_path / "plain", show_progress=False)
+    assert metrics.read_bytes() == plain.read_bytes()
+    with pytest.raises(ConfigError, match="pair_with .* needs pair_check_every > 0"):
+        dataclasses.replace(alone, pair_check_every=0)

@@ -50,8 +50,11 @@ def write_card(
     sections, rows = [], []  # rows: (experiment, title, status, verdict)
     for step in plans:
         baselines, _ = read_run(step.baseline_out)
-        mine, _ = read_run(step.out)
-        frame = pd.concat([baselines[baselines["variant"] != objective], mine], ignore_index=True)
+        if step.among_baselines:
+            frame = baselines
+        else:
+            mine, _ = read_run(step.out)
+            frame = pd.concat([baselines[baselines["variant"] != objective], mine], ignore_index=True)
         text, verdict = SECTIONS[step.experiment.name](frame, objective, folder, step)
         sections.append(f"## {step.experiment.title}\n\n{text}")
         rows.append((step.experiment.name, step.experiment.title, "run", verdict))

@@ -9,7 +9,10 @@ in ``results/`` when the identities agree (read, never rerun or rewritten), else
 keeps under ``results/battery/baselines/<budget>/`` and resumes, so it is computed once for every
 objective measured at that budget. Cells of one method do not depend on the other methods of
 their sweep (each derives its random numbers from its own key and seed), so the objective's
-cells, run alone, are the cells it would have had in the baselines' sweep.
+cells, run alone, are the cells it would have had in the baselines' sweep; an objective that is one
+of an experiment's baselines is read from the baselines' run. Where the experiment compares updates
+pair by pair (the LLM's per-pair check), the objective's run replays every baseline's update on its
+own batches (``compare_with``), so its card and the leaderboard can tell which baselines it coincides with.
 """
 
 from __future__ import annotations
@@ -79,6 +82,7 @@ class Plan:
     baseline_out: Path
     out: Path
     baseline_reused: bool  # the committed run in results/ has the baselines' identity
+    among_baselines: bool = False  # the objective is one of the baselines: its rows are read from their run
 
 
 def experiment_configs(experiment: Experiment, settings: Mapping[str, Any]) -> tuple[str, Any]:
@@ -103,16 +107,20 @@ def plan(
             skipped[name] = f"{objective} declares {feedback} feedback; {experiment.why_not}"
             continue
         profile, baseline = experiment_configs(experiment, config.settings.get(name, {}))
+        methods = tuple(getattr(baseline, experiment.methods_field))
         changes: dict[str, Any] = {experiment.methods_field: (objective,)}
         if hasattr(baseline, "hparams"):  # distillation runs an objective outside its table at its defaults
             given = {**baseline.hparams.get(objective, {}), **config.hparams.get(objective, {})}
             changes["hparams"] = {**baseline.hparams, objective: given}
         mine = dataclasses.replace(baseline, **changes)
+        if hasattr(mine, "compare_with"):
+            mine = mine.compare_with(methods)
         committed = results / profile_folder(name, profile)
         reused = not rerun and experiment.reusable(committed, baseline)
         baseline_out = committed if reused else results / "battery" / "baselines" / config.budget / name
-        out = card_dir(results, objective, config) / name
-        plans.append(Plan(experiment, objective, profile, baseline, mine, baseline_out, out, reused))
+        among = objective in methods and not config.hparams.get(objective)  # at other settings it runs itself
+        out = baseline_out if among else card_dir(results, objective, config) / name
+        plans.append(Plan(experiment, objective, profile, baseline, mine, baseline_out, out, reused, among))
     return plans, skipped
 
 

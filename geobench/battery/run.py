@@ -50,10 +50,10 @@ def run(
 
 def _run_stage(step: Plan, results: Path, show_progress: bool, executor: ExecutorConfig, rerun: bool) -> list[dict]:
     rows = []
-    for role, config, out, reused in (
-        ("baselines", step.baseline_config, step.baseline_out, step.baseline_reused),
-        ("objective", step.config, step.out, False),
-    ):
+    runs = [("baselines", step.baseline_config, step.baseline_out, step.baseline_reused)]
+    if not step.among_baselines:  # else its rows are the baselines' run's
+        runs.append(("objective", step.config, step.out, False))
+    for role, config, out, reused in runs:
         started = time.time()
         if not reused:  # a committed run is read as it is: never rerun, never rewritten
             step.experiment.run(

@@ -185,14 +185,14 @@ def cosine(a: Tensor, b: Tensor) -> float:
 
 
 def pair_cosines(state: StepState, algo: str, settings: LLMConfig) -> dict[str, list[float]]:
-    """{X: [cos(g_A^u, g_X^u) for u = 1 .. U]} for every X of ``settings.algos`` other than ``algo`` (A)
+    """{X: [cos(g_A^u, g_X^u) for u = 1 .. U]} for every X of ``settings.compared`` other than ``algo`` (A)
     whose recipe keeps a group (U: the shorter sequence's updates); A's sequence is its own update's,
     X's from :func:`replay_batch`."""
     reference = update_directions(state, state.own, settings)
     own, own_key = state.own, _rows_key(settings.cell_recipe(get_objective(algo).recipe))
     cache: dict = {own_key: [own.rolled, own.rewards, own.old, None]}  # an X keeping A's rows reuses its pi_old
     out = {}
-    for other in settings.algos:
+    for other in settings.compared:
         if other == algo:
             continue
         batch = replay_batch(state, other, settings, cache)

@@ -8,11 +8,12 @@ that algorithm introduced, for whichever objective declares it (:meth:`LLMConfig
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from geobench.config import check_caps, check_lists
+from geobench.config import HASH_NEUTRAL, check_caps, check_lists
 from geobench.errors import ConfigError
 from geobench.llm.data import EVAL_SPLITS
 from geobench.llm.dynamic_sampling import FILTER_METRICS
@@ -166,6 +167,10 @@ class LLMConfig:
     # ...) each cell also simulates every other algorithm's update sequence on its batch and logs the
     # cosines to pairs.csv; 0 = off.
     pair_check_every: int = 0
+    # Algorithms the check also replays without training them: the battery names the baselines here, so
+    # that an objective run alone is compared with each of them on its own batches. Absent from the config
+    # hash at its default (HASH_NEUTRAL), so the runs made before it existed keep their identity.
+    pair_with: tuple[str, ...] = field(default=(), metadata=HASH_NEUTRAL)
     warmstart: Mapping[str, Any] = field(default_factory=dict)  # WarmStartConfig overrides (built-in tasks)
     cell_gpus: float = 0.0  # GPUs each (algorithm, seed) cell asks of Ray; 1 in the paper profile
     # Issue 25's prompt, data-pass and held-out settings (geobench.llm.prompts, geobench.llm.data);
@@ -175,6 +180,16 @@ class LLMConfig:
     data_epochs: int = 0  # 0: `steps` batches drawn with replacement; N: N shuffled passes over the training set
     eval_split: str = ""  # one of EVAL_SPLITS: "" draws from the task (as before), "test" or "math-500"
     hparams: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    @property
+    def compared(self) -> tuple[str, ...]:
+        """The algorithms the per-pair check replays: ``algos`` then ``pair_with``, each once."""
+        return tuple(dict.fromkeys((*self.algos, *self.pair_with)))
+
+    def compare_with(self, others: tuple[str, ...]) -> LLMConfig:
+        """This config with the per-pair check also replaying ``others`` (when the check is on)."""
+        others = tuple(o for o in others if o not in self.algos)
+        return dataclasses.replace(self, pair_with=others) if self.pair_check_every and others else self
 
     def __post_init__(self) -> None:
         check_lists(self, "algos", "levels")
@@ -233,6 +248,12 @@ class LLMConfig:
             raise ConfigError(f"eval_split must be one of {valid}; got {self.eval_split!r}")
         if self.pair_check_every < 0:
             raise ConfigError(f"pair_check_every must be >= 0 (0 = off); got {self.pair_check_every}")
+        if self.pair_with and not self.pair_check_every:
+            raise ConfigError(f"pair_with = {list(self.pair_with)} needs pair_check_every > 0 (the check replays them)")
+        for algo in self.pair_with:
+            if algo not in ALGOS:
+                _check_outside_algo(algo)
+            _check_recipe(get_objective(algo))
         if self.pair_check_every and self.engine != "geobench":
             raise ConfigError(
                 f"pair_check_every = {self.pair_check_every} needs --engine geobench (TRL's trainer runs the "

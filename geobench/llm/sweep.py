@@ -70,7 +70,7 @@ def _train(
 
 
 def _pair_checked(config: LLMConfig) -> bool:
-    return bool(config.pair_check_every) and len(config.algos) >= 2  # else nothing to compare
+    return bool(config.pair_check_every) and len(config.compared) >= 2  # else nothing to compare
 
 
 def run(

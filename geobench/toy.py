@@ -2,8 +2,9 @@
 
 A policy over two outcomes {y, y'} with logit z: pi(y) = p = sigmoid(z), anchor z_ref.
 For each objective we build the group batch it would see, evaluate its loss at every
-point of a grid over p, and record |dL/dz|. The objectives are the library's, with the
-constants of ``experiments/opo_fig3.toml``; nothing here differentiates by hand.
+point of a grid over p, and record dL/dz (``grad``) and |dL/dz| (``grad_abs``, the figure's).
+The objectives are the library's, with the constants of ``experiments/opo_fig3.toml``;
+nothing here differentiates by hand.
 
 Two readings of the anchored coordinate Delta (the ``coordinates`` column):
 
@@ -16,7 +17,9 @@ Two readings of the anchored coordinate Delta (the ``coordinates`` column):
 
 Sampled-feedback objectives (GRPO, DAPO, GSPO, OPO) see the single sample y with
 advantage A; pairwise ones (DPO) the pair y > y'; listwise ones (SFT) both outcomes
-with y the target. pi_old = pi_ref, so ratios are taken against the anchor.
+with y the target. pi_old = pi_ref, so ratios are taken against the anchor. Every one of them
+prefers y, so a descent step should raise z: dL/dz < 0. A positive ``grad`` is a sign error, which
+|dL/dz| alone would read as a gradient that does not vanish.
 """
 
 from __future__ import annotations
@@ -44,6 +47,9 @@ READINGS = ("anchored-logit", "exact")
 # Memory, time and CSV grow linearly with the grid (one row per point, objective and reading):
 # 10^5 points took 17 s, 0.8 GB and 180 MB of CSV on the 2-core machine; 10^8 ran out of
 # memory after 9 minutes. Past 10^5 the curves are no sharper at any plot resolution.
+# The metrics a cell writes, recorded among its inputs: a cell written before ``grad`` existed is
+# recomputed, not merged with the cells that have it.
+METRICS = ("grad_abs", "grad")
 CAPS = {"grid_points": (100_000, "the paper profile draws 20,001; 100,000 already take ~0.8 GB and 180 MB of CSV")}
 
 
@@ -101,7 +107,7 @@ def toy_batch(z: torch.Tensor, feedback: str, reading: str, z_ref: float, advant
 
 
 def saturation_curve(config: ToyConfig, objective: str, reading: str) -> pd.DataFrame:
-    """|dL/dz| over the p grid for one objective and reading, as tidy rows."""
+    """|dL/dz| and dL/dz over the p grid for one objective and reading, as tidy rows (N per metric)."""
     entry = get_objective(objective)
     loss_fn = entry.bind(**dict(config.hparams.get(objective, {})))
     p = torch.linspace(config.p_min, config.p_max, config.grid_points, dtype=torch.float64)
@@ -110,17 +116,25 @@ def saturation_curve(config: ToyConfig, objective: str, reading: str) -> pd.Data
     # Every objective averages its loss over the N independent contexts with equal weight,
     # so N * dL/dz_i is the derivative of context i's own loss.
     (grad,) = torch.autograd.grad(loss, z)
-    return pd.DataFrame(
-        {
-            "variant": objective,
-            "coordinates": reading,
-            "p": p.numpy(),
-            "z": z.detach().numpy(),
-            "seed": config.seed,
-            "step": 0,
-            "metric": "grad_abs",
-            "value": (grad * config.grid_points).abs().numpy(),
-        }
+    grad = grad * config.grid_points
+    values = {"grad_abs": grad.abs(), "grad": grad}
+    return pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "variant": objective,
+                    "coordinates": reading,
+                    "p": p.numpy(),
+                    "z": z.detach().numpy(),
+                    "seed": config.seed,
+                    "step": 0,
+                    "metric": metric,
+                    "value": values[metric].numpy(),
+                }
+            )
+            for metric in METRICS
+        ],
+        ignore_index=True,
     )
 
 
@@ -152,8 +166,9 @@ def run(
 
 
 def cell_inputs(key: Mapping[str, Any]) -> dict[str, str]:
-    """What a cell's rows depend on besides the config (:mod:`geobench.identity`): its objective's code."""
-    return {**objective_inputs([get_objective(key["variant"])]), **package_inputs()}
+    """What a cell's rows depend on besides the config (:mod:`geobench.identity`): its objective's code
+    and the metrics it writes."""
+    return {**objective_inputs([get_objective(key["variant"])]), **package_inputs(), "toy metrics": ",".join(METRICS)}
 
 
 def run_inputs(config: ToyConfig) -> dict[str, str]:

@@ -38,7 +38,7 @@ def closed_form(variant, reading, p):
 @pytest.mark.parametrize("reading", toy.READINGS)
 @pytest.mark.parametrize("variant", ["sft", "dpo", "grpo", "dapo", "gspo", "opo"])
 def test_autograd_curves_match_closed_forms(config, variant, reading):
-    curve = toy.saturation_curve(config, variant, reading)
+    curve = _metric(toy.saturation_curve(config, variant, reading), "grad_abs")
     expected = closed_form(variant, reading, curve["p"].to_numpy())
     # Away from the clip boundary itself, where the grid point may fall on either side.
     boundary = np.isclose(expected, 0) != np.isclose(curve["value"], 0)
@@ -46,13 +46,31 @@ def test_autograd_curves_match_closed_forms(config, variant, reading):
     np.testing.assert_allclose(curve["value"][~boundary], expected[~boundary], rtol=1e-9, atol=1e-12)
 
 
+def _metric(curve: pd.DataFrame, metric: str) -> pd.DataFrame:
+    return curve[curve["metric"] == metric].reset_index(drop=True)
+
+
+@pytest.mark.parametrize("variant", ["sft", "dpo", "grpo", "opo"])
+def test_the_signed_gradient_raises_the_preferred_outcome_and_opos_turns_at_its_target(config, variant):
+    """dL/dz < 0 wherever it is not 0 for the objectives without a finite optimum; OPO's quadratic
+    (Eq. 7) has its optimum at Delta = A / mu = 1 (anchored logit): dL/dz = mu z - A changes sign there.
+    grad_abs is |grad| row for row."""
+    curve = toy.saturation_curve(config, variant, "anchored-logit")
+    grad, size = _metric(curve, "grad"), _metric(curve, "grad_abs")
+    np.testing.assert_array_equal(size["value"], grad["value"].abs())
+    if variant == "opo":
+        np.testing.assert_allclose(grad["value"], grad["z"] - 1, rtol=1e-9, atol=1e-12)
+    else:
+        assert (grad["value"] <= 0).all() and (grad["value"] < 0).any()
+
+
 def test_the_papers_claim_holds_only_in_the_anchored_logit_reading(config):
     """OPO's gradient grows without bound as p -> 1 under Delta = z, and vanishes under exact Delta."""
-    anchored = toy.saturation_curve(config, "opo", "anchored-logit")
-    exact = toy.saturation_curve(config, "opo", "exact")
+    anchored = _metric(toy.saturation_curve(config, "opo", "anchored-logit"), "grad_abs")
+    exact = _metric(toy.saturation_curve(config, "opo", "exact"), "grad_abs")
     assert anchored["value"].iloc[-1] > 5 and anchored["value"].is_monotonic_increasing is False
     assert exact["value"].iloc[-1] < 1e-3
-    grpo = toy.saturation_curve(config, "grpo", "anchored-logit")
+    grpo = _metric(toy.saturation_curve(config, "grpo", "anchored-logit"), "grad_abs")
     assert (grpo["value"][grpo["p"] > 0.6] == 0).all()  # the hard cliff, exactly zero
 
 
@@ -62,7 +80,7 @@ def test_run_writes_schema_and_metadata_and_is_deterministic(config, tmp_path):
     assert first.read_bytes() == second.read_bytes()
     frame = pd.read_csv(first)
     assert list(frame.columns) == COLUMNS
-    assert len(frame) == 401 * 6 * 2 and set(frame["metric"]) == {"grad_abs"}
+    assert len(frame) == 401 * 6 * 2 * 2 and set(frame["metric"]) == {"grad_abs", "grad"}
     meta = (tmp_path / "a" / "run.json").read_text()
     for key in ('"git_commit"', '"command"', '"packages"', '"wall_time_s"', '"config"', '"torch"'):
         assert key in meta

@@ -113,6 +113,7 @@ def log_slope_within(run: Reading, subject: str, z_from: str, z_to: str, lower: 
 def claims(frame: pd.DataFrame) -> pd.DataFrame:
     """OPO Sec. 8.3's statements about Fig. 3 (``experiments/paper/opo_fig3_claims.csv``), per reading;
     the toy is exact, so no CIs."""
+    frame = frame[frame["metric"] == "grad_abs"]
     readings = sorted(frame["coordinates"].unique())
     return evaluate_each(
         read_claims("opo_fig3_claims"), (Reading(frame[frame["coordinates"] == r], r) for r in readings)

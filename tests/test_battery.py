@@ -81,15 +81,28 @@ def test_battery_writes_every_section_and_reuses_the_baselines_it_ran(cispo, tin
     assert card_summaries(tiny_results, tiny_results / "REPORT.md") == ""  # the report reads quick cards only
 
     # A second objective at the same budget computes only its own cells ...
-    (card,) = run(load_battery(("grpo",), "tiny", {}), tiny_results, show_progress=False, executor=POOL)
+    (card,) = run(load_battery(("dr-grpo",), "tiny", {}), tiny_results, show_progress=False, executor=POOL)
     ledger = pd.read_csv(card.parent / "battery.csv").set_index(["experiment", "role"])
     baselines = ledger.xs("baselines", level="role")
     assert (baselines["computed"] == 0).all() and (baselines["reused"] == baselines["cells"]).all()
     assert ledger.xs("objective", level="role")["computed"].sum() == 2 + 3 + 2
+    # ... one of the baselines is read from their run, none of its cells run again ...
+    config = load_battery(("grpo",), "tiny", {})
+    (card,) = run(config, tiny_results, show_progress=False, executor=POOL)
+    ledger = pd.read_csv(card.parent / "battery.csv")
+    assert set(ledger["role"]) == {"baselines"} and (ledger["computed"] == 0).all()
+    assert "| grpo |" in card.read_text()
     # ... and an objective's cells run alone are the very cells it has in the baselines' sweep.
-    for name, csv in (("toy-saturation", "saturation"), ("bandits", "winmass"), ("llm", "metrics")):
-        shared = pd.read_csv(tiny_results / "battery" / "baselines" / "tiny" / name / f"{csv}.csv")
-        alone = pd.read_csv(card.parent / name / f"{csv}.csv")
+    for step in plan(config, "grpo", tiny_results)[0]:
+        alone_out = tiny_results / "alone" / step.experiment.name
+        csv = step.experiment.run(
+            dataclasses.replace(step.config, **{step.experiment.methods_field: ("grpo",)}),
+            alone_out,
+            show_progress=False,
+            executor=POOL,
+        )
+        shared = pd.read_csv(step.baseline_out / csv.name)
+        alone = pd.read_csv(csv)
         pd.testing.assert_frame_equal(
             shared[shared["variant"] == "grpo"].reset_index(drop=True),
             alone[alone["variant"] == "grpo"].reset_index(drop=True),

@@ -44,6 +44,9 @@ class BatteryConfig:
     experiments: tuple[str, ...] = tuple(BY_NAME)
     settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # experiment -> its budget table
     hparams: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # objective -> hyperparameters
+    # experiment -> feedback -> the baseline an objective of that feedback is compared with
+    # (experiments/references.toml); an experiment without one has no "against the reference" column
+    references: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.algos:
@@ -57,17 +60,38 @@ class BatteryConfig:
             if algo not in self.algos:
                 raise ConfigError(f"--set {algo}.*: {algo!r} is not among --algo ({', '.join(self.algos)})")
 
+    def reference(self, experiment: str, objective: str) -> str | None:
+        """The baseline ``objective`` is compared with in ``experiment``, by its feedback (None: none)."""
+        return self.references.get(experiment, {}).get(get_objective(objective).feedback)
+
 
 def load_battery(
     algos: tuple[str, ...], budget: str, hparams: Mapping[str, Mapping[str, Any]], path: Path | None = None
 ) -> BatteryConfig:
-    """The battery config of ``budget`` from ``experiments/battery.toml`` (or ``path``)."""
+    """The battery config of ``budget`` from ``experiments/battery.toml`` (or ``path``), with the
+    references of ``experiments/references.toml``."""
     path = path or experiment_file("battery")
     budgets = read_toml(path)
     if budget not in budgets:
         raise ConfigError(f"unknown budget {budget!r}; valid: {', '.join(budgets)} (the tables of {path.name})")
     table = budgets[budget]
-    return BatteryConfig(algos, budget, tuple(table), {k: dict(v) for k, v in table.items()}, hparams)
+    references = load_references()
+    return BatteryConfig(algos, budget, tuple(table), {k: dict(v) for k, v in table.items()}, hparams, references)
+
+
+def load_references(path: Path | None = None) -> dict[str, dict[str, str]]:
+    """``experiments/references.toml`` (or ``path``): {experiment: {feedback: registered objective}}."""
+    path = path or experiment_file("references")
+    tables = read_toml(path)
+    for experiment, table in tables.items():
+        if experiment not in BY_NAME:
+            raise ConfigError(f"{path.name}: [{experiment}] is no experiment; valid: {', '.join(BY_NAME)}")
+        for feedback, name in table.items():
+            if feedback not in BY_NAME[experiment].feedback:
+                raise ConfigError(f"{path.name}: [{experiment}] {feedback} is feedback {experiment} does not give")
+            if get_objective(name).feedback not in BY_NAME[experiment].feedback:
+                raise ConfigError(f"{path.name}: [{experiment}] {feedback} = {name!r} cannot run in {experiment}")
+    return {k: dict(v) for k, v in tables.items()}
 
 
 @dataclass(frozen=True)

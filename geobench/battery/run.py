@@ -8,6 +8,7 @@ cells were computed and how many reused. The card is then written from those CSV
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -15,6 +16,7 @@ from rich.console import Console
 
 from geobench.battery.card import write_card
 from geobench.battery.plan import BatteryConfig, Plan, card_dir, plan
+from geobench.errors import BadLoss
 from geobench.executor import ExecutorConfig
 from geobench.results import read_meta, write_csv
 
@@ -34,18 +36,50 @@ def run(
     """Every objective of ``config`` through its experiments; returns the cards' paths. ``rerun``
     recomputes every cell, the baselines' included, instead of reusing it."""
     console = console or Console(stderr=True, quiet=not show_progress)
-    cards = []
-    for objective in config.algos:
-        plans, skipped = plan(config, objective, results, rerun)
-        rows = []
-        for step in plans:
-            console.rule(f"battery {objective}: {step.experiment.title}")
+    return [
+        run_objective(config, objective, results, show_progress, executor, console, rerun).card
+        for objective in config.algos
+    ]
+
+
+@dataclass(frozen=True)
+class ObjectiveRun:
+    """What the battery did with one objective."""
+
+    card: Path
+    ledger: pd.DataFrame  # battery.csv's rows
+    plans: list[Plan]  # the experiments it ran in
+    failed: dict[str, str]  # experiment -> the one-line error of an objective whose loss could not run there
+
+
+def run_objective(
+    config: BatteryConfig,
+    objective: str,
+    results: Path,
+    show_progress: bool,
+    executor: ExecutorConfig,
+    console: Console,
+    rerun: bool = False,
+    figures: bool = True,
+) -> ObjectiveRun:
+    """One objective through its experiments. Without ``figures`` the card has its tables only (the
+    leaderboard's cards; ``geobench battery`` draws them from the same runs). An experiment in which
+    the objective's loss is not finite (:class:`~geobench.errors.BadLoss`) is recorded as failed."""
+    plans, skipped = plan(config, objective, results, rerun)
+    rows, ran, failed = [], [], {}
+    for step in plans:
+        console.rule(f"battery {objective}: {step.experiment.title}")
+        try:
             rows += _run_stage(step, results, show_progress, executor, rerun)
-        ledger = pd.DataFrame(rows, columns=_COLUMNS)
-        folder = card_dir(results, objective, config)
-        write_csv(ledger, folder / LEDGER)
-        cards.append(write_card(objective, config, plans, skipped, ledger, folder))
-    return cards
+            ran.append(step)
+        except BadLoss as error:  # the objective's loss cannot run here: the card says so, the others go on
+            failed[step.experiment.name] = str(error)
+            console.print(f"battery {objective}: {error}")
+    ledger = pd.DataFrame(rows, columns=_COLUMNS)
+    folder = card_dir(results, objective, config)
+    write_csv(ledger, folder / LEDGER)
+    card = write_card(objective, config, ran, skipped, ledger, folder, figures, failed)
+    return ObjectiveRun(card, ledger, ran, failed)
 
 
 def _run_stage(step: Plan, results: Path, show_progress: bool, executor: ExecutorConfig, rerun: bool) -> list[dict]:

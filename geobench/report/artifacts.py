@@ -56,10 +56,7 @@ def draw_bandits(run_folder: Path, figures: Path) -> list[Path]:
     hidden = config["hidden"][0]
     final = bandits_report.final_values(frame)
     stats = bandits_report.summary(final)
-    ref = frame[(frame["variant"] == "reference") & (frame["hidden"] == hidden) & (frame["metric"] == "winmass")][
-        "value"
-    ]
-    reference = float(ref.mean()) if len(ref) else None
+    reference = bandits_report.reference_level(frame, hidden)
     seeds = final["seed"].nunique()
     basis = f"{meta['profile']} profile, {seeds} seeds, {config['steps']} steps, 95% bootstrap CIs"
     paths = save_figure(

@@ -39,6 +39,13 @@ def seed_values(final: pd.DataFrame, variant: str, **where: object) -> np.ndarra
     return part.groupby("seed")["value"].mean().to_numpy()
 
 
+def reference_level(frame: pd.DataFrame, hidden: int) -> float | None:
+    """The pretrained reference policy's WinMass at width ``hidden`` (every method's starting level; its
+    cells evaluate it once, on clean contexts), or None for a run without it."""
+    rows = frame[(frame["variant"] == "reference") & (frame["hidden"] == hidden) & (frame["metric"] == "winmass")]
+    return float(rows["value"].mean()) if len(rows) else None
+
+
 def summary(final: pd.DataFrame) -> pd.DataFrame:
     """Mean and 95% bootstrap CI over seeds per (scenario, level, hidden, variant)."""
     rows = []

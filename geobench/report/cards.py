@@ -18,8 +18,9 @@ import pandas as pd
 
 CARD = "CARD.md"
 VERDICTS = "verdicts.csv"
-# One row per experiment of a card: status is "run" or "not run"; verdict is the card's one-line answer
-# (for "not run", why). title is the experiment's heading in the card.
+# One row per experiment of a card: status is "run", "not run" or "failed" (the objective's loss was not
+# finite there); verdict is the card's one-line answer (for "not run", why; for "failed", the error).
+# title is the experiment's heading in the card.
 VERDICT_COLUMNS = ["objective", "budget", "experiment", "title", "status", "verdict"]
 
 
@@ -40,10 +41,10 @@ def _reported(folder: str) -> bool:
 
 
 def verdict_lines(verdicts: pd.DataFrame) -> str:
-    """A card's verdicts as Markdown bullets: '- **title**: verdict' ('not run (why).' for one not run)."""
+    """A card's verdicts as Markdown bullets: '- **title**: verdict' ('not run (why).', 'failed (error).')."""
     lines = []
     for row in verdicts.itertuples():
-        text = row.verdict if row.status == "run" else f"not run ({row.verdict})."
+        text = row.verdict if row.status == "run" else f"{row.status} ({row.verdict})."
         lines.append(f"- **{row.title}**: {text}")
     return "\n".join(lines)
 

@@ -15,6 +15,7 @@ from geobench.objectives import (  # noqa: F401  (registration; zoo_* are issue 
     opo,
     pairwise,
     policy_gradient,
+    zoo_clipping,
     zoo_covariance,
     zoo_preference,
     zoo_reinforce,

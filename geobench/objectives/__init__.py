@@ -17,6 +17,7 @@ from geobench.objectives import (  # noqa: F401  (registration; zoo_* are issue 
     policy_gradient,
     zoo_clipping,
     zoo_covariance,
+    zoo_mismatch,
     zoo_preference,
     zoo_reinforce,
     zoo_sampled,

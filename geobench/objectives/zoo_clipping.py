@@ -114,9 +114,10 @@ def bapo_bounds(
         rho = sum_{A>0} A min(r, c_high) / (sum_{A>0} A min(r, c_high) + sum_{A<0} |A| max(r, c_low))
 
     (Eq. 8 writes |sum_{A>0} .| / |sum_t .|; read as a share of magnitudes, as the authors' recipe computes it,
-    whose positive / negative >= 1 is rho >= 0.5; 1 when no token has A != 0). The walk is evaluated at every
-    state at once with fixed shapes, so the search runs under vmap; the first state meeting rho_target, else
-    the last, is taken.
+    whose positive / negative >= 1 is rho >= 0.5; 1 when no token has A != 0). Raising c_low adds to the
+    negative sum, so it only lowers rho: once the walk reaches c_low it runs to ratio_low_max. Every state of
+    the walk is evaluated at once with fixed shapes, so the search runs under vmap; the first state meeting
+    rho_target, else the last, is taken.
 
     Shapes: ratio, token_adv, mask (B, G, T).
     """

@@ -16,7 +16,8 @@ ZOO = sorted(
 
 
 def test_the_zoo_is_registered():
-    assert len(ZOO) == 30 and {"dr-grpo", "cispo-trl", "cispo-verl", "kimi-kl", "ipo", "simpo"} <= set(ZOO)
+    assert len(ZOO) == 34 and {"dr-grpo", "cispo-trl", "cispo-verl", "kimi-kl", "ipo", "simpo"} <= set(ZOO)
+    assert {"aspo", "bapo", "tis", "icepop"} <= set(ZOO)
 
 
 @pytest.mark.parametrize("name", ZOO)
@@ -40,6 +41,11 @@ def test_every_zoo_objective_is_a_pure_scalar_loss_with_detached_metrics(name):
         ("dr-grpo", {"horizon": 0}, r"horizon must be in \[1, inf\)"),
         ("gmpo", {"clip_low": -0.1}, r"clip_low must be in \[0, 1\)"),
         ("clip-cov", {"clip_cov_ratio": 0.0}, r"clip_cov_ratio must be in \(0, 1\]"),
+        ("aspo", {"dual_clip": 1.0}, r"dual_clip must be in \(1, inf\)"),
+        ("bapo", {"rho_target": 0.0}, r"rho_target must be in \(0, 1\]"),
+        ("bapo", {"ratio_high_max": 0.9}, r"ratio_high_max must be in \[1, inf\)"),
+        ("tis", {"is_cap": 0.5}, r"is_cap must be in \[1, inf\)"),
+        ("icepop", {"icepop_low": 1.5}, r"icepop_low must be in \(0, 1\]"),
     ],
 )
 def test_zoo_hyperparameters_are_range_checked_in_one_line(name, hparams, message):

@@ -199,7 +199,7 @@ def experiment_table(scored: pd.DataFrame, finals: pd.DataFrame, experiment: str
     difference from the reference; ranked by the experiment's headline column."""
     part = scored[scored["experiment"] == experiment]
     if not len(part):
-        return "Not run.\n"
+        return "No objective of this leaderboard gives the feedback this experiment needs: not run.\n"
     fmt = _FORMATS[experiment]
     columns = _table_columns(part, experiment)
     headline = HEADLINE[experiment] or columns[0][0]
@@ -298,7 +298,7 @@ def write_leaderboard(folder: Path) -> list[Path]:
     finals, identities = inputs["finals.csv"], inputs["identities.csv"]
     failures = inputs["failures.csv"]
     scored = scores(finals, inputs["objectives.csv"], identities, meta["references"], failures)
-    experiments = [e for e in meta["experiments"] if e in set(scored["experiment"])]
+    experiments = list(meta["experiments"])
     written = save_figure(heatmap(scored, experiments, _caption(meta)), folder, "leaderboard_heatmap")
     path = folder / LEADERBOARD
     atomic_write_text(path, _markdown(meta, scored, finals, identities, inputs, experiments))

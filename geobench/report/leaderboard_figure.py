@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from matplotlib import colormaps
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 
@@ -78,8 +79,8 @@ def heatmap(scored: pd.DataFrame, experiments: list[str], caption: str) -> Figur
     fig.subplots_adjust(left=left / width, right=1 - 1.3 / width, top=1 - 1.5 / height, bottom=1.1 / height)
     ax = fig.add_subplot()
     data = np.ma.masked_invalid(values.to_numpy(dtype=float))
-    image = ax.imshow(data, cmap="RdBu_r", norm=TwoSlopeNorm(0.0, -1.0, 1.0), aspect="auto")
-    image.cmap.set_bad("0.85")
+    cmap = colormaps["RdBu_r"].with_extremes(bad="0.85")
+    image = ax.imshow(data, cmap=cmap, norm=TwoSlopeNorm(0.0, -1.0, 1.0), aspect="auto")
     for (i, j), mark in np.ndenumerate(marks.to_numpy()):
         if mark:
             ax.text(j, i, mark, ha="center", va="center", fontsize=6, color="0.2")

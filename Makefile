@@ -6,8 +6,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-verl
 VERL_VERSION ?= 0.9.1
+CISPO := examples/cispo/geobench_cispo.py
 
-.PHONY: install reproduce test figures warmstart bench clean
+.PHONY: install reproduce test figures leaderboard warmstart bench clean
 
 # torch is pinned and installed first: an unpinned torch pulls a multi-GB CUDA build.
 $(STAMP): pyproject.toml
@@ -38,6 +39,15 @@ test: $(TEST_STAMP)
 	$(BIN)/python -m pytest
 
 figures: $(STAMP)
+	$(BIN)/geobench figures
+
+# The committed leaderboard: every registered objective (the CISPO plugin example included) through
+# the battery at the quick budget, into results/leaderboard/ and one card per objective; the committed
+# quick runs are its baselines and every finished cell is reused, so a rerun after a change computes
+# only what the change touched. The CISPO card keeps its figures; REPORT.md links the leaderboard.
+leaderboard: $(STAMP)
+	$(BIN)/geobench leaderboard --plugin $(CISPO)
+	$(BIN)/geobench battery --algo cispo --plugin $(CISPO) --quiet
 	$(BIN)/geobench figures
 
 # The committed warm start (experiments/llm/warmstart/<task>), rebuilt deliberately from the quick LLM

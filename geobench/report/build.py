@@ -14,6 +14,7 @@ from geobench.report.artifacts import (
     build_taxonomy,
     build_toy,
 )
+from geobench.report.leaderboard import build_leaderboard
 from geobench.report.llm_artifacts import build_llm, build_llm_stress, build_opo_forms, build_opo_v5_ood
 from geobench.report.reproduction import build_report
 from geobench.results import atomic_write_text
@@ -31,6 +32,7 @@ BUILDERS: dict[str, Callable[[Path, Path], list[Path]]] = {
     "llm_stress": build_llm_stress,
     "opo_v5_ood": build_opo_v5_ood,
     "taxonomy": build_taxonomy,
+    "leaderboard": build_leaderboard,
 }
 
 

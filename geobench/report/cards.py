@@ -57,11 +57,21 @@ def read_verdicts(card_folder: Path) -> pd.DataFrame | None:
     return pd.read_csv(path, dtype=str, keep_default_na=False).reindex(columns=VERDICT_COLUMNS)
 
 
+_LISTED = 5  # up to this many cards, REPORT.md gives each one's verdicts; more are linked in one line
+
+
+def _link(card: Path, report: Path) -> Path:
+    return Path(os.path.relpath(card.resolve(), report.parent.resolve()))  # movable with its folders
+
+
 def card_summaries(results: Path, report: Path) -> str:
     """REPORT.md's section on the cards under ``results/battery``: each card's verdicts, linked; '' if none."""
     cards = sorted(p for p in (results / "battery").glob("*/" + CARD) if _reported(p.parent.name))
     if not cards:
         return ""
+    if len(cards) > _LISTED:  # the leaderboard's: its section above has the headline, each card is linked
+        links = ", ".join(f"[`{c.parent.name}`]({_link(c, report)})" for c in cards)
+        return f"## Report cards (`geobench battery`)\n\n{len(cards)} cards, one per objective: {links}.\n"
     lines = ["## Report cards (`geobench battery`)", ""]
     lines.append("Objectives measured beside the papers' baselines; each card has the numbers, CIs and figures.\n")
     for card in cards:
@@ -72,6 +82,5 @@ def card_summaries(results: Path, report: Path) -> str:
             if verdicts is None
             else verdict_lines(verdicts)
         )
-        link = Path(os.path.relpath(card.resolve(), report.parent.resolve()))  # movable with its folders
-        lines += [f"### [`{card.parent.name}`]({link})", "", text, ""]
+        lines += [f"### [`{card.parent.name}`]({_link(card, report)})", "", text, ""]
     return "\n".join(lines) + "\n"

@@ -17,6 +17,7 @@ instead of a rank: its differences would be the other's, or noise.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -290,19 +291,52 @@ def toy_signs(finals: pd.DataFrame) -> str:
     return text + "\n"
 
 
+def _scored(inputs: dict) -> pd.DataFrame:
+    meta = inputs["leaderboard.json"]
+    return scores(
+        inputs["finals.csv"], inputs["objectives.csv"], inputs["identities.csv"], meta["references"],
+        inputs["failures.csv"],
+    )  # fmt: skip
+
+
 def write_leaderboard(folder: Path) -> list[Path]:
     """``LEADERBOARD.md`` and its heat map (PNG and PDF) in ``folder`` from the CSVs there."""
     folder = Path(folder)
     inputs = read_inputs(folder)
-    meta = inputs["leaderboard.json"]
-    finals, identities = inputs["finals.csv"], inputs["identities.csv"]
-    failures = inputs["failures.csv"]
-    scored = scores(finals, inputs["objectives.csv"], identities, meta["references"], failures)
+    meta, scored = inputs["leaderboard.json"], _scored(inputs)
     experiments = list(meta["experiments"])
     written = save_figure(heatmap(scored, experiments, _caption(meta)), folder, "leaderboard_heatmap")
     path = folder / LEADERBOARD
-    atomic_write_text(path, _markdown(meta, scored, finals, identities, inputs, experiments))
+    text = _markdown(meta, scored, inputs["finals.csv"], inputs["identities.csv"], inputs, experiments)
+    atomic_write_text(path, text)
     return [*written, path]
+
+
+def build_leaderboard(results: Path, figures: Path) -> list[Path]:
+    """The committed leaderboard's heat map among the report's figures, from ``results/leaderboard``'s CSVs."""
+    folder = Path(results) / "leaderboard"
+    if not (folder / "leaderboard.json").exists():
+        raise FileNotFoundError(f"{folder} has no leaderboard.json: run `make leaderboard`")
+    inputs = read_inputs(folder)
+    meta = inputs["leaderboard.json"]
+    return save_figure(
+        heatmap(_scored(inputs), list(meta["experiments"]), _caption(meta)), figures, "leaderboard_heatmap"
+    )
+
+
+def leaderboard_summary(results: Path, report: Path) -> str:
+    """REPORT.md's section on the committed leaderboard: its headline, linked; '' without one."""
+    folder = Path(results) / "leaderboard"
+    if not (folder / "leaderboard.json").exists():
+        return ""
+    inputs = read_inputs(folder)
+    meta, scored = inputs["leaderboard.json"], _scored(inputs)
+    link = Path(os.path.relpath((folder / LEADERBOARD).resolve(), Path(report).parent.resolve()))
+    return (
+        f"## Leaderboard (`geobench leaderboard`, [{LEADERBOARD}]({link}))\n\n"
+        f"{len(meta['objectives'])} objectives at the `{meta['budget']}` budget, each against the reference of its "
+        "feedback (experiments/references.toml):\n\n" + headline(scored, list(meta["experiments"]))
+    )
 
 
 def _caption(meta: dict) -> str:

@@ -27,6 +27,7 @@ from geobench.report.artifacts import bandit_claims
 from geobench.report.cards import card_summaries
 from geobench.report.claims import PAPER_DIR, REPORT_COLUMNS, read_claims
 from geobench.report.concept_report import CONCEPTS
+from geobench.report.leaderboard import leaderboard_summary
 from geobench.report.llm_ablations import stress_claims
 from geobench.report.markdown import markdown_table
 from geobench.report.stats import VERDICTS
@@ -186,6 +187,7 @@ def build_report(results: Path, figures: Path, out: Path) -> str:
     for paper in ("OPO", "ADPO", "Ablation (ours)"):
         body.append(f"## {paper}\n")
         body += [section(s, results, figures, str(link_prefix)) for s in sections() if s.paper == paper]
+    body.append(leaderboard_summary(results, out))
     body.append(card_summaries(results, out))
     tail = ["## Claims", "", markdown_table(claims)]
     return "\n".join(head) + "\n" + "\n".join(body) + "\n".join(tail)

@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.text import Text
 from matplotlib.transforms import Bbox
 
-from geobench.report import artifacts, bandits_report, build_all, llm_artifacts, llm_report, toy_figure
+from geobench.report import artifacts, bandits_report, build_all, leaderboard, llm_artifacts, llm_report, toy_figure
 from geobench.report import files as report_files
 from geobench.results import read_run
 
@@ -109,7 +109,7 @@ def committed_figures(tmp_path_factory) -> dict[str, Figure]:
         return original(fig, figures, stem)
 
     patch = pytest.MonkeyPatch()
-    for module in (artifacts, llm_artifacts):
+    for module in (artifacts, llm_artifacts, leaderboard):
         patch.setattr(module, "save_figure", capture)
     try:
         _, skipped = build_all(RESULTS, tmp_path_factory.mktemp("figures"))

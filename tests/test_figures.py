@@ -2,7 +2,9 @@
 
 import dataclasses
 import io
+import json
 
+import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
@@ -53,6 +55,8 @@ def test_every_artifact_builds_from_small_real_runs(tmp_path, tiny_distill, tiny
         show_progress=False,
     )
 
+    _leaderboard(results, toy_config)
+
     written, skipped = build_all(results, figures)
     assert skipped == {}, skipped
     names = {p.name for p in written}
@@ -72,7 +76,28 @@ def test_every_artifact_builds_from_small_real_runs(tmp_path, tiny_distill, tiny
     assert "GRPO collapses" in (figures / "llm_stress.md").read_text()
     assert {"adpo_fig1.png", "opo_fig1.png", "opo_fig2.png"} <= names
     assert "(44/100)" in (figures / "opo_v5_ood.md").read_text()
-    assert len(BUILDERS) == 12
+    assert {"leaderboard_heatmap.png", "leaderboard_heatmap.pdf"} <= names
+    assert len(BUILDERS) == 13
+
+
+def _leaderboard(results, toy_config) -> None:
+    """A leaderboard of the toy run alone, in the layout `geobench leaderboard` writes."""
+    from geobench.battery.finals import finals, identities
+    from geobench.battery.leaderboard import objectives_table
+    from geobench.report.leaderboard import FAILURE_COLUMNS
+
+    frame = pd.read_csv(results / "toy-saturation" / "saturation.csv")
+    folder = results / "leaderboard"
+    folder.mkdir()
+    finals("toy-saturation", frame, toy_config).to_csv(folder / "finals.csv", index=False)
+    identities("toy-saturation", frame).to_csv(folder / "identities.csv", index=False)
+    objectives_table(toy_config.objectives).to_csv(folder / "objectives.csv", index=False)
+    cells = {"objective": ["grpo"], "experiment": ["toy-saturation"], "role": ["baselines"], "computed": [12]}
+    pd.DataFrame({**cells, "reused": [0]}).to_csv(folder / "cells.csv", index=False)
+    pd.DataFrame(columns=list(FAILURE_COLUMNS)).to_csv(folder / "failures.csv", index=False)
+    meta = {"budget": "quick", "objectives": list(toy_config.objectives), "experiments": ["toy-saturation"]}
+    meta |= {"references": {"toy-saturation": {"sampled": "grpo", "pairwise": "dpo", "listwise": "grpo"}}}
+    (folder / "leaderboard.json").write_text(json.dumps(meta | {"titles": {}, "threads": 1, "workers": 1}))
 
 
 def _line_figure(slope: float) -> Figure:

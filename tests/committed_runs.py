@@ -18,6 +18,7 @@ cell train stacked in one computation, so a cell is rerun whole, all its seeds.
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import time
 from collections.abc import Callable, Mapping
@@ -65,11 +66,28 @@ _MUJOCO_ORDER = ("kd-gaussian", "kd", "adpo-self-anchor", "adpo-self-anchor-ema"
 _MUJOCO_ENVS = ("HalfCheetah-v5", "Hopper-v5")  # Hopper collects its states ~2x slower
 
 
-def committed_runs(results: Path = ROOT / "results") -> list[Path]:
+# The leaderboard's cards (results/battery/<objective>/<experiment>) run one code path per experiment,
+# one objective each: these stand for all of them, one per feedback plus the plugin example and the
+# newest objectives; GEOBENCH_VERIFY_EVERY_CARD=1 reruns a cell of every card's runs (~15 min more).
+SAMPLED_CARDS = ("cispo", "dr-grpo", "ipo", "sft", "aspo")
+
+
+def committed_runs(results: Path = ROOT / "results", every_card: bool | None = None) -> list[Path]:
     """Every committed run folder: a ``run.json`` beside a CSV, except wall-clock ones (``timing/``
-    tables, the interleaved update-time benchmark)."""
+    tables, the interleaved update-time benchmark), and of the battery's cards those of
+    :data:`SAMPLED_CARDS` unless ``every_card`` (default: ``$GEOBENCH_VERIFY_EVERY_CARD``)."""
+    if every_card is None:
+        every_card = os.environ.get("GEOBENCH_VERIFY_EVERY_CARD") == "1"
     runs = [p.parent for p in results.rglob("run.json") if p.parent.name != "timing"]
+    if not every_card:
+        runs = [r for r in runs if _card(r, results) in (None, *SAMPLED_CARDS)]
     return sorted(r for r in runs if json.loads((r / "run.json").read_text())["experiment"] not in WALL_CLOCK)
+
+
+def _card(run: Path, results: Path) -> str | None:
+    """The objective of a card's run (``battery/<objective>/<experiment>``), None for any other run."""
+    parts = run.relative_to(results).parts
+    return parts[1] if len(parts) == 3 and parts[0] == "battery" and parts[1] != "baselines" else None
 
 
 @dataclass(frozen=True)

@@ -111,9 +111,8 @@ def toy(section: Section) -> tuple[str, str, str]:
         rows[-1][f"at p={part['p'].iloc[-1]:g} / at p=0.5"] = f"{ratio:.3g}"
         rows[-1]["dL/dz at p=0.5"] = sign
         if variant == objective:
-            verdicts.append(
-                f"{reading}: {'vanishes' if ratio < SATURATED else 'does not vanish'} ({ratio:.3g}), {sign}"
-            )
+            vanishes = "vanishes" if ratio < SATURATED else "does not vanish"
+            verdicts.append(f"{reading}: {vanishes} ({ratio:.3g}), dL/dz at the anchor {sign}")
             summary.append(f"{reading} ratio {ratio:.3g}{_toy_versus(size, reading, objective, section.reference)}")
     caption = f"{objective} beside the baselines: |dL/dz| vs confidence (OPO Fig. 3's toy; p = 0.5 is the anchor)"
     figure = section.draw(saturation_figure(frame, section.step.config.log_floor, caption), "card_toy")
@@ -271,7 +270,7 @@ def llm(section: Section) -> tuple[str, str, str]:
     text += samples_table(step.out, (objective,))
     reward = [p for p in pairs if p["metric"] == "final reward"]
     verdict = f"final reward rank {rank(means, objective)} ({sides(reward)})."
-    summary = _summary(section, [a for a in against if a], "of final reward and held-out accuracy")
+    summary = _summary(section, [a for a in against if a], "metrics (final reward, held-out accuracy)")
     if not regime.discriminates:
         text += f"\nThe run does not discriminate, so none of {objective}'s differences above is evidence.\n"
         verdict += " NOT DISCRIMINATING: the objectives coincide in this run."

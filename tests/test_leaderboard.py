@@ -32,7 +32,7 @@ def test_the_tiny_leaderboard_writes_every_section_flags_a_twin_and_reuses_its_c
     text = path.read_text()
     for heading in (
         "# Leaderboard", "## Headline", "## Toy saturation", "## Noisy bandits", "## MuJoCo distillation",
-        "## LLM math RL", "## Objectives that coincide", "## Objectives whose loss failed", "## Geometry",
+        "## LLM math RL", "## Objectives that coincide", "## Objectives that failed", "## Geometry",
     ):  # fmt: skip
         assert heading in text, heading
     assert "![heat map](leaderboard_heatmap.png)" in text and (path.parent / "leaderboard_heatmap.png").exists()

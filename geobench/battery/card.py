@@ -44,7 +44,7 @@ def write_card(
 ) -> Path:
     """Write ``folder/CARD.md`` (and, with ``figures``, its PNG/PDF figures; without, none is left
     there) and ``folder/verdicts.csv``; returns the card's path. ``failed``: the experiments whose run
-    stopped on the objective's non-finite loss, with the error."""
+    stopped on the objective's non-finite loss or a diverged run, with the error."""
     folder = Path(folder)
     draw = (lambda fig, stem: _figure(fig, folder, stem)) if figures else _no_figure
     if not figures:

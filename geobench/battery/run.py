@@ -16,7 +16,7 @@ from rich.console import Console
 
 from geobench.battery.card import write_card
 from geobench.battery.plan import BatteryConfig, Plan, card_dir, plan
-from geobench.errors import BadLoss
+from geobench.errors import BadLoss, NonFinite
 from geobench.executor import ExecutorConfig
 from geobench.results import read_meta, write_csv
 
@@ -49,7 +49,7 @@ class ObjectiveRun:
     card: Path
     ledger: pd.DataFrame  # battery.csv's rows
     plans: list[Plan]  # the experiments it ran in
-    failed: dict[str, str]  # experiment -> the one-line error of an objective whose loss could not run there
+    failed: dict[str, str]  # experiment -> the one-line error: a non-finite loss or a diverged run there
 
 
 def run_objective(
@@ -64,7 +64,8 @@ def run_objective(
 ) -> ObjectiveRun:
     """One objective through its experiments. Without ``figures`` the card has its tables only (the
     leaderboard's cards; ``geobench battery`` draws them from the same runs). An experiment in which
-    the objective's loss is not finite (:class:`~geobench.errors.BadLoss`) is recorded as failed."""
+    the objective's loss is not finite (:class:`~geobench.errors.BadLoss`) or its run diverges
+    (:class:`~geobench.errors.NonFinite`) is recorded as failed, with the error."""
     plans, skipped = plan(config, objective, results, rerun)
     rows, ran, failed = [], [], {}
     for step in plans:
@@ -72,7 +73,7 @@ def run_objective(
         try:
             rows += _run_stage(step, results, show_progress, executor, rerun)
             ran.append(step)
-        except BadLoss as error:  # the objective's loss cannot run here: the card says so, the others go on
+        except (BadLoss, NonFinite) as error:  # the objective cannot run here: the card says so, the others go on
             failed[step.experiment.name] = str(error)
             console.print(f"battery {objective}: {error}")
     ledger = pd.DataFrame(rows, columns=_COLUMNS)

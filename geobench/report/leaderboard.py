@@ -92,7 +92,7 @@ def scores(
     failures: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """One row per (experiment, column, objective) in :data:`SCORE_COLUMNS` (see the module docstring);
-    an objective whose loss failed in an experiment (``failures.csv``) has side "failed" in its columns."""
+    an objective that failed in an experiment (``failures.csv``) has side "failed" in its columns."""
     finals = with_all_scenarios(finals)
     feedback = dict(zip(objectives["objective"], objectives["feedback"], strict=True))
     shown = same_as(identities, references)
@@ -367,7 +367,7 @@ def _markdown(meta, scored, finals, identities, inputs, experiments) -> str:
         if experiment == "toy-saturation":
             parts.append(toy_signs(finals))
     parts += ["## Objectives that coincide\n", _identity_text(identities)]
-    parts += ["## Objectives whose loss failed\n", _failure_text(inputs["failures.csv"])]
+    parts += ["## Objectives that failed\n", _failure_text(inputs["failures.csv"])]
     parts += ["## Geometry (the taxonomy columns of OPO Table 2 and ADPO Tables 1 and 3)\n"]
     parts.append(markdown_table(inputs["objectives.csv"].fillna("-")))
     return "\n".join(parts)
@@ -375,10 +375,11 @@ def _markdown(meta, scored, finals, identities, inputs, experiments) -> str:
 
 def _failure_text(failures: pd.DataFrame) -> str:
     if not len(failures):
-        return "Every objective's loss was finite in every experiment it ran in.\n"
+        return "Every objective's loss and run stayed finite in every experiment it ran in.\n"
     return (
-        "An experiment stops an objective whose loss is not finite on finite inputs "
-        "(geobench.objectives.checks); it is shown as failed there, not ranked.\n\n" + markdown_table(failures)
+        "An experiment stops an objective whose loss is not finite on finite inputs (geobench.objectives.checks) "
+        "or whose run diverges (a non-finite loss or metric); it is shown as failed there, not ranked.\n\n"
+        + markdown_table(failures)
     )
 
 

@@ -6,7 +6,8 @@ Colour: the difference where its CI excludes 0, divided by the largest such |dif
 (columns have different units: WinMass, return, reward), so each column reads from -1 (blue, lower)
 to +1 (red, higher); white where the CI straddles 0. A cell marked ``R`` is the reference itself, ``=``
 an objective that coincides with another there (same as X: its difference is not evidence), ``x`` one
-whose loss was not finite there; grey a cell the objective could not run (its feedback) or lacks.
+that failed there (a non-finite loss or a diverged run); grey a cell the objective could not run
+(its feedback) or lacks.
 """
 
 from __future__ import annotations
@@ -94,9 +95,8 @@ def heatmap(scored: pd.DataFrame, experiments: list[str], caption: str) -> Figur
     bar = fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02)
     bar.set_label("resolved difference / column's largest (+: higher than the reference)", fontsize=6)
     bar.ax.tick_params(labelsize=6)
-    add_caption(
-        fig, caption + "; R: the reference, =: same as another objective here, x: loss not finite, grey: not run"
-    )
+    key = "R: the reference, =: same as another objective here, x: failed (non-finite loss or diverged), grey: not run"
+    add_caption(fig, f"{caption}; {key}")
     return fig
 
 

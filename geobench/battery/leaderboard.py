@@ -33,7 +33,7 @@ from geobench.battery.finals import FINALS_COLUMNS, IDENTITY_COLUMNS, START, fin
 from geobench.battery.plan import BY_NAME, BatteryConfig, Plan
 from geobench.battery.run import run_objective
 from geobench.executor import ExecutorConfig
-from geobench.objectives import REGISTRY, get_objective
+from geobench.objectives import REGISTRY, find_objective
 from geobench.progress import progress_bar
 from geobench.report.leaderboard import FAILURE_COLUMNS, write_leaderboard
 from geobench.report.llm_pairs import read_pairs
@@ -132,10 +132,14 @@ def experiment_rows(steps: list[Plan]) -> tuple[pd.DataFrame, pd.DataFrame | Non
 
 
 def objectives_table(names: tuple[str, ...]) -> pd.DataFrame:
-    """objectives.csv: name, feedback, source, registered by, and the geometry row of each objective."""
+    """objectives.csv: name, feedback, source, registered by, and the geometry row of each objective (a
+    baseline that is no registered objective has its name and source only)."""
     rows = []
     for name in names:
-        entry = get_objective(name)
+        entry = find_objective(name)
+        if entry is None:  # a baseline the experiment computes itself (MuJoCo's closed-form kd-gaussian)
+            rows.append({"objective": name, "feedback": "-", "source": "the experiment's own method, not an objective"})
+            continue
         geometry = dataclasses.asdict(entry.geometry)
         rows.append(
             {

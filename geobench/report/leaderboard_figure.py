@@ -2,9 +2,10 @@
 each objective's reference baseline; a pure function of the scores table
 (:func:`geobench.report.leaderboard.scores`, itself computed from ``finals.csv`` and ``identities.csv``).
 
-Colour: the difference where its CI excludes 0, divided by the largest such |difference| in its column
-(columns have different units: WinMass, return, reward), so each column reads from -1 (blue, lower)
-to +1 (red, higher); white where the CI straddles 0. A cell marked ``R`` is the reference itself, ``=``
+Colour: the difference where its CI excludes 0, divided by the 90th percentile of such |differences| in
+its column (columns have different units: WinMass, return, reward; an outlier would wash out the rest)
+and clipped, so each column reads from -1 (blue, lower) to +1 (red, higher); white where the CI
+straddles 0. A cell marked ``R`` is the reference itself, ``=``
 an objective that coincides with another there (same as X: its difference is not evidence), ``x`` one
 that failed there (a non-finite loss or a diverged run); grey a cell the objective could not run
 (its feedback) or lacks.
@@ -22,6 +23,7 @@ from geobench.report.style import add_caption
 
 _SKIP_METRICS = ("anchor_grad",)  # a sign, read in the toy's table, not a score
 _CELL_IN = 0.24  # inches per heat-map cell
+_SCALE_QUANTILE = 0.9
 _LABEL_IN = 0.045  # inches per character of a 6 pt row label (DejaVu Sans, on the safe side)
 
 
@@ -48,8 +50,10 @@ def heat_values(scored: pd.DataFrame, experiments: list[str]) -> tuple[pd.DataFr
         ]
         resolved = part["side"].isin(["higher", "lower"])
         finite = part.loc[resolved, "diff"].abs()
-        finite = finite[np.isfinite(finite)]
-        scale = finite.max() if len(finite) and finite.max() > 0 else 1.0  # an infinite difference reads +-1
+        finite = finite[np.isfinite(finite) & (finite > 0)]
+        # The 90th percentile of the resolved |differences|, not their largest: one outlier (a gradient
+        # ratio of 1e16 in the toy) would wash out the column; beyond it, and an infinite one, read +-1.
+        scale = float(np.quantile(finite, _SCALE_QUANTILE)) if len(finite) else 1.0
         for row in part.itertuples(index=False):
             if row.side == "failed":
                 marks.loc[row.objective, j] = "x"
@@ -61,7 +65,8 @@ def heat_values(scored: pd.DataFrame, experiments: list[str]) -> tuple[pd.DataFr
                 values.loc[row.objective, j] = float(np.clip(row.diff / scale, -1.0, 1.0))
             elif row.side in ("not resolved", "equal"):
                 values.loc[row.objective, j] = 0.0
-    return values, marks
+    shown = values.notna().any(axis=1) | (marks != "").any(axis=1)  # a row with nothing to show is left out
+    return values[shown], marks[shown]
 
 
 def _feedback(scored: pd.DataFrame, objective: str) -> str:
@@ -75,9 +80,10 @@ def heatmap(scored: pd.DataFrame, experiments: list[str], caption: str) -> Figur
     rows, cols = values.shape
     names = [f"{o} ({_feedback(scored, o)[0]})" for o in values.index]
     left = 0.3 + _LABEL_IN * max(map(len, names), default=4)  # inches of the longest row label
-    width, height = left + 1.4 + _CELL_IN * max(cols, 4), 2.6 + _CELL_IN * max(rows, 4)
+    bottom = 0.3 + _LABEL_IN * max((len(c) for _, c, _ in columns), default=4)  # column labels, upright
+    width, height = left + 1.4 + _CELL_IN * max(cols, 4), 1.5 + bottom + _CELL_IN * max(rows, 4)
     fig = Figure(figsize=(width, height))
-    fig.subplots_adjust(left=left / width, right=1 - 1.3 / width, top=1 - 1.5 / height, bottom=1.1 / height)
+    fig.subplots_adjust(left=left / width, right=1 - 1.3 / width, top=1 - 1.5 / height, bottom=bottom / height)
     ax = fig.add_subplot()
     data = np.ma.masked_invalid(values.to_numpy(dtype=float))
     cmap = colormaps["RdBu_r"].with_extremes(bad="0.85")
@@ -86,14 +92,14 @@ def heatmap(scored: pd.DataFrame, experiments: list[str], caption: str) -> Figur
         if mark:
             ax.text(j, i, mark, ha="center", va="center", fontsize=6, color="0.2")
     ax.set_yticks(range(rows), names, fontsize=6)
-    ax.set_xticks(range(cols), [f"{c}" for _, c, _ in columns], fontsize=6, rotation=70, ha="right")
+    ax.set_xticks(range(cols), [c for _, c, _ in columns], fontsize=6, rotation=90)  # upright boxes: no overlap
     edges = [j for j in range(1, cols) if columns[j][0] != columns[j - 1][0]]
     for j in edges:
         ax.axvline(j - 0.5, color="black", linewidth=0.8)
     for j, experiment in _experiment_labels(columns):
         ax.text(j, -0.8, experiment, ha="center", va="bottom", fontsize=7)
     bar = fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02)
-    bar.set_label("resolved difference / column's largest (+: higher than the reference)", fontsize=6)
+    bar.set_label("resolved difference / column's 90th percentile (+: higher than the reference)", fontsize=6)
     bar.ax.tick_params(labelsize=6)
     key = "R: the reference, =: same as another objective here, x: failed (non-finite loss or diverged), grey: not run"
     add_caption(fig, f"{caption}; {key}")

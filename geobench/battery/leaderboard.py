@@ -71,7 +71,9 @@ def run(
         cells = bar.add_task("leaderboard: cells (computed + reused)", total=None)
         for objective in config.algos:
             bar.update(objectives, description=f"leaderboard: {objective}")
-            done = run_objective(config, objective, results, show_progress, executor, console, rerun, figures=False)
+            done = run_objective(
+                config, objective, results, show_progress, executor, console, rerun, figures=False, keep_going=True
+            )
             ledger, plans[objective] = done.ledger, done.plans
             ledgers.append(ledger.assign(objective=objective))
             failed += [(objective, experiment, error) for experiment, error in done.failed.items()]

@@ -61,11 +61,13 @@ def run_objective(
     console: Console,
     rerun: bool = False,
     figures: bool = True,
+    keep_going: bool = False,
 ) -> ObjectiveRun:
     """One objective through its experiments. Without ``figures`` the card has its tables only (the
-    leaderboard's cards; ``geobench battery`` draws them from the same runs). An experiment in which
-    the objective's loss is not finite (:class:`~geobench.errors.BadLoss`) or its run diverges
-    (:class:`~geobench.errors.NonFinite`) is recorded as failed, with the error."""
+    leaderboard's cards; ``geobench battery`` draws them from the same runs). An objective whose loss is
+    not finite or raises (:class:`~geobench.errors.BadLoss`) or whose run diverges
+    (:class:`~geobench.errors.NonFinite`) stops the battery with that one line; under ``keep_going``
+    (the leaderboard, over every objective) the experiment is recorded as failed, with the error."""
     plans, skipped = plan(config, objective, results, rerun)
     rows, ran, failed = [], [], {}
     for step in plans:
@@ -73,7 +75,9 @@ def run_objective(
         try:
             rows += _run_stage(step, results, show_progress, executor, rerun)
             ran.append(step)
-        except (BadLoss, NonFinite) as error:  # the objective cannot run here: the card says so, the others go on
+        except (BadLoss, NonFinite) as error:  # the objective cannot run here
+            if not keep_going:
+                raise
             failed[step.experiment.name] = str(error)
             console.print(f"battery {objective}: {error}")
     ledger = pd.DataFrame(rows, columns=_COLUMNS)

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from geobench.battery.finals import LLM_FINAL_STEPS, at_anchor, saturation_ratio
 from geobench.battery.plan import Plan
 from geobench.report import bandits_report, llm_regime, mujoco_report
 from geobench.report.llm_artifacts import samples_table
@@ -32,7 +33,6 @@ from geobench.report.toy_figure import saturation_figure
 
 TOY_P = (0.5, 0.9, 0.99, 0.999)
 SATURATED = 1e-2  # |dL/dz| at the largest p below 1% of its value at p = 0.5: the gradient has vanished
-LLM_FINAL_STEPS = 20  # OPO Table 1's "final 20 training steps"
 SIDES = ("higher", "lower", "not resolved")
 
 
@@ -105,7 +105,7 @@ def toy(section: Section) -> tuple[str, str, str]:
     for (reading, variant), part in size.groupby(["coordinates", "variant"]):
         part = part.sort_values("p")
         at = {f"p={p:g}": part["value"].iloc[int(np.abs(part["p"] - p).argmin())] for p in TOY_P}
-        ratio = part["value"].iloc[-1] / max(at["p=0.5"], np.finfo(float).tiny)
+        ratio = saturation_ratio(part)
         sign = _anchor_sign(signed[(signed["coordinates"] == reading) & (signed["variant"] == variant)])
         rows.append({"reading": reading, "objective": variant, **{k: f"{v:.3g}" for k, v in at.items()}})
         rows[-1][f"at p={part['p'].iloc[-1]:g} / at p=0.5"] = f"{ratio:.3g}"
@@ -126,7 +126,7 @@ def toy(section: Section) -> tuple[str, str, str]:
 def _anchor_sign(rows: pd.DataFrame) -> str:
     if not len(rows):
         return "not recorded"
-    value = rows["value"].iloc[int(np.abs(rows["p"] - 0.5).argmin())]
+    value = at_anchor(rows.sort_values("p"))
     return "< 0 (raises p)" if value < 0 else "= 0 (no gradient)" if value == 0 else "> 0: SIGN ERROR"
 
 
@@ -134,8 +134,7 @@ def _toy_versus(size: pd.DataFrame, reading: str, objective: str, reference: str
     part = size[(size["coordinates"] == reading) & (size["variant"] == reference)].sort_values("p")
     if reference is None or reference == objective or not len(part):
         return ""
-    at = part["value"].iloc[int(np.abs(part["p"] - 0.5).argmin())]
-    return f" ({reference} {part['value'].iloc[-1] / max(at, np.finfo(float).tiny):.3g})"
+    return f" ({reference} {saturation_ratio(part):.3g})"
 
 
 def bandits(section: Section) -> tuple[str, str, str]:

@@ -59,17 +59,25 @@ def _empty(columns: tuple[str, ...]) -> pd.DataFrame:
     return pd.DataFrame(columns=list(columns))
 
 
+def at_anchor(curve: pd.DataFrame) -> float:
+    """A toy curve's value at the grid point nearest p = 0.5, the anchor (rows of one variant and reading)."""
+    return float(curve["value"].iloc[int(np.abs(curve["p"].to_numpy() - ANCHOR_P).argmin())])
+
+
+def saturation_ratio(curve: pd.DataFrame) -> float:
+    """|dL/dz| at the largest p over its value at the anchor, from one curve's ``grad_abs`` rows sorted by p."""
+    with np.errstate(over="ignore"):  # a gradient that grows past float range has an infinite ratio
+        return float(curve["value"].iloc[-1] / max(at_anchor(curve), np.finfo(float).tiny))
+
+
 def _toy(frame: pd.DataFrame, config) -> pd.DataFrame:
     rows = []
     for (reading, objective), part in frame.groupby(["coordinates", "variant"]):
         size = part[part["metric"] == "grad_abs"].sort_values("p")
-        at = int(np.abs(size["p"].to_numpy() - ANCHOR_P).argmin())
-        with np.errstate(over="ignore"):  # a gradient that grows past float range has an infinite ratio
-            ratio = size["value"].iloc[-1] / max(size["value"].iloc[at], np.finfo(float).tiny)
-        rows.append((reading, "grad_ratio", objective, 0, float(ratio)))
+        rows.append((reading, "grad_ratio", objective, 0, saturation_ratio(size)))
         signed = part[part["metric"] == "grad"].sort_values("p")
         if len(signed):  # toy cells written before the signed gradient was recorded have none
-            rows.append((reading, "anchor_grad", objective, 0, float(signed["value"].iloc[at])))
+            rows.append((reading, "anchor_grad", objective, 0, at_anchor(signed)))
     return pd.DataFrame(rows, columns=["column", "metric", "objective", "seed", "value"])
 
 
